@@ -1,0 +1,1 @@
+"""Vox command line."""

@@ -1,0 +1,163 @@
+"""The `vox` command: `serve` runs the server; every other command talks to it over HTTP."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+from cyclopts import App, Parameter
+from rich.console import Console
+from rich.table import Table
+
+from vox_cli.client import CLIError, VoxClient
+from vox_cli.progress import PullProgress
+
+console = Console()
+err = Console(stderr=True)
+
+app = App(
+    name="vox",
+    help="Vox: a local runtime for speech-to-text and text-to-speech models.",
+    version_flags=["--version"],
+)
+
+Host = Annotated[
+    str | None,
+    Parameter(help="Server address (host, host:port or URL); default $VOX_HOST or 127.0.0.1:11435."),
+]
+
+
+@app.command
+def serve(
+    *,
+    host: Annotated[str | None, Parameter(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, Parameter(help="Port (default 11435).")] = None,
+    device: Annotated[str | None, Parameter(help="auto, cpu, cuda or cuda:N.")] = None,
+    home: Annotated[Path | None, Parameter(help="Vox home (default $VOX_HOME or ~/.vox).")] = None,
+    preload: Annotated[str | None, Parameter(help="Models to load at start, comma-separated.")] = None,
+    max_loaded: Annotated[int | None, Parameter(help="Most models loaded at once (0: no limit).")] = None,
+    keep_alive: Annotated[str | None, Parameter(help="How long idle models stay loaded.")] = None,
+    pull_defaults: Annotated[
+        bool | None, Parameter(help="Pull the default models when the store is empty.")
+    ] = None,
+    log_level: Annotated[str | None, Parameter(help="debug, info, warning, error.")] = None,
+) -> None:
+    """Start the Vox server. Each flag also reads a VOX_* environment variable (--max-loaded: VOX_MAX_LOADED)."""
+    from vox_control.serve import serve as run_server
+    from vox_control.settings import Settings
+
+    settings = Settings.from_env(
+        host=host,
+        port=port,
+        device=device,
+        home=home,
+        preload=tuple(p.strip() for p in preload.split(",") if p.strip()) if preload else None,
+        max_loaded=max_loaded,
+        keep_alive=keep_alive,
+        pull_defaults=pull_defaults,
+        log_level=log_level,
+    )
+    run_server(settings)
+
+
+@app.command
+def pull(name: str, *, host: Host = None) -> None:
+    """Download a model and prepare its adapter's sandbox."""
+    with VoxClient(host) as client, PullProgress(err) as progress:
+        for event in client.stream_lines("/api/pull", {"model": name, "stream": True}):
+            if event.get("status") == "error":
+                raise CLIError(event.get("error", {}).get("message", "pull failed"))
+            progress.update(event)
+    console.print(f"[green]pulled {name}[/green]")
+
+
+@app.command(name="list")
+def list_models(*, host: Host = None) -> None:
+    """List the models in the store."""
+    with VoxClient(host) as client:
+        models = client.get("/api/list")["models"]
+    table = Table("NAME", "TYPE", "ADAPTER", "SIZE", box=None)
+    for m in models:
+        table.add_row(m["name"], m["type"], m["adapter"], _size(m.get("size") or 0))
+    console.print(table)
+
+
+@app.command
+def ps(*, host: Host = None) -> None:
+    """List the loaded models and their runner processes."""
+    with VoxClient(host) as client:
+        models = client.get("/api/ps")["models"]
+    table = Table("NAME", "TYPE", "PID", "DEVICE", "PROVIDERS", "IN FLIGHT", "IDLE", box=None)
+    for m in models:
+        table.add_row(
+            m["name"],
+            m["type"],
+            str(m["pid"]),
+            m["device"],
+            ",".join(m.get("providers") or []),
+            str(m["in_flight"]),
+            f"{m['idle_for_s']:.0f}s",
+        )
+    console.print(table)
+
+
+@app.command
+def run(
+    name: str,
+    input: str,  # noqa: A002 - the user-facing name
+    /,
+    *,
+    output: Annotated[Path | None, Parameter(name=["--output", "-o"])] = None,
+    voice: str | None = None,
+    speed: float = 1.0,
+    language: str | None = None,
+    host: Host = None,
+) -> None:
+    """Transcribe an audio file, or speak a text into a WAV file (-o, default output.wav)."""
+    path = Path(input)
+    with VoxClient(host) as client:
+        if path.is_file():
+            with path.open("rb") as fh:
+                data = {"model": name} | ({"language": language} if language else {})
+                result = client.post_files("/api/transcribe", {"file": (path.name, fh)}, data)
+            console.print(result["text"].strip())
+            return
+        out = output or Path("output.wav")
+        body = {"model": name, "input": input, "speed": speed, "response_format": "wav"}
+        if voice:
+            body["voice"] = voice
+        written = 0
+        tmp = out.with_name(f".{out.name}.part")
+        with tmp.open("wb") as fh:
+            for chunk in client.stream_bytes("/api/synthesize", body):
+                fh.write(chunk)
+                written += len(chunk)
+        tmp.replace(out)  # never leave a half-written file under the requested name
+    err.print(f"wrote {out} ({_size(written)})")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    # A global --host before the command (`vox --host X list`) applies to that command.
+    if len(args) >= 2 and args[0] == "--host":
+        args = [*args[2:3], "--host", args[1], *args[3:]]
+    try:
+        app(args)
+    except CLIError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

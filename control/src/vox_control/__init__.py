@@ -1,0 +1,3 @@
+"""Vox control plane."""
+
+__version__ = "0.1.0"

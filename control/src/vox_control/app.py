@@ -1,0 +1,46 @@
+"""The Litestar application factory: routes, dependency injection, lifespan, error handlers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from vox_control import __version__
+from vox_control.errors import EXCEPTION_HANDLERS
+from vox_control.routes.native import NativeController
+from vox_control.routes.openai import OpenAIController
+from vox_control.services import Services
+from vox_control.settings import Settings
+
+
+def create_app(settings: Settings, services: Services | None = None) -> Litestar:
+    """Build the app; ``services`` may be injected (tests pass fakes for the seams)."""
+    svc = services if services is not None else Services(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await svc.start()
+        try:
+            yield
+        finally:
+            # Every runner is reaped here, however the server stops (SIGINT, SIGTERM).
+            await svc.stop()
+
+    def provide_services() -> Services:
+        return svc
+
+    app = Litestar(
+        route_handlers=[NativeController, OpenAIController],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_upload_bytes,
+        openapi_config=OpenAPIConfig(title="Vox", version=__version__, path="/docs"),
+        debug=False,
+    )
+    app.state.services = svc
+    return app

@@ -1,0 +1,144 @@
+"""Errors with their HTTP status, and the one exception-handler map the app installs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from vox_control.audio import AudioDecodeError
+from vox_control.runner_client import RunnerDied, RunnerRequestError
+from vox_control.scheduler import LoadError
+
+log = logging.getLogger("vox.errors")
+
+
+class VoxError(Exception):
+    """An error a client can act on: carries its status, an error type and the parameter."""
+
+    status = 400
+    type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class BadRequest(VoxError):
+    status = 400
+
+
+class ModelNotFound(VoxError):
+    status = 404
+    type = "not_found_error"
+
+    def __init__(self, message: str, *, param: str | None = "model") -> None:
+        super().__init__(message, param=param, code="model_not_found")
+
+
+class PayloadTooLarge(VoxError):
+    status = 413
+
+
+class Unavailable(VoxError):
+    status = 503
+    type = "server_error"
+
+
+class UpstreamFailed(VoxError):
+    """The runner process failed (crashed, or its adapter raised)."""
+
+    status = 502
+    type = "server_error"
+
+
+# Runner error codes -> HTTP status. bad_request/unsupported are the caller's fault.
+_RUNNER_STATUS = {
+    "bad_request": 400,
+    "unsupported": 400,
+    "cancelled": 499,
+    "not_loaded": 503,
+    "load_failed": 500,
+    "inference_failed": 500,
+    "version_mismatch": 500,
+    "protocol": 502,
+    "internal": 500,
+}
+
+
+def error_body(
+    message: str, type_: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error envelope, used by every route so clients parse one shape."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _respond(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(content=body, status_code=status, media_type=MediaType.JSON, headers=headers)
+
+
+def vox_error_handler(_: Request[Any, Any, Any], exc: VoxError) -> Response[Any]:
+    return _respond(exc.status, error_body(exc.message, exc.type, param=exc.param, code=exc.code))
+
+
+def audio_error_handler(_: Request[Any, Any, Any], exc: AudioDecodeError) -> Response[Any]:
+    return _respond(400, error_body(str(exc), "invalid_request_error", param="file", code="invalid_audio"))
+
+
+def runner_error_handler(_: Request[Any, Any, Any], exc: RunnerRequestError) -> Response[Any]:
+    status = _RUNNER_STATUS.get(exc.code, 500)
+    type_ = "invalid_request_error" if status < 500 else "server_error"
+    return _respond(status, error_body(exc.message, type_, code=exc.code))
+
+
+def runner_died_handler(request: Request[Any, Any, Any], exc: RunnerDied) -> Response[Any]:
+    # The runner's last stderr lines go to the server log: that is where the cause lives.
+    tail = "\n".join(f"  | {line}" for line in exc.stderr_tail[-20:])
+    log.error("%s %s failed: %s\n%s", request.method, request.url.path, exc, tail)
+    return _respond(
+        502,
+        error_body(
+            f"the runner for {exc.name} stopped while serving this request "
+            f"(exit code {exc.returncode}); it will be restarted on the next request",
+            "server_error",
+            code="runner_died",
+        ),
+    )
+
+
+def load_error_handler(_: Request[Any, Any, Any], exc: LoadError) -> Response[Any]:
+    log.error("%s", exc)
+    return _respond(500, error_body(str(exc), "server_error", code="load_failed"))
+
+
+def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    message = exc.detail
+    if isinstance(exc, ValidationException) and exc.extra:
+        message = f"{exc.detail}: {exc.extra}"
+    type_ = "invalid_request_error" if status < 500 else "server_error"
+    return _respond(status, error_body(str(message), type_), headers=exc.headers)
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return _respond(
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        error_body(f"internal error: {type(exc).__name__}: {exc}", "server_error"),
+    )
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    VoxError: vox_error_handler,
+    AudioDecodeError: audio_error_handler,
+    RunnerRequestError: runner_error_handler,
+    RunnerDied: runner_died_handler,
+    LoadError: load_error_handler,
+    HTTPException: http_exception_handler,
+    Exception: internal_error_handler,
+}

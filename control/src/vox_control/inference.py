@@ -1,0 +1,114 @@
+"""Transcription and synthesis on top of the scheduler, shared by the native and OpenAI routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from litestar.datastructures import UploadFile
+from vox_protocol import Synthesize, Transcribe, Transcript
+
+from vox_control.audio import WHISPER_RATE, AudioDecodeError, decode_audio
+from vox_control.errors import BadRequest
+from vox_control.services import Services
+
+MIN_SPEED, MAX_SPEED = 0.25, 4.0
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    language: str | None = None
+    task: str = "transcribe"
+    prompt: str | None = None
+    temperature: float | None = None
+    word_timestamps: bool = False
+    vad_filter: bool = False
+    beam_size: int | None = None
+
+
+async def read_upload(upload: object) -> bytes:
+    if not isinstance(upload, UploadFile):
+        raise BadRequest("a multipart form field 'file' with the audio is required", param="file")
+    data = await upload.read()
+    if not data:
+        raise AudioDecodeError("the uploaded file is empty")
+    return data
+
+
+async def transcribe(
+    services: Services, name: str, data: bytes, options: TranscribeOptions
+) -> Transcript:
+    services.manifest(name, "stt")  # 404/400 before any decoding work
+    # Decode once, here, off the event loop; the runner receives raw PCM only.
+    pcm = await asyncio.to_thread(decode_audio, data, WHISPER_RATE)
+    async with services.scheduler.use(name) as model:
+        runner = model.runner
+        reply = await runner.request(
+            Transcribe(
+                id=runner.next_id(),
+                audio=pcm.tobytes(),
+                sample_rate=WHISPER_RATE,
+                language=options.language or None,
+                task="translate" if options.task == "translate" else "transcribe",
+                prompt=options.prompt or None,
+                temperature=options.temperature,
+                word_timestamps=options.word_timestamps,
+                vad_filter=options.vad_filter,
+                beam_size=options.beam_size,
+            )
+        )
+    if not isinstance(reply, Transcript):
+        raise BadRequest(f"unexpected reply from the runner: {type(reply).__name__}")
+    return reply
+
+
+def check_text(text: str | None, max_chars: int = 100_000) -> str:
+    if text is None or not text.strip():
+        raise BadRequest("'input' must be non-empty text", param="input")
+    if len(text) > max_chars:
+        raise BadRequest(f"'input' is {len(text)} characters; the limit is {max_chars}", param="input")
+    return text
+
+
+def check_speed(speed: float) -> float:
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise BadRequest(f"'speed' must be between {MIN_SPEED} and {MAX_SPEED}", param="speed")
+    return speed
+
+
+async def open_synthesis(
+    services: Services, name: str, text: str, voice: str | None, speed: float
+) -> tuple[int, AsyncIterator[tuple[bytes, int]]]:
+    """Start synthesis and wait for its first chunk, so errors surface as a proper status.
+
+    Returns the model's sample rate and an iterator of (pcm16 bytes, rate) chunks that holds
+    the model's reference until it is exhausted or closed (a client disconnect closes it, and
+    closing sends the runner a Cancel).
+    """
+    manifest = services.manifest(name, "tts")
+    stack = contextlib.AsyncExitStack()
+    try:
+        model = await stack.enter_async_context(services.scheduler.use(name))
+        runner = model.runner
+        request = Synthesize(
+            id=runner.next_id(), text=text, voice=services.voice_for(manifest, voice), speed=speed
+        )
+        chunks = runner.stream(request)
+        stack.push_async_callback(chunks.aclose)  # type: ignore[attr-defined]
+        try:
+            first = await anext(chunks)
+        except StopAsyncIteration:
+            raise BadRequest("the text produced no speech", param="input") from None
+    except BaseException:
+        await stack.aclose()
+        raise
+
+    async def audio() -> AsyncIterator[tuple[bytes, int]]:
+        async with stack:
+            yield first.audio, first.sample_rate
+            async for chunk in chunks:
+                yield chunk.audio, chunk.sample_rate
+
+    return first.sample_rate, audio()

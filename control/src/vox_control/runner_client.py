@@ -1,0 +1,302 @@
+"""The control plane's end of one runner process: spawn, handshake, multiplexed requests, reaping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from vox_protocol import (
+    PROTOCOL_VERSION,
+    AudioChunk,
+    Cancel,
+    ControlMessage,
+    Error,
+    FrameDecoder,
+    FrameEncoder,
+    Hello,
+    ProtocolError,
+    RunnerMessage,
+    Shutdown,
+    SynthesisDone,
+    Welcome,
+)
+
+from vox_control import __version__
+
+log = logging.getLogger("vox.runner")
+
+_READ_CHUNK = 1 << 20
+
+
+class RunnerDied(Exception):
+    """The runner process exited (or broke the protocol) while requests were in flight."""
+
+    def __init__(self, name: str, returncode: int | None, stderr_tail: Sequence[str]) -> None:
+        self.name = name
+        self.returncode = returncode
+        self.stderr_tail = list(stderr_tail)
+        how = "was killed" if returncode is not None and returncode < 0 else "exited"
+        last = "; ".join(line for line in self.stderr_tail[-3:] if line) or "no output"
+        super().__init__(f"runner for {name} {how} (code {returncode}); last stderr: {last}")
+
+
+class RunnerRequestError(Exception):
+    """The runner answered a request with an Error frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class RunnerClient:
+    """Owns one runner subprocess and multiplexes concurrent requests over its pipes by id."""
+
+    def __init__(
+        self,
+        name: str,
+        proc: asyncio.subprocess.Process,
+        *,
+        max_frame: int,
+        stderr_lines: int = 100,
+    ) -> None:
+        self.name = name
+        self.proc = proc
+        self.pid = proc.pid
+        self.welcome: Welcome | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=stderr_lines)
+        self._encoder = FrameEncoder(max_frame)
+        self._decoder: FrameDecoder[RunnerMessage] = FrameDecoder(RunnerMessage, max_frame)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Queue[RunnerMessage | RunnerDied]] = {}
+        self._write_lock = asyncio.Lock()
+        self._welcome: asyncio.Future[Welcome] = asyncio.get_running_loop().create_future()
+        self._died: RunnerDied | None = None
+        self._closing = False
+        self._stderr_task = asyncio.create_task(self._read_stderr(), name=f"runner-err-{name}")
+        self._tasks = [
+            asyncio.create_task(self._read_frames(), name=f"runner-frames-{name}"),
+            self._stderr_task,
+        ]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def start(
+        cls,
+        name: str,
+        python: Path,
+        adapter: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        max_frame: int,
+        timeout: float = 60.0,
+        extra_args: Sequence[str] = (),
+    ) -> RunnerClient:
+        """Spawn ``python -m vox_runner`` and complete the version handshake."""
+        child_env = dict(os.environ if env is None else env)
+        child_env.setdefault("PYTHONUNBUFFERED", "1")
+        # The control plane's own venv must never leak into the sandbox interpreter.
+        for var in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "UV_PROJECT_ENVIRONMENT"):
+            child_env.pop(var, None)
+        proc = await asyncio.create_subprocess_exec(
+            str(python),
+            "-X",
+            "faulthandler",
+            "-m",
+            "vox_runner",
+            "--adapter",
+            adapter,
+            "--max-frame",
+            str(max_frame),
+            *extra_args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=child_env,
+            # Own process group: a Ctrl-C at the terminal reaches the control plane only,
+            # which then shuts runners down in order. Runners exit on stdin EOF if we die.
+            start_new_session=True,
+            limit=_READ_CHUNK,
+        )
+        client = cls(name, proc, max_frame=max_frame)
+        try:
+            await client._send(Hello(protocol_version=PROTOCOL_VERSION, control_version=__version__))
+            client.welcome = await asyncio.wait_for(asyncio.shield(client._welcome), timeout)
+        except BaseException:
+            await client.close(grace=0.5)
+            raise
+        log.info(
+            "runner %s started: pid %d, adapter %s, runner %s",
+            name,
+            proc.pid,
+            client.welcome.adapter,
+            client.welcome.runner_version,
+        )
+        return client
+
+    @property
+    def alive(self) -> bool:
+        return self._died is None and self.proc.returncode is None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Ask the runner to shut down, then terminate, then kill; always reap it."""
+        self._closing = True
+        if self.proc.returncode is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._send(Shutdown()), 1.0)
+            with contextlib.suppress(Exception):
+                if self.proc.stdin is not None:
+                    self.proc.stdin.close()
+            for sig, wait in ((None, grace), (signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+                if sig is not None and self.proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        self.proc.send_signal(sig)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.proc.wait(), wait)
+                if self.proc.returncode is not None:
+                    break
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._fail_all(RunnerDied(self.name, self.proc.returncode, self.stderr_tail))
+
+    # ------------------------------------------------------------------ requests
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    async def request(self, message: Any) -> RunnerMessage:
+        """Send a request carrying ``message.id`` and return its single reply."""
+        async for reply in self._exchange(message, single=True):
+            return reply
+        raise RunnerDied(self.name, self.proc.returncode, self.stderr_tail)  # pragma: no cover
+
+    async def stream(self, message: Any) -> AsyncIterator[AudioChunk]:
+        """Send a synthesis request and yield its audio chunks until SynthesisDone."""
+        async for reply in self._exchange(message, single=False):
+            if isinstance(reply, AudioChunk):
+                yield reply
+
+    async def _exchange(self, message: Any, *, single: bool) -> AsyncIterator[RunnerMessage]:
+        if self._died is not None:
+            raise self._died
+        request_id: int = message.id
+        queue: asyncio.Queue[RunnerMessage | RunnerDied] = asyncio.Queue()
+        self._pending[request_id] = queue
+        finished = False
+        try:
+            await self._send(message)
+            while True:
+                reply = await queue.get()
+                if isinstance(reply, RunnerDied):
+                    finished = True
+                    raise reply
+                if isinstance(reply, Error):
+                    finished = True
+                    raise RunnerRequestError(reply.code, reply.message)
+                if single or isinstance(reply, SynthesisDone):
+                    finished = True
+                    yield reply
+                    return
+                yield reply
+        finally:
+            self._pending.pop(request_id, None)
+            if not finished and self.alive:
+                # The caller went away (client disconnect, timeout): stop the work.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._send(Cancel(id=request_id)))
+
+    async def _send(self, message: ControlMessage) -> None:
+        frame = self._encoder.encode(message)
+        stdin = self.proc.stdin
+        if stdin is None or stdin.is_closing():
+            raise RunnerDied(self.name, self.proc.returncode, self.stderr_tail)
+        async with self._write_lock:
+            try:
+                stdin.write(frame)
+                await stdin.drain()
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                raise RunnerDied(self.name, self.proc.returncode, self.stderr_tail) from exc
+
+    # ------------------------------------------------------------------ readers
+
+    async def _read_frames(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        error: str | None = None
+        try:
+            while chunk := await stdout.read(_READ_CHUNK):
+                for message in self._decoder.feed(chunk):
+                    self._dispatch(message)
+        except ProtocolError as exc:
+            error = f"protocol error from runner: {exc}"
+            log.error("runner %s: %s", self.name, error)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+        # EOF: the runner exited or closed its frame descriptor; collect its last words.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.proc.wait(), 5.0)
+        # Let the stderr reader drain the runner's last words (a traceback, an OOM note).
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._stderr_task), 2.0)
+        tail = list(self.stderr_tail)
+        if error:
+            tail.append(error)
+        died = RunnerDied(self.name, self.proc.returncode, tail)
+        if not self._closing:
+            log.error("%s\n%s", died, "\n".join(f"  | {line}" for line in tail[-20:]))
+        self._fail_all(died)
+
+    def _dispatch(self, message: RunnerMessage) -> None:
+        if isinstance(message, Welcome):
+            if message.protocol_version != PROTOCOL_VERSION and not self._welcome.done():
+                self._welcome.set_exception(
+                    RunnerRequestError(
+                        "version_mismatch",
+                        f"runner speaks protocol {message.protocol_version}, "
+                        f"control plane {PROTOCOL_VERSION}",
+                    )
+                )
+            elif not self._welcome.done():
+                self._welcome.set_result(message)
+            return
+        if isinstance(message, Error) and message.id == 0:
+            log.error("runner %s: %s: %s", self.name, message.code, message.message)
+            if not self._welcome.done():
+                self._welcome.set_exception(RunnerRequestError(message.code, message.message))
+            return
+        queue = self._pending.get(message.id)
+        if queue is not None:
+            queue.put_nowait(message)
+        # A reply for a request nobody waits for (cancelled) is dropped on purpose.
+
+    async def _read_stderr(self) -> None:
+        stderr = self.proc.stderr
+        assert stderr is not None
+        while line := await stderr.readline():
+            text = line.decode("utf-8", "replace").rstrip()
+            self.stderr_tail.append(text)
+            log.debug("[%s] %s", self.name, text)
+
+    def _fail_all(self, died: RunnerDied) -> None:
+        if self._died is None:
+            self._died = died
+        if not self._welcome.done():
+            self._welcome.set_exception(died)
+            # Nobody may await it if start() already gave up; avoid "never retrieved" noise.
+            self._welcome.exception()
+        for queue in self._pending.values():
+            queue.put_nowait(died)

@@ -1,0 +1,247 @@
+"""The services a route needs, built once per app: registry, store, sandboxes, puller, scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from vox_sandboxes import RunnerSource, SandboxError, SandboxManager
+
+from vox_control.errors import BadRequest, ModelNotFound, Unavailable
+from vox_control.registry import CatalogEntry, InvalidModelName, Registry, UnknownModel, validate_name
+from vox_control.runner_client import RunnerClient
+from vox_control.scheduler import LoadSpec, Scheduler
+from vox_control.settings import Settings
+from vox_control.sources import PullEvent, pull_model
+from vox_control.store import Manifest, NotInstalled, Store
+
+log = logging.getLogger("vox.services")
+
+# Names OpenAI clients send; they map onto the configured default models.
+OPENAI_STT_ALIASES = frozenset({"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"})
+OPENAI_TTS_ALIASES = frozenset({"tts-1", "tts-1-hd", "gpt-4o-mini-tts"})
+OPENAI_VOICES = frozenset(
+    {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse"}
+)
+
+
+@dataclass
+class _PullJob:
+    task: asyncio.Task[Manifest]
+    listeners: list[asyncio.Queue[PullEvent | None]] = field(default_factory=list)
+
+
+class Puller:
+    """Runs pulls: one job per model however many clients ask; events fan out to each of them."""
+
+    def __init__(self, settings: Settings, registry: Registry, store: Store, sandboxes: SandboxManager):
+        self._settings = settings
+        self._registry = registry
+        self._store = store
+        self._sandboxes = sandboxes
+        self._jobs: dict[str, _PullJob] = {}
+
+    def in_progress(self) -> list[str]:
+        return sorted(self._jobs)
+
+    async def wait(self, name: str) -> None:
+        """If ``name`` is being pulled, wait for that pull to finish (errors ignored here)."""
+        job = self._jobs.get(name)
+        if job is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(job.task)
+
+    async def events(self, name: str) -> AsyncIterator[PullEvent]:
+        """Start (or join) the pull of ``name`` and yield its progress; raises on failure.
+
+        When every listener has gone (clients disconnected), the pull is cancelled and its
+        staging area removed.
+        """
+        entry = self._registry.get(name)
+        job = self._jobs.get(entry.name)
+        if job is None:
+            job = _PullJob(asyncio.create_task(self._run(entry), name=f"pull-{entry.name}"))
+            self._jobs[entry.name] = job
+            job.task.add_done_callback(lambda _t, n=entry.name: self._finish(n))
+        queue: asyncio.Queue[PullEvent | None] = asyncio.Queue()
+        job.listeners.append(queue)
+        try:
+            while True:
+                event = await queue.get()
+                if event is None:
+                    break
+                yield event
+            await job.task  # re-raises the pull's error for this listener
+        finally:
+            job.listeners.remove(queue)
+            if not job.listeners and not job.task.done():
+                job.task.cancel()
+
+    async def pull(self, name: str) -> Manifest:
+        async for _ in self.events(name):
+            pass
+        return self._store.manifest(name)
+
+    def _finish(self, name: str) -> None:
+        job = self._jobs.pop(name, None)
+        if job is not None:
+            for queue in job.listeners:
+                queue.put_nowait(None)
+
+    def _emit(self, name: str, event: PullEvent) -> None:
+        job = self._jobs.get(name)
+        if job is not None:
+            for queue in job.listeners:
+                queue.put_nowait(event)
+
+    async def _run(self, entry: CatalogEntry) -> Manifest:
+        loop = asyncio.get_running_loop()
+        emit: Callable[[PullEvent], None] = lambda e: self._emit(entry.name, e)  # noqa: E731
+
+        def sandbox_log(line: str) -> None:  # called from the worker thread
+            loop.call_soon_threadsafe(emit, PullEvent(status=line))
+
+        manifest = await pull_model(
+            entry, self._store, index_url=self._settings.pypi_index, progress=emit
+        )
+        emit(PullEvent(status=f"preparing the {entry.adapter} sandbox"))
+        try:
+            await asyncio.to_thread(self._sandboxes.ensure, entry.adapter, sandbox_log)
+        except SandboxError as exc:
+            raise Unavailable(str(exc)) from exc
+        return manifest
+
+
+class Services:
+    """Everything the routes use; one instance per app, provided by dependency injection."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.registry = Registry(user_dir=settings.catalog_dir)
+        self.store = Store(settings.models_dir)
+        self.sandboxes = SandboxManager(
+            settings.sandboxes_dir, RunnerSource.detect(), device=settings.resolved_device
+        )
+        self.puller = Puller(settings, self.registry, self.store, self.sandboxes)
+        self.scheduler = Scheduler(settings, self.load_spec, self.spawn)
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self.settings.pull_defaults and not self.store.list():
+            for name in (self.settings.default_stt, self.settings.default_tts):
+                self._spawn_background(self._pull_quietly(name))
+        for name in self.settings.preload:
+            self._spawn_background(self._preload(name))
+
+    async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.scheduler.stop()
+
+    def _spawn_background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _pull_quietly(self, name: str) -> None:
+        log.info("store is empty: pulling default model %s", name)
+        try:
+            await self.puller.pull(name)
+            log.info("pulled %s", name)
+        except Exception as exc:
+            log.error("could not pull default model %s: %s", name, exc)
+
+    async def _preload(self, name: str) -> None:
+        try:
+            await self.puller.wait(name)
+            async with self.scheduler.use(name):
+                pass
+        except Exception as exc:
+            log.error("could not preload %s: %s", name, exc)
+
+    # ------------------------------------------------------------------ names
+
+    def model_name(self, requested: str | None, kind: str) -> str:
+        """Map a requested name (or none, or an OpenAI alias) onto an installed-model name."""
+        if not requested or requested in (OPENAI_STT_ALIASES | OPENAI_TTS_ALIASES):
+            if requested in OPENAI_STT_ALIASES or (not requested and kind == "stt"):
+                return self.settings.default_stt
+            return self.settings.default_tts
+        try:
+            return validate_name(requested)
+        except InvalidModelName as exc:
+            raise BadRequest(str(exc), param="model") from exc
+
+    def manifest(self, name: str, kind: str | None = None) -> Manifest:
+        try:
+            manifest = self.store.manifest(name)
+        except NotInstalled:
+            try:
+                self.registry.get(name)
+            except UnknownModel as exc:
+                raise ModelNotFound(f"model '{name}' not found: {exc.args[0]}") from exc
+            raise ModelNotFound(
+                f"model '{name}' is not pulled; run `vox pull {name}` or POST /api/pull"
+            ) from None
+        if kind is not None and manifest.type != kind:
+            what = {"stt": "speech-to-text", "tts": "text-to-speech"}
+            raise BadRequest(
+                f"model '{name}' is a {what.get(manifest.type, manifest.type)} model, "
+                f"not {what[kind]}",
+                param="model",
+            )
+        return manifest
+
+    def voice_for(self, manifest: Manifest, voice: str | None) -> str | None:
+        """Map OpenAI voice names through the entry's voice map; unknown ones fall to default."""
+        if not voice:
+            return None
+        entry = manifest.entry
+        if voice in entry.voice_map:
+            return entry.voice_map[voice]
+        if voice in OPENAI_VOICES:
+            return entry.default_voice
+        return voice
+
+    # ------------------------------------------------------------------ scheduler seams
+
+    async def load_spec(self, name: str) -> LoadSpec:
+        await self.puller.wait(name)
+        manifest = self.manifest(name)
+        sandbox = self.sandboxes.get(manifest.adapter)
+        if sandbox is None:
+            try:
+                sandbox = await asyncio.to_thread(self.sandboxes.ensure, manifest.adapter)
+            except SandboxError as exc:
+                raise Unavailable(str(exc)) from exc
+        return LoadSpec(
+            name=name,
+            adapter=manifest.adapter,
+            kind=manifest.type,
+            model_dir=self.store.path(name),
+            python=sandbox.python,
+            device=self.settings.resolved_device,
+            options=dict(manifest.entry.options),
+        )
+
+    async def spawn(self, spec: LoadSpec) -> RunnerClient:
+        return await RunnerClient.start(
+            spec.name,
+            spec.python,
+            spec.adapter,
+            max_frame=self.settings.max_frame_bytes,
+            timeout=self.settings.runner_start_timeout,
+        )
+
+
+def to_builtins(value: Any) -> Any:
+    return msgspec.to_builtins(value)

