@@ -102,11 +102,14 @@ class RunnerClient:
         extra_args: Sequence[str] = (),
     ) -> RunnerClient:
         """Spawn ``python -m vox_runner`` and complete the version handshake."""
-        child_env = dict(os.environ if env is None else env)
+        if env is None:
+            child_env = dict(os.environ)
+            # The control plane's own venv must never leak into the sandbox interpreter.
+            for var in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "UV_PROJECT_ENVIRONMENT"):
+                child_env.pop(var, None)
+        else:
+            child_env = dict(env)
         child_env.setdefault("PYTHONUNBUFFERED", "1")
-        # The control plane's own venv must never leak into the sandbox interpreter.
-        for var in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "UV_PROJECT_ENVIRONMENT"):
-            child_env.pop(var, None)
         proc = await asyncio.create_subprocess_exec(
             str(python),
             "-X",
