@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vox_protocol import Load, Loaded, ModelInfo
-
 from vox_control.runner_client import RunnerDied
 from vox_control.scheduler import LoadError, LoadSpec, Scheduler
 from vox_control.settings import Settings
+from vox_protocol import Load, Loaded, ModelInfo
 
 
 class FakeRunner:

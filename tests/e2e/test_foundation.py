@@ -67,7 +67,9 @@ def test_speech_then_transcription_round_trip(pulled: VoxServer) -> None:
 
 def test_native_routes_round_trip(pulled: VoxServer) -> None:
     with pulled.client() as client:
-        wav = client.post("/api/synthesize", json={"model": "piper:en-us-joe-medium", "input": SENTENCE})
+        wav = client.post(
+            "/api/synthesize", json={"model": "piper:en-us-joe-medium", "input": SENTENCE}
+        )
         assert wav.status_code == 200, wav.text
         result = client.post(
             "/api/transcribe",
@@ -98,11 +100,16 @@ def test_runners_live_in_their_sandboxes(pulled: VoxServer) -> None:
         _speech(client, "Warm up.")
         models = {m["name"]: m for m in client.get("/api/ps").json()["models"]}
     assert {"whisper:tiny.en", "piper:en-us-joe-medium"} <= set(models)
-    for name, adapter in (("whisper:tiny.en", "faster-whisper"), ("piper:en-us-joe-medium", "piper")):
+    for name, adapter in (
+        ("whisper:tiny.en", "faster-whisper"),
+        ("piper:en-us-joe-medium", "piper"),
+    ):
         pid = models[name]["pid"]
         argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
         sandbox = (pulled.home / "sandboxes" / adapter).resolve()
-        assert Path(argv0).resolve().is_relative_to(sandbox) or argv0.startswith(str(sandbox)), argv0
+        assert Path(argv0).resolve().is_relative_to(sandbox) or argv0.startswith(str(sandbox)), (
+            argv0
+        )
 
 
 def test_control_plane_never_imports_inference_stacks() -> None:
@@ -136,14 +143,18 @@ def test_bad_inputs_are_400(pulled: VoxServer) -> None:
         assert r.status_code == 400, r.text
         assert r.json()["error"]["param"] == "file"
         r = client.post(
-            "/v1/audio/transcriptions", files={"file": ("empty.wav", b"")}, data={"model": "whisper:tiny.en"}
+            "/v1/audio/transcriptions",
+            files={"file": ("empty.wav", b"")},
+            data={"model": "whisper:tiny.en"},
         )
         assert r.status_code == 400
         for text in ("", "   "):
             r = _speech(client, text)
             assert r.status_code == 400, r.text
             assert r.json()["error"]["param"] == "input"
-        r = client.post("/v1/audio/speech", content=b"{not json", headers={"content-type": "application/json"})
+        r = client.post(
+            "/v1/audio/speech", content=b"{not json", headers={"content-type": "application/json"}
+        )
         assert r.status_code == 400
         r = _speech(client, "hi", speed=9)
         assert r.status_code == 400
@@ -162,7 +173,9 @@ def test_runner_killed_mid_request_is_5xx_then_recovers(pulled: VoxServer) -> No
         wav = _speech(client, long_text, response_format="wav").content
         _ = client.post("/v1/audio/transcriptions", files={"file": ("w.wav", wav)})  # warm
         pid = next(
-            m["pid"] for m in client.get("/api/ps").json()["models"] if m["name"] == "whisper:tiny.en"
+            m["pid"]
+            for m in client.get("/api/ps").json()["models"]
+            if m["name"] == "whisper:tiny.en"
         )
         result: dict[str, httpx.Response] = {}
 
@@ -191,7 +204,9 @@ def test_runner_killed_mid_request_is_5xx_then_recovers(pulled: VoxServer) -> No
         assert again.status_code == 200, again.text
         assert wer(long_text, again.json()["text"]) <= 0.15
         new_pid = next(
-            m["pid"] for m in client.get("/api/ps").json()["models"] if m["name"] == "whisper:tiny.en"
+            m["pid"]
+            for m in client.get("/api/ps").json()["models"]
+            if m["name"] == "whisper:tiny.en"
         )
         assert new_pid != pid
 
@@ -203,7 +218,10 @@ def test_no_runner_survives_server_stop(tmp_path: Path, pulled: VoxServer) -> No
     with server.client() as client:
         assert _speech(client, "One more sentence.").status_code == 200
         wav = _speech(client, "And another one.").content
-        assert client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav)}).status_code == 200
+        assert (
+            client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav)}).status_code
+            == 200
+        )
         pids = [m["pid"] for m in client.get("/api/ps").json()["models"]]
     assert len(pids) == 2
     assert server.stop() == 0

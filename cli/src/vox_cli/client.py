@@ -82,7 +82,9 @@ class VoxClient:
                     if line.strip():
                         yield json.loads(line)
         except httpx.ConnectError:
-            raise CLIError(f"cannot reach the Vox server at {self.base}; start it with `vox serve`") from None
+            raise CLIError(
+                f"cannot reach the Vox server at {self.base}; start it with `vox serve`"
+            ) from None
 
     def stream_bytes(self, path: str, body: dict[str, Any]) -> Iterator[bytes]:
         try:
@@ -90,4 +92,6 @@ class VoxClient:
                 self._check(response)
                 yield from response.iter_bytes()
         except httpx.ConnectError:
-            raise CLIError(f"cannot reach the Vox server at {self.base}; start it with `vox serve`") from None
+            raise CLIError(
+                f"cannot reach the Vox server at {self.base}; start it with `vox serve`"
+            ) from None

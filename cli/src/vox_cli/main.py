@@ -24,7 +24,9 @@ app = App(
 
 Host = Annotated[
     str | None,
-    Parameter(help="Server address (host, host:port or URL); default $VOX_HOST or 127.0.0.1:11435."),
+    Parameter(
+        help="Server address (host, host:port or URL); default $VOX_HOST or 127.0.0.1:11435."
+    ),
 ]
 
 
@@ -35,15 +37,19 @@ def serve(
     port: Annotated[int | None, Parameter(help="Port (default 11435).")] = None,
     device: Annotated[str | None, Parameter(help="auto, cpu, cuda or cuda:N.")] = None,
     home: Annotated[Path | None, Parameter(help="Vox home (default $VOX_HOME or ~/.vox).")] = None,
-    preload: Annotated[str | None, Parameter(help="Models to load at start, comma-separated.")] = None,
-    max_loaded: Annotated[int | None, Parameter(help="Most models loaded at once (0: no limit).")] = None,
+    preload: Annotated[
+        str | None, Parameter(help="Models to load at start, comma-separated.")
+    ] = None,
+    max_loaded: Annotated[
+        int | None, Parameter(help="Most models loaded at once (0: no limit).")
+    ] = None,
     keep_alive: Annotated[str | None, Parameter(help="How long idle models stay loaded.")] = None,
     pull_defaults: Annotated[
         bool | None, Parameter(help="Pull the default models when the store is empty.")
     ] = None,
     log_level: Annotated[str | None, Parameter(help="debug, info, warning, error.")] = None,
 ) -> None:
-    """Start the Vox server. Each flag also reads a VOX_* environment variable (--max-loaded: VOX_MAX_LOADED)."""
+    """Start the Vox server. Each flag also reads VOX_*: --max-loaded from VOX_MAX_LOADED."""
     from vox_control.serve import serve as run_server
     from vox_control.settings import Settings
 
@@ -105,7 +111,7 @@ def ps(*, host: Host = None) -> None:
 @app.command
 def run(
     name: str,
-    input: str,  # noqa: A002 - the user-facing name
+    input: str,
     /,
     *,
     output: Annotated[Path | None, Parameter(name=["--output", "-o"])] = None,

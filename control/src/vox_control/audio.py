@@ -27,7 +27,7 @@ def decode_audio(data: bytes, sample_rate: int = WHISPER_RATE) -> np.ndarray:
         raise AudioDecodeError("the uploaded file is empty")
     try:
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
-    except (av.error.FFmpegError, ValueError) as exc:  # type: ignore[attr-defined]
+    except (av.error.FFmpegError, ValueError) as exc:
         raise AudioDecodeError(f"could not read the upload as audio: {exc}") from exc
     with container:
         if not container.streams.audio:
@@ -41,7 +41,7 @@ def decode_audio(data: bytes, sample_rate: int = WHISPER_RATE) -> np.ndarray:
                     pieces.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 pieces.append(out.to_ndarray().reshape(-1))
-        except (av.error.FFmpegError, ValueError) as exc:  # type: ignore[attr-defined]
+        except (av.error.FFmpegError, ValueError) as exc:
             if not pieces:
                 raise AudioDecodeError(f"could not decode the audio: {exc}") from exc
             # A truncated tail is common (a cut-off recording): keep what decoded.

@@ -10,6 +10,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from vox_control.audio import AudioDecodeError
+from vox_control.registry import CatalogError, InvalidModelName, UnknownModel
 from vox_control.runner_client import RunnerDied, RunnerRequestError
 from vox_control.scheduler import LoadError
 
@@ -78,7 +79,9 @@ def error_body(
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def _respond(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+def _respond(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response[Any]:
     return Response(content=body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
@@ -87,7 +90,9 @@ def vox_error_handler(_: Request[Any, Any, Any], exc: VoxError) -> Response[Any]
 
 
 def audio_error_handler(_: Request[Any, Any, Any], exc: AudioDecodeError) -> Response[Any]:
-    return _respond(400, error_body(str(exc), "invalid_request_error", param="file", code="invalid_audio"))
+    return _respond(
+        400, error_body(str(exc), "invalid_request_error", param="file", code="invalid_audio")
+    )
 
 
 def runner_error_handler(_: Request[Any, Any, Any], exc: RunnerRequestError) -> Response[Any]:
@@ -109,6 +114,20 @@ def runner_died_handler(request: Request[Any, Any, Any], exc: RunnerDied) -> Res
             code="runner_died",
         ),
     )
+
+
+def unknown_model_handler(_: Request[Any, Any, Any], exc: UnknownModel) -> Response[Any]:
+    return _respond(
+        404, error_body(str(exc), "not_found_error", param="model", code="model_not_found")
+    )
+
+
+def bad_name_handler(_: Request[Any, Any, Any], exc: InvalidModelName) -> Response[Any]:
+    return _respond(400, error_body(str(exc), "invalid_request_error", param="model"))
+
+
+def catalog_error_handler(_: Request[Any, Any, Any], exc: CatalogError) -> Response[Any]:
+    return _respond(500, error_body(str(exc), "server_error", code="catalog_error"))
 
 
 def load_error_handler(_: Request[Any, Any, Any], exc: LoadError) -> Response[Any]:
@@ -139,6 +158,9 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     RunnerRequestError: runner_error_handler,
     RunnerDied: runner_died_handler,
     LoadError: load_error_handler,
+    UnknownModel: unknown_model_handler,
+    InvalidModelName: bad_name_handler,
+    CatalogError: catalog_error_handler,
     HTTPException: http_exception_handler,
     Exception: internal_error_handler,
 }

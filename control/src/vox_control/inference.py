@@ -68,7 +68,9 @@ def check_text(text: str | None, max_chars: int = 100_000) -> str:
     if text is None or not text.strip():
         raise BadRequest("'input' must be non-empty text", param="input")
     if len(text) > max_chars:
-        raise BadRequest(f"'input' is {len(text)} characters; the limit is {max_chars}", param="input")
+        raise BadRequest(
+            f"'input' is {len(text)} characters; the limit is {max_chars}", param="input"
+        )
     return text
 
 

@@ -1,4 +1,4 @@
-"""The control plane's end of one runner process: spawn, handshake, multiplexed requests, reaping."""
+"""The control plane's end of one runner: spawn, handshake, multiplexed requests, reaping."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ class RunnerClient:
         *,
         env: Mapping[str, str] | None = None,
         max_frame: int,
-        timeout: float = 60.0,
+        timeout: float = 60.0,  # noqa: ASYNC109 - bounds the handshake only
         extra_args: Sequence[str] = (),
     ) -> RunnerClient:
         """Spawn ``python -m vox_runner`` and complete the version handshake."""
@@ -132,7 +132,9 @@ class RunnerClient:
         )
         client = cls(name, proc, max_frame=max_frame)
         try:
-            await client._send(Hello(protocol_version=PROTOCOL_VERSION, control_version=__version__))
+            await client._send(
+                Hello(protocol_version=PROTOCOL_VERSION, control_version=__version__)
+            )
             client.welcome = await asyncio.wait_for(asyncio.shield(client._welcome), timeout)
         except BaseException:
             await client.close(grace=0.5)

@@ -122,7 +122,7 @@ class Scheduler:
         started = self._clock()
         try:
             runner = await self._spawn(spec)
-        except (RunnerDied, RunnerRequestError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RunnerDied, RunnerRequestError, OSError) as exc:
             raise LoadError(f"could not start the runner for {spec.name}: {exc}") from exc
         try:
             reply = await asyncio.wait_for(

@@ -13,7 +13,13 @@ import msgspec
 from vox_sandboxes import RunnerSource, SandboxError, SandboxManager
 
 from vox_control.errors import BadRequest, ModelNotFound, Unavailable
-from vox_control.registry import CatalogEntry, InvalidModelName, Registry, UnknownModel, validate_name
+from vox_control.registry import (
+    CatalogEntry,
+    InvalidModelName,
+    Registry,
+    UnknownModel,
+    validate_name,
+)
 from vox_control.runner_client import RunnerClient
 from vox_control.scheduler import LoadSpec, Scheduler
 from vox_control.settings import Settings
@@ -39,7 +45,9 @@ class _PullJob:
 class Puller:
     """Runs pulls: one job per model however many clients ask; events fan out to each of them."""
 
-    def __init__(self, settings: Settings, registry: Registry, store: Store, sandboxes: SandboxManager):
+    def __init__(
+        self, settings: Settings, registry: Registry, store: Store, sandboxes: SandboxManager
+    ):
         self._settings = settings
         self._registry = registry
         self._store = store
@@ -188,7 +196,7 @@ class Services:
             try:
                 self.registry.get(name)
             except UnknownModel as exc:
-                raise ModelNotFound(f"model '{name}' not found: {exc.args[0]}") from exc
+                raise ModelNotFound(str(exc)) from exc
             raise ModelNotFound(
                 f"model '{name}' is not pulled; run `vox pull {name}` or POST /api/pull"
             ) from None

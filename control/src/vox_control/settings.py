@@ -76,9 +76,7 @@ class Settings:
         return "cuda" if Path("/proc/driver/nvidia/version").exists() else "cpu"
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then VOX_* variables, then explicit overrides (flags) that are not None."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}

@@ -31,7 +31,9 @@ def float_field(form: Mapping[str, Any], name: str) -> float | None:
     try:
         return float(value)
     except ValueError:
-        raise BadRequest(f"form field '{name}' must be a number, got {value!r}", param=name) from None
+        raise BadRequest(
+            f"form field '{name}' must be a number, got {value!r}", param=name
+        ) from None
 
 
 def int_field(form: Mapping[str, Any], name: str) -> int | None:
@@ -41,7 +43,9 @@ def int_field(form: Mapping[str, Any], name: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise BadRequest(f"form field '{name}' must be an integer, got {value!r}", param=name) from None
+        raise BadRequest(
+            f"form field '{name}' must be an integer, got {value!r}", param=name
+        ) from None
 
 
 def bool_field(form: Mapping[str, Any], name: str, default: bool = False) -> bool:

@@ -154,7 +154,9 @@ class NativeController(Controller):
     async def synthesize(self, services: Services, data: SynthesizeBody) -> Stream:
         text = check_text(data.input if data.input is not None else data.text)
         name = services.model_name(data.model, "tts")
-        rate, chunks = await open_synthesis(services, name, text, data.voice, check_speed(data.speed))
+        rate, chunks = await open_synthesis(
+            services, name, text, data.voice, check_speed(data.speed)
+        )
         out_rate = data.sample_rate or rate
         media = "audio/wav" if data.response_format == "wav" else "audio/pcm"
         return Stream(
@@ -162,4 +164,3 @@ class NativeController(Controller):
             media_type=media,
             headers={"X-Sample-Rate": str(out_rate), "X-Model": name},
         )
-

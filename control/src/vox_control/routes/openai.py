@@ -88,11 +88,14 @@ class OpenAIController(Controller):
     ) -> Response[Any]:
         return await self._transcribe(services, data, "translate")
 
-    async def _transcribe(self, services: Services, data: dict[str, Any], task: str) -> Response[Any]:
+    async def _transcribe(
+        self, services: Services, data: dict[str, Any], task: str
+    ) -> Response[Any]:
         fmt = text_field(data, "response_format") or "json"
         if fmt not in TRANSCRIPT_FORMATS:
             raise BadRequest(
-                f"response_format '{fmt}' is not supported; use one of {', '.join(TRANSCRIPT_FORMATS)}",
+                f"response_format '{fmt}' is not supported; "
+                f"use one of {', '.join(TRANSCRIPT_FORMATS)}",
                 param="response_format",
             )
         granularities = set(list_field(data, "timestamp_granularities[]")) | set(
@@ -113,7 +116,9 @@ class OpenAIController(Controller):
         if fmt == "text":
             return Response(result.text + "\n", media_type="text/plain", headers=headers)
         if fmt == "verbose_json":
-            body = _verbose(result, "word" in granularities, "segment" in granularities or not granularities)
+            body = _verbose(
+                result, "word" in granularities, "segment" in granularities or not granularities
+            )
             body["task"] = task
             return Response(body, headers=headers)
         return Response({"text": result.text}, headers=headers)
@@ -123,12 +128,15 @@ class OpenAIController(Controller):
         fmt = data.response_format
         if fmt not in SPEECH_FORMATS:
             raise BadRequest(
-                f"response_format '{fmt}' is not supported yet; use one of {', '.join(SPEECH_FORMATS)}",
+                f"response_format '{fmt}' is not supported yet; "
+                f"use one of {', '.join(SPEECH_FORMATS)}",
                 param="response_format",
             )
         text = check_text(data.input)
         name = services.model_name(data.model, "tts")
-        rate, chunks = await open_synthesis(services, name, text, data.voice, check_speed(data.speed))
+        rate, chunks = await open_synthesis(
+            services, name, text, data.voice, check_speed(data.speed)
+        )
         # OpenAI defines pcm as 24 kHz; wav carries the model's own rate unless asked otherwise.
         out_rate = data.sample_rate or (OPENAI_PCM_RATE if fmt == "pcm" else rate)
         return Stream(
@@ -153,7 +161,10 @@ class OpenAIController(Controller):
 
     @staticmethod
     def _model(name: str, kind: str, created: Any) -> dict[str, Any]:
-        return {"id": name, "object": "model", "created": int(created or 0), "owned_by": "vox", "type": kind}
-
-
-
+        return {
+            "id": name,
+            "object": "model",
+            "created": int(created or 0),
+            "owned_by": "vox",
+            "type": kind,
+        }
