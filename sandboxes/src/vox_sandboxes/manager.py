@@ -1,0 +1,370 @@
+"""SandboxManager: the per-adapter uv virtualenvs under <VOX_HOME>/sandboxes."""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from vox_sandboxes import uvcli
+from vox_sandboxes.errors import SandboxError
+from vox_sandboxes.source import PROTOCOL_NAME, RUNNER_NAME, RunnerSource, normalize_name
+
+MANIFEST_NAME = "vox-sandbox.json"
+# Bump when the layout or the install recipe changes in a way that needs every sandbox rebuilt.
+SCHEMA_VERSION = 1
+PROBE_TIMEOUT_S = 60.0
+_ADAPTER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+
+# Run inside a sandbox: proves its interpreter and site-packages work and reports what it holds.
+_PROBE_SCRIPT = f"""
+import importlib.metadata as m, json, vox_protocol
+versions = {{}}
+for name in ({PROTOCOL_NAME!r}, {RUNNER_NAME!r}):
+    try:
+        versions[name] = m.version(name)
+    except m.PackageNotFoundError:
+        versions[name] = None
+print(json.dumps(versions))
+"""
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """One ready adapter venv; run the runner as `<python> -m vox_runner --adapter <adapter>`."""
+
+    adapter: str
+    path: Path
+    python: Path  # <path>/bin/python
+    fingerprint: str
+
+
+def _discard(_line: str) -> None:
+    pass
+
+
+def _base_python() -> str:
+    # The interpreter the control plane's own venv was made from, not the venv's shim.
+    return getattr(sys, "_base_executable", None) or sys.executable
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((path / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _probe(python: Path) -> dict[str, str | None] | None:
+    """What the sandbox holds, or None if its python does not run (base interpreter gone...)."""
+    try:
+        out = subprocess.run(
+            [str(python), "-I", "-c", _PROBE_SCRIPT],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
+        data = json.loads(out.stdout) if out.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _identity(sandbox: Sandbox) -> tuple[int, ...] | None:
+    """Changes when the sandbox is replaced or its base interpreter is; None if python is gone."""
+    try:
+        manifest = (sandbox.path / MANIFEST_NAME).stat()
+        interpreter = sandbox.python.stat()  # follows the symlink to the base interpreter
+    except OSError:
+        return None
+    if not os.access(sandbox.python, os.X_OK):
+        return None
+    return (manifest.st_ino, manifest.st_mtime_ns, interpreter.st_ino, interpreter.st_mtime_ns)
+
+
+class SandboxManager:
+    """Creates, finds and removes the per-adapter sandboxes under one root dir."""
+
+    def __init__(
+        self,
+        root: Path,
+        source: RunnerSource,
+        *,
+        device: str = "cpu",
+        uv: str | None = None,
+        python: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.source = source
+        self.device = device
+        if uv is None:
+            from uv import find_uv_bin
+
+            uv = str(find_uv_bin())
+        self.uv: str = uv
+        self.python = python or _base_python()
+        self._env = uvcli.uv_env(extra_env)
+        self._python_info: dict[str, str] | None = None
+        self._verified: dict[str, tuple[int, ...]] = {}  # adapter -> _identity() probed OK
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def fingerprint(self, adapter: str) -> str:
+        """What a sandbox for `adapter` built now would be stamped with."""
+        name = self._name(adapter)
+        # The adapter's extras need no entry of their own: they live in the runner's
+        # pyproject.toml (hashed into the source fingerprint) or come with its pinned version.
+        payload = {
+            "schema": SCHEMA_VERSION,
+            "source": self.source.fingerprint,
+            "adapter": name,
+            "python": self._interpreter(),
+            # Only the swaps, not the raw device: a CUDA box gets the very same venv as a CPU one
+            # for adapters whose stack has no GPU flavor, so switching devices rebuilds nothing.
+            "gpu_swaps": [dataclasses.asdict(s) for s in uvcli.gpu_swaps(name, self.device)],
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def get(self, adapter: str) -> Sandbox | None:
+        """The ready, up-to-date sandbox for `adapter`, or None."""
+        name = self._name(adapter)
+        return self._ready(name, self.fingerprint(name))
+
+    def list(self) -> list[Sandbox]:
+        """Every complete sandbox on disk, up to date or not (compare `fingerprint()`)."""
+        if not self.root.is_dir():
+            return []
+        found: list[Sandbox] = []
+        for child in sorted(self.root.iterdir()):
+            # Dot-dirs are staging/old dirs; a dir without a manifest was never finished.
+            if child.name.startswith(".") or not child.is_dir():
+                continue
+            manifest = _read_manifest(child)
+            if manifest is None or not isinstance(manifest.get("fingerprint"), str):
+                continue
+            found.append(self._sandbox(child.name, str(manifest["fingerprint"])))
+        return found
+
+    def manifest(self, adapter: str) -> dict[str, Any] | None:
+        """The sandbox's vox-sandbox.json (versions, packages, ...), if it has one."""
+        return _read_manifest(self.root / self._name(adapter))
+
+    def known_adapters(self) -> builtins.list[str] | None:
+        """The adapters the runner source offers, or None when that cannot be known up front."""
+        known = self.source.adapters()
+        return sorted(known) if known is not None else None
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def ensure(self, adapter: str, log: Log | None = None) -> Sandbox:
+        """The up-to-date sandbox for `adapter`, created or re-created first if needed."""
+        name = self._name(adapter)
+        self._check_known(name)
+        fingerprint = self.fingerprint(name)
+        ready = self._ready(name, fingerprint)
+        if ready is not None:
+            return ready
+        try:
+            return self._ensure_locked(name, fingerprint, log if log is not None else _discard)
+        except OSError as exc:
+            raise SandboxError(f"could not create the sandbox for {name}: {exc}") from exc
+
+    def _ensure_locked(self, name: str, fingerprint: str, log: Log) -> Sandbox:
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self._lock_path(name))
+        try:
+            lock.acquire(blocking=False)
+        except Timeout:
+            # Say why a pull stalls: another thread or process is building this sandbox.
+            log(f"waiting for another build of the {name} sandbox to finish")
+            lock.acquire()
+        try:
+            # Whoever held the lock before us may just have built it.
+            ready = self._ready(name, fingerprint)
+            if ready is not None:
+                return ready
+            self._clean_leftovers(name, log)
+            return self._build(name, fingerprint, log)
+        finally:
+            lock.release()
+
+    def remove(self, adapter: str) -> None:
+        """Delete the sandbox for `adapter` (and any leftovers); no-op if there is none."""
+        name = self._name(adapter)
+        if not self.root.is_dir():
+            return
+        with FileLock(self._lock_path(name)):
+            self._verified.pop(name, None)
+            self._clean_leftovers(name, _discard)
+            target = self.root / name
+            if target.exists() or target.is_symlink():
+                # Rename first so a half-deleted tree is never mistaken for a sandbox.
+                old = self._old_path(name)
+                target.rename(old)
+                shutil.rmtree(old, ignore_errors=True)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _name(self, adapter: str) -> str:
+        name = normalize_name(adapter)
+        if not _ADAPTER_RE.match(name):
+            raise SandboxError(f"invalid adapter name {adapter!r}")
+        return name
+
+    def _check_known(self, name: str) -> None:
+        known = self.known_adapters()
+        if known is not None and name not in known:
+            raise SandboxError(self._unknown_message(name, known))
+
+    def _unknown_message(self, name: str, known: builtins.list[str] | None) -> str:
+        message = f"unknown adapter {name!r}: {self.source.runner} has no such extra"
+        return f"{message} (known: {', '.join(known)})" if known is not None else message
+
+    def _lock_path(self, name: str) -> str:
+        return str(self.root / f"{name}.lock")
+
+    def _staging_path(self, name: str) -> Path:
+        return self.root / f".{name}.staging"
+
+    def _old_path(self, name: str) -> Path:
+        return self.root / f".{name}.old"
+
+    def _sandbox(self, name: str, fingerprint: str) -> Sandbox:
+        path = self.root / name
+        return Sandbox(name, path, path / "bin" / "python", fingerprint)
+
+    def _interpreter(self) -> dict[str, str]:
+        if self._python_info is None:
+            script = "import sys; print(sys.executable); print(sys.version)"
+            try:
+                out = subprocess.run(
+                    [self.python, "-I", "-c", script],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=PROBE_TIMEOUT_S,
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                msg = f"the Python for sandboxes ({self.python}) does not run: {exc}"
+                raise SandboxError(msg) from exc
+            executable, _, version = out.stdout.strip().partition("\n")
+            self._python_info = {"executable": executable, "version": version}
+        return self._python_info
+
+    def _ready(self, name: str, fingerprint: str) -> Sandbox | None:
+        target = self.root / name
+        manifest = _read_manifest(target)
+        if manifest is None:
+            return None
+        if manifest.get("fingerprint") != fingerprint or manifest.get("adapter") != name:
+            return None
+        sandbox = self._sandbox(name, fingerprint)
+        # get() runs on the control plane's event loop, so the ~50 ms probe runs once per
+        # process and sandbox state; after that a stat of the manifest and interpreter suffices.
+        key = _identity(sandbox)
+        if key is None:
+            return None
+        if self._verified.get(name) != key:
+            if _probe(sandbox.python) is None:
+                return None
+            self._verified[name] = key
+        return sandbox
+
+    def _clean_leftovers(self, name: str, log: Log) -> None:
+        # Only called under the lock, so these belong to a builder that died mid-way.
+        for leftover in (self._staging_path(name), self._old_path(name)):
+            if leftover.exists() or leftover.is_symlink():
+                log(f"removing leftover {leftover.name} from an interrupted run")
+                shutil.rmtree(leftover, ignore_errors=True)
+
+    def _build(self, name: str, fingerprint: str, log: Log) -> Sandbox:
+        target, staging = self.root / name, self._staging_path(name)
+        log(f"{'re-creating' if target.exists() else 'creating'} sandbox for {name}")
+        started = time.monotonic()
+        try:
+            self._populate(name, fingerprint, staging, log)
+            self._swap_in(name, staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        log(f"sandbox for {name} ready in {time.monotonic() - started:.1f} s")
+        sandbox = self._sandbox(name, fingerprint)
+        key = _identity(sandbox)  # probed in staging; the rename keeps these inodes
+        if key is not None:
+            self._verified[name] = key
+        return sandbox
+
+    def _populate(self, name: str, fingerprint: str, staging: Path, log: Log) -> None:
+        def uv(cmd: builtins.list[str]) -> builtins.list[str]:
+            return uvcli.run_uv(cmd, adapter=name, env=self._env, cwd=self.root, log=log)
+
+        uv(uvcli.venv_command(self.uv, self.python, staging))
+        python = staging / "bin" / "python"
+        swaps = uvcli.gpu_swaps(name, self.device)
+        excludes = staging / ".vox-excludes.txt" if swaps else None
+        if excludes is not None:
+            excludes.write_text(uvcli.excludes_text(swaps))
+        cmd = uvcli.install_command(self.uv, python, self.source, name, swaps, excludes)
+        lines = uv(cmd)
+        # uv only warns about a missing extra and installs the bare runner; that is no sandbox.
+        if any(uvcli.MISSING_EXTRA_MARKER in line for line in lines):
+            raise SandboxError(self._unknown_message(name, self.known_adapters()))
+        if excludes is not None:
+            excludes.unlink()
+        versions = _probe(python)
+        if versions is None:
+            raise SandboxError(f"could not create the sandbox for {name}: its python does not run")
+        manifest = {
+            "schema": SCHEMA_VERSION,
+            "adapter": name,
+            "fingerprint": fingerprint,
+            "source_fingerprint": self.source.fingerprint,
+            "protocol": self.source.protocol,
+            "runner": self.source.runner,
+            "versions": versions,
+            "device": self.device,
+            "gpu_swaps": [dataclasses.asdict(s) for s in swaps],
+            "python": self._interpreter(),
+            "uv_version": uvcli.uv_version(self.uv),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "packages": uvcli.uv_freeze(
+                self.uv, python, adapter=name, env=self._env, cwd=self.root
+            ),
+        }
+        # Written last and inside staging: its presence is what marks a sandbox as complete.
+        tmp = staging / f"{MANIFEST_NAME}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(tmp, staging / MANIFEST_NAME)
+
+    def _swap_in(self, name: str, staging: Path, target: Path) -> None:
+        old = self._old_path(name)
+        had_old = target.exists() or target.is_symlink()
+        if had_old:
+            target.rename(old)
+        try:
+            staging.rename(target)
+        except OSError:
+            if had_old:
+                old.rename(target)
+            raise
+        if had_old:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,182 @@
+"""The uv command lines vox_sandboxes runs, and a runner that streams their output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from vox_sandboxes.errors import SandboxError
+from vox_sandboxes.source import PROTOCOL_NAME, RUNNER_NAME, RunnerSource
+
+STDERR_TAIL_LINES = 20
+MISSING_EXTRA_MARKER = "does not have an extra named"
+
+
+@dataclass(frozen=True)
+class GpuSwap:
+    """On a CUDA device, resolve `gpu` in place of `cpu` (excluded, so never both)."""
+
+    cpu: str  # package name excluded from resolution
+    gpu: str  # requirement added in its place
+
+
+# onnxruntime and onnxruntime-gpu ship the same `onnxruntime` import package, so installing both
+# makes one overwrite the other's files. faster-whisper is deliberately absent: it uses
+# onnxruntime only for the Silero VAD on CPU, and onnxruntime-gpu (CUDA 13) would drag a second
+# CUDA runtime next to ctranslate2's CUDA 12.
+ADAPTER_GPU_SWAPS: Mapping[str, tuple[GpuSwap, ...]] = {
+    "piper": (GpuSwap("onnxruntime", "onnxruntime-gpu>=1.20,<2"),),
+    "kokoro": (GpuSwap("onnxruntime", "onnxruntime-gpu>=1.20,<2"),),
+}
+
+
+def device_flavor(device: str) -> str:
+    """'cuda' for any 'cuda' / 'cuda:N' device, else 'cpu'."""
+    return "cuda" if device.lower().startswith("cuda") else "cpu"
+
+
+def gpu_swaps(adapter: str, device: str) -> tuple[GpuSwap, ...]:
+    """The swaps that apply to this adapter on this device (none on CPU)."""
+    return ADAPTER_GPU_SWAPS.get(adapter, ()) if device_flavor(device) == "cuda" else ()
+
+
+def venv_command(uv: str, python: str, target: Path) -> list[str]:
+    """Create a venv that keeps working after being renamed (the staging-dir swap needs that)."""
+    # --quiet: its only output is "Activate with: ..." advice naming the staging dir.
+    return [uv, "venv", "--quiet", "--relocatable", "--no-config", "--python", python, str(target)]
+
+
+def install_command(
+    uv: str,
+    target_python: Path,
+    source: RunnerSource,
+    adapter: str,
+    swaps: Sequence[GpuSwap] = (),
+    excludes_file: Path | None = None,
+) -> list[str]:
+    """`uv pip install` of the protocol and `runner[adapter]`, plus any GPU swaps."""
+    # --no-sources: a runner dir inside the uv workspace would otherwise pick up the workspace's
+    # `vox-protocol = { workspace = true }` source and install the protocol *editable*, pointing
+    # the sandbox back at the live source tree instead of holding a copy.
+    cmd = [uv, "pip", "install", "--python", str(target_python), "--no-sources"]
+    for name, project in (
+        (PROTOCOL_NAME, source.protocol_project),
+        (RUNNER_NAME, source.runner_project),
+    ):
+        if project is not None:
+            # uv rebuilds directories named on the command line today, but its cache key for a
+            # directory is only pyproject.toml's mtime; be explicit that a wheel built earlier
+            # from this dir must not be reused, since the sandbox must hold exactly this source.
+            cmd += ["--refresh-package", name]
+    if swaps:
+        if excludes_file is None:
+            raise ValueError("GPU swaps need an excludes file")
+        cmd += ["--excludes", str(excludes_file)]
+    cmd += [source.protocol, runner_requirement(source, adapter)]
+    cmd += [swap.gpu for swap in swaps]
+    return cmd
+
+
+def runner_requirement(source: RunnerSource, adapter: str) -> str:
+    """`<dir>[adapter]` for a local project, `vox-runner[adapter]==X` for a requirement."""
+    if source.runner_project is not None:
+        return f"{source.runner}[{adapter}]"
+    # Extras go right after the name: "vox-runner==0.1.0[piper]" is not a valid requirement.
+    req = Requirement(source.runner)
+    req.extras = {*req.extras, adapter}
+    return str(req)
+
+
+def excludes_text(swaps: Sequence[GpuSwap]) -> str:
+    """The requirements-file body for `--excludes`."""
+    return "".join(f"{swap.cpu}\n" for swap in swaps)
+
+
+def freeze_command(uv: str, target_python: Path) -> list[str]:
+    return [uv, "pip", "freeze", "--python", str(target_python)]
+
+
+def uv_env(extra_env: Mapping[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra_env or {})
+    # Set last so no caller can re-enable it: a sandbox must use the control plane's Python,
+    # never one uv fetched from the internet.
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def run_uv(
+    cmd: Sequence[str],
+    *,
+    adapter: str,
+    env: Mapping[str, str],
+    cwd: Path,
+    log: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Run uv, forwarding each output line to `log`; return all lines, or raise SandboxError."""
+    lines: list[str] = []
+    tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    try:
+        # stderr is where uv reports progress and errors; merged so that `log` sees them in order.
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            env=dict(env),
+            cwd=cwd,
+        )
+    except OSError as exc:
+        msg = f"could not create the sandbox for {adapter}: cannot run uv: {exc}"
+        raise SandboxError(msg) from exc
+    with proc:
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.rstrip()
+                lines.append(line)
+                tail.append(line)
+                if log is not None:
+                    log(line)
+        except BaseException:
+            proc.kill()
+            raise
+    if proc.returncode != 0:
+        detail = "\n".join(tail)
+        raise SandboxError(
+            f"could not create the sandbox for {adapter}: uv exited {proc.returncode}: {detail}"
+        )
+    return lines
+
+
+def uv_version(uv: str) -> str:
+    try:
+        out = subprocess.run([uv, "--version"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SandboxError(f"cannot run uv at {uv}: {exc}") from exc
+    return out.stdout.strip()
+
+
+def uv_freeze(
+    uv: str, target_python: Path, *, adapter: str, env: Mapping[str, str], cwd: Path
+) -> list[str]:
+    """`uv pip freeze` of a venv: its stdout only (uv writes an 'Using Python' note to stderr)."""
+    cmd = freeze_command(uv, target_python)
+    prefix = f"could not create the sandbox for {adapter}"
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=dict(env), cwd=cwd)
+    except OSError as exc:
+        raise SandboxError(f"{prefix}: cannot run uv: {exc}") from exc
+    if out.returncode != 0:
+        tail = "\n".join(out.stderr.splitlines()[-STDERR_TAIL_LINES:])
+        raise SandboxError(f"{prefix}: uv pip freeze exited {out.returncode}: {tail}")
+    return [line for line in out.stdout.splitlines() if line.strip()]
