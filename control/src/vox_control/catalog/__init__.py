@@ -1,0 +1,1 @@
+"""Bundled catalog: one JSON file per model, read with importlib.resources."""

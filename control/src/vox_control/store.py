@@ -1,0 +1,260 @@
+"""Model store: installed models under <VOX_HOME>/models, committed atomically from staging."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import filelock
+import msgspec
+
+from vox_control.registry import CatalogEntry, Source, split_name, validate_name
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+STAGING = ".staging"
+LOCKS = ".locks"
+
+
+class StoreError(Exception):
+    """The store was asked to do something inconsistent (a bug in the caller, usually)."""
+
+
+class NotInstalled(KeyError):
+    """The model is not in the store; ``args[0]`` is the message."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model '{name}' is not installed")
+        self.name = name
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ManifestFile(msgspec.Struct, frozen=True):
+    path: str
+    size: int
+    sha256: str
+
+
+class Manifest(msgspec.Struct, kw_only=True):
+    """What was installed, from where and when; written last, so its presence means complete."""
+
+    name: str
+    type: str
+    adapter: str
+    source_kind: str
+    source: Source
+    files: list[ManifestFile]
+    total_size: int
+    installed_at: float  # Unix time, seconds
+    entry: CatalogEntry
+    format: int = MANIFEST_FORMAT
+
+    @classmethod
+    def build(cls, entry: CatalogEntry, files: list[ManifestFile], installed_at: float) -> Manifest:
+        return cls(
+            name=entry.name,
+            type=entry.type,
+            adapter=entry.adapter,
+            source_kind=entry.source.kind,
+            source=entry.source,
+            files=files,
+            total_size=sum(f.size for f in files),
+            installed_at=installed_at,
+            entry=entry,
+        )
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes renames and new directory entries durable; some filesystems refuse, which is fine.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _try_lock(lock: filelock.BaseFileLock) -> bool:
+    try:
+        lock.acquire(blocking=False)
+    except filelock.Timeout:
+        return False
+    return True
+
+
+class Store:
+    """The models directory: ``<root>/<family>/<tag>/`` per model, plus staging and locks."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.staging_root = root / STAGING
+        self.locks_root = root / LOCKS
+        self.staging_root.mkdir(parents=True, exist_ok=True)
+        self.locks_root.mkdir(parents=True, exist_ok=True)
+        self.clear_stale_staging()
+
+    # ------------------------------------------------------------------ lookups
+
+    def path(self, name: str) -> Path:
+        family, tag = split_name(name)
+        return self.root / family / tag
+
+    def _read_manifest(self, name: str) -> Manifest | None:
+        try:
+            data = (self.path(name) / MANIFEST).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            return msgspec.json.decode(data, type=Manifest)
+        except msgspec.DecodeError:
+            return None
+
+    def _complete(self, manifest: Manifest) -> bool:
+        base = self.path(manifest.name)
+        for f in manifest.files:
+            try:
+                if (base / f.path).stat().st_size != f.size:
+                    return False
+            except OSError:
+                return False
+        return True
+
+    def is_installed(self, name: str) -> bool:
+        """Manifest present and readable, and every file there with its recorded size."""
+        manifest = self._read_manifest(name)
+        return manifest is not None and manifest.name == name and self._complete(manifest)
+
+    def manifest(self, name: str) -> Manifest:
+        manifest = self._read_manifest(name)
+        if manifest is None or manifest.name != name or not self._complete(manifest):
+            raise NotInstalled(name)
+        return manifest
+
+    def list(self) -> builtins.list[Manifest]:
+        """Every complete installed model, sorted by name."""
+        found: builtins.list[Manifest] = []
+        if not self.root.is_dir():
+            return found
+        for family in sorted(self.root.iterdir()):
+            if family.name.startswith(".") or not family.is_dir():
+                continue
+            for tag in sorted(family.iterdir()):
+                name = f"{family.name}:{tag.name}"
+                try:
+                    validate_name(name)
+                except ValueError:
+                    continue
+                manifest = self._read_manifest(name)
+                if manifest is not None and manifest.name == name and self._complete(manifest):
+                    found.append(manifest)
+        return sorted(found, key=lambda m: m.name)
+
+    # ------------------------------------------------------------------ changes
+
+    def model_lock(self, name: str) -> filelock.FileLock:
+        """A fresh inter-process lock for ``name``; hold it while pulling or removing the model."""
+        family, tag = split_name(name)
+        return filelock.FileLock(self.locks_root / f"{family}__{tag}.lock")
+
+    def remove(self, name: str) -> None:
+        """Delete an installed model (waits for a pull of it that is under way)."""
+        target = self.path(name)
+        with self.model_lock(name):
+            if not target.is_dir():
+                raise NotInstalled(name)
+            # Rename first so the model vanishes at once even if deleting takes a while.
+            trash = self.staging_root / f"{secrets.token_hex(8)}.removed"
+            os.rename(target, trash)
+            _fsync_dir(target.parent)
+            shutil.rmtree(trash, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                target.parent.rmdir()  # only succeeds once the family has no tags left
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A fresh empty directory inside the store, removed on exit unless committed."""
+        token = secrets.token_hex(8)
+        # The lock is taken before the directory exists, so a cleaner never sees it unlocked.
+        lock = filelock.FileLock(self.staging_root / f"{token}.lock")
+        lock.acquire()
+        directory = self.staging_root / token
+        try:
+            directory.mkdir()
+            yield directory
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+            lock.release()
+            with contextlib.suppress(OSError):
+                (self.staging_root / f"{token}.lock").unlink()
+
+    def clear_stale_staging(self) -> int:
+        """Remove staging leftovers that no live process holds; returns how many went."""
+        removed = 0
+        for entry in sorted(self.staging_root.iterdir()):
+            if entry.suffix == ".lock":
+                continue
+            lock = filelock.FileLock(self.staging_root / f"{entry.name}.lock")
+            if not _try_lock(lock):
+                continue  # a pull in progress owns it
+            try:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed += 1
+            finally:
+                lock.release()
+                with contextlib.suppress(OSError):
+                    (self.staging_root / f"{entry.name}.lock").unlink()
+        # Lock files whose directory is gone (a crash between the two removals).
+        for stray in self.staging_root.glob("*.lock"):
+            if (self.staging_root / stray.stem).exists():
+                continue
+            lock = filelock.FileLock(stray)
+            if _try_lock(lock):
+                lock.release()
+                with contextlib.suppress(OSError):
+                    stray.unlink()
+        return removed
+
+    def commit(self, staging_dir: Path, manifest: Manifest) -> Path:
+        """Install ``staging_dir`` as ``manifest.name``; call with the model lock held."""
+        if staging_dir.parent != self.staging_root or not staging_dir.is_dir():
+            raise StoreError(f"{staging_dir} is not a staging directory of this store")
+        validate_name(manifest.name)
+        for f in manifest.files:
+            try:
+                size = (staging_dir / f.path).stat().st_size
+            except OSError as exc:
+                raise StoreError(f"{manifest.name}: file {f.path} is missing: {exc}") from exc
+            if size != f.size:
+                raise StoreError(f"{manifest.name}: file {f.path} is {size} bytes, not {f.size}")
+        # The manifest goes in last and durably: its presence is what "installed" means.
+        data = msgspec.json.format(msgspec.json.encode(manifest), indent=2)
+        with (staging_dir / MANIFEST).open("wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        _fsync_dir(staging_dir)
+        target = self.path(manifest.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        old: Path | None = None
+        if target.exists():
+            old = self.staging_root / f"{secrets.token_hex(8)}.replaced"
+            os.rename(target, old)
+        os.rename(staging_dir, target)
+        _fsync_dir(target.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return target
+
+    @classmethod
+    def for_home(cls, home: Path) -> Store:
+        return cls(home / "models")

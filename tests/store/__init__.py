@@ -1,0 +1,1 @@
+"""Tests of the model registry, the store and the model sources."""
