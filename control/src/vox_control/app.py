@@ -41,6 +41,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         request_max_body_size=settings.max_upload_bytes,
         openapi_config=OpenAPIConfig(title="Vox", version=__version__, path="/docs"),
         debug=False,
+        # Logging is configured once by `vox serve`; Litestar's queue-based default would drop
+        # the last lines (runner reaping) when uvicorn re-raises SIGTERM at exit.
+        logging_config=None,
     )
     app.state.services = svc
     return app

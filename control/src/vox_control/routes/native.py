@@ -129,7 +129,7 @@ class NativeController(Controller):
 
         return Stream(events(), media_type=_NDJSON)
 
-    @post("/transcribe")
+    @post("/transcribe", status_code=200)
     async def transcribe(
         self,
         services: Services,
