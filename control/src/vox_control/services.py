@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +76,7 @@ class Puller:
         if job is None:
             job = _PullJob(asyncio.create_task(self._run(entry), name=f"pull-{entry.name}"))
             self._jobs[entry.name] = job
-            job.task.add_done_callback(lambda _t, n=entry.name: self._finish(n))
+            job.task.add_done_callback(functools.partial(self._finish, entry.name))
         queue: asyncio.Queue[PullEvent | None] = asyncio.Queue()
         job.listeners.append(queue)
         try:
@@ -95,7 +96,7 @@ class Puller:
             pass
         return self._store.manifest(name)
 
-    def _finish(self, name: str) -> None:
+    def _finish(self, name: str, _task: object = None) -> None:
         job = self._jobs.pop(name, None)
         if job is not None:
             for queue in job.listeners:
@@ -109,7 +110,9 @@ class Puller:
 
     async def _run(self, entry: CatalogEntry) -> Manifest:
         loop = asyncio.get_running_loop()
-        emit: Callable[[PullEvent], None] = lambda e: self._emit(entry.name, e)  # noqa: E731
+
+        def emit(event: PullEvent) -> None:
+            self._emit(entry.name, event)
 
         def sandbox_log(line: str) -> None:  # called from the worker thread
             loop.call_soon_threadsafe(emit, PullEvent(status=line))
