@@ -13,6 +13,7 @@ from vox_control import __version__
 from vox_control.errors import EXCEPTION_HANDLERS
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
+from vox_control.routes.voices import VoicesController
 from vox_control.services import Services
 from vox_control.settings import Settings
 
@@ -34,7 +35,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         return svc
 
     app = Litestar(
-        route_handlers=[NativeController, OpenAIController],
+        route_handlers=[NativeController, OpenAIController, VoicesController],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

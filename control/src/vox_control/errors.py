@@ -23,11 +23,20 @@ class VoxError(Exception):
     status = 400
     type = "invalid_request_error"
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        # Sent with the error response: Retry-After on 429/503, for instance.
+        self.headers = dict(headers or {})
 
 
 class BadRequest(VoxError):
@@ -44,6 +53,12 @@ class ModelNotFound(VoxError):
 
 class PayloadTooLarge(VoxError):
     status = 413
+
+
+class Unprocessable(VoxError):
+    """Well-formed, but a value this server cannot act on (a rate the codec cannot carry)."""
+
+    status = 422
 
 
 class Unavailable(VoxError):
@@ -86,7 +101,8 @@ def _respond(
 
 
 def vox_error_handler(_: Request[Any, Any, Any], exc: VoxError) -> Response[Any]:
-    return _respond(exc.status, error_body(exc.message, exc.type, param=exc.param, code=exc.code))
+    body = error_body(exc.message, exc.type, param=exc.param, code=exc.code)
+    return _respond(exc.status, body, headers=getattr(exc, "headers", None) or None)
 
 
 def audio_error_handler(_: Request[Any, Any, Any], exc: AudioDecodeError) -> Response[Any]:

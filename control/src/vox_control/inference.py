@@ -7,11 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import numpy as np
+import soxr
 from litestar.datastructures import UploadFile
-from vox_protocol import Synthesize, Transcribe, Transcript
+from vox_protocol import ListVoices, Synthesize, Transcribe, Transcript, Voice, Voices
 
 from vox_control.audio import WHISPER_RATE, AudioDecodeError, decode_audio
-from vox_control.errors import BadRequest
+from vox_control.errors import BadRequest, UpstreamFailed
 from vox_control.services import Services
 
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
@@ -37,19 +39,29 @@ async def read_upload(upload: object) -> bytes:
     return data
 
 
-async def transcribe(
-    services: Services, name: str, data: bytes, options: TranscribeOptions
+async def decode_for(services: Services, name: str, data: bytes) -> tuple[np.ndarray, int]:
+    """Check the model, then decode the upload once at the model's rate (off the event loop)."""
+    manifest = services.manifest(name, "stt")  # 404/400 before any decoding work
+    rate = manifest.entry.sample_rate or WHISPER_RATE
+    pcm = await asyncio.to_thread(decode_audio, data, rate)
+    return pcm, rate
+
+
+async def run_transcription(
+    services: Services, name: str, pcm: np.ndarray, rate: int, options: TranscribeOptions
 ) -> Transcript:
-    services.manifest(name, "stt")  # 404/400 before any decoding work
-    # Decode once, here, off the event loop; the runner receives raw PCM only.
-    pcm = await asyncio.to_thread(decode_audio, data, WHISPER_RATE)
+    """Send decoded PCM to the model's runner; the runner never sees a container."""
     async with services.scheduler.use(name) as model:
+        if model.info.sample_rate and model.info.sample_rate != rate:
+            # The catalog did not say (or said wrong): one more pass, to the rate the model has.
+            pcm = await asyncio.to_thread(resample, pcm, rate, model.info.sample_rate)
+            rate = model.info.sample_rate
         runner = model.runner
         reply = await runner.request(
             Transcribe(
                 id=runner.next_id(),
                 audio=pcm.tobytes(),
-                sample_rate=WHISPER_RATE,
+                sample_rate=rate,
                 language=options.language or None,
                 task="translate" if options.task == "translate" else "transcribe",
                 prompt=options.prompt or None,
@@ -60,8 +72,33 @@ async def transcribe(
             )
         )
     if not isinstance(reply, Transcript):
-        raise BadRequest(f"unexpected reply from the runner: {type(reply).__name__}")
+        raise UpstreamFailed(f"unexpected reply from the runner: {type(reply).__name__}")
     return reply
+
+
+async def transcribe(
+    services: Services, name: str, data: bytes, options: TranscribeOptions
+) -> Transcript:
+    pcm, rate = await decode_for(services, name, data)
+    return await run_transcription(services, name, pcm, rate, options)
+
+
+async def list_voices(services: Services, name: str) -> tuple[list[Voice], str | None]:
+    """A TTS model's voices: from its catalog entry when it lists them, else from its runner."""
+    manifest = services.manifest(name, "tts")
+    entry = manifest.entry
+    if entry.voices:
+        return [Voice(id=v, name=v) for v in entry.voices], entry.default_voice
+    async with services.scheduler.use(name) as model:
+        runner = model.runner
+        reply = await runner.request(ListVoices(id=runner.next_id()))
+    if not isinstance(reply, Voices):
+        raise UpstreamFailed(f"unexpected reply from the runner: {type(reply).__name__}")
+    return list(reply.voices), reply.default
+
+
+def resample(pcm: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
+    return np.asarray(soxr.resample(pcm, in_rate, out_rate, quality="HQ"), dtype=np.float32)
 
 
 def check_text(text: str | None, max_chars: int = 100_000) -> str:
@@ -81,7 +118,12 @@ def check_speed(speed: float) -> float:
 
 
 async def open_synthesis(
-    services: Services, name: str, text: str, voice: str | None, speed: float
+    services: Services,
+    name: str,
+    text: str,
+    voice: str | None,
+    speed: float,
+    language: str | None = None,
 ) -> tuple[int, AsyncIterator[tuple[bytes, int]]]:
     """Start synthesis and wait for its first chunk, so errors surface as a proper status.
 
@@ -95,7 +137,11 @@ async def open_synthesis(
         model = await stack.enter_async_context(services.scheduler.use(name))
         runner = model.runner
         request = Synthesize(
-            id=runner.next_id(), text=text, voice=services.voice_for(manifest, voice), speed=speed
+            id=runner.next_id(),
+            text=text,
+            voice=services.voice_for(manifest, voice),
+            speed=speed,
+            language=language or None,
         )
         chunks = runner.stream(request)
         stack.push_async_callback(chunks.aclose)  # type: ignore[attr-defined]

@@ -221,6 +221,13 @@ class Services:
             return entry.voice_map[voice]
         if voice in OPENAI_VOICES:
             return entry.default_voice
+        if entry.voices and voice not in entry.voices:
+            # Catalog voices are checked here, before a runner is started for nothing.
+            raise BadRequest(
+                f"unknown voice '{voice}' for {manifest.name}; "
+                f"GET /api/voices?model={manifest.name} lists them",
+                param="voice",
+            )
         return voice
 
     # ------------------------------------------------------------------ scheduler seams

@@ -4,39 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Stream
 
 from vox_control import __version__
-from vox_control.audio import encode_stream
 from vox_control.errors import BadRequest, error_body
-from vox_control.inference import (
-    TranscribeOptions,
-    check_speed,
-    check_text,
-    open_synthesis,
-    read_upload,
-    transcribe,
-)
-from vox_control.routes.forms import bool_field, float_field, int_field, text_field
+from vox_control.routes.speech import SpeechBody, speech_response
+from vox_control.routes.transcription import native_json, transcription_response
 from vox_control.services import Services
 
 _NDJSON = "application/x-ndjson"
-
-
-class SynthesizeBody(msgspec.Struct, forbid_unknown_fields=False):
-    input: str | None = None
-    text: str | None = None  # alias some clients send
-    model: str | None = None
-    voice: str | None = None
-    speed: float = 1.0
-    response_format: Literal["wav", "pcm"] = "wav"
-    sample_rate: int | None = None  # extension: resample the output to this rate
 
 
 class PullBody(msgspec.Struct, forbid_unknown_fields=False):
@@ -45,13 +27,7 @@ class PullBody(msgspec.Struct, forbid_unknown_fields=False):
     stream: bool = True
 
 
-def transcript_json(name: str, transcript: Any, elapsed: float) -> dict[str, Any]:
-    body: dict[str, Any] = msgspec.to_builtins(transcript)
-    body.pop("type", None)
-    body.pop("id", None)
-    body["model"] = name
-    body["processing_ms"] = round(elapsed * 1000)
-    return body
+transcript_json = native_json  # the native transcript shape, kept under its first name
 
 
 def model_json(manifest: Any) -> dict[str, Any]:
@@ -134,33 +110,12 @@ class NativeController(Controller):
         self,
         services: Services,
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
-    ) -> dict[str, Any]:
-        started = time.perf_counter()
-        audio = await read_upload(data.get("file"))
-        name = services.model_name(text_field(data, "model"), "stt")
-        options = TranscribeOptions(
-            language=text_field(data, "language"),
-            task=text_field(data, "task") or "transcribe",
-            prompt=text_field(data, "prompt"),
-            temperature=float_field(data, "temperature"),
-            word_timestamps=bool_field(data, "word_timestamps"),
-            vad_filter=bool_field(data, "vad_filter"),
-            beam_size=int_field(data, "beam_size"),
-        )
-        result = await transcribe(services, name, audio, options)
-        return transcript_json(name, result, time.perf_counter() - started)
+    ) -> Response[Any] | Stream:
+        """Same options as /v1/audio/transcriptions plus task, word_timestamps, vad_filter and
+        beam_size; without response_format it answers the native JSON (segments, words)."""
+        return await transcription_response(services, data, "transcribe", native=True)
 
     @post("/synthesize", status_code=200)
-    async def synthesize(self, services: Services, data: SynthesizeBody) -> Stream:
-        text = check_text(data.input if data.input is not None else data.text)
-        name = services.model_name(data.model, "tts")
-        rate, chunks = await open_synthesis(
-            services, name, text, data.voice, check_speed(data.speed)
-        )
-        out_rate = data.sample_rate or rate
-        media = "audio/wav" if data.response_format == "wav" else "audio/pcm"
-        return Stream(
-            encode_stream(chunks, data.response_format, out_rate),
-            media_type=media,
-            headers={"X-Sample-Rate": str(out_rate), "X-Model": name},
-        )
+    async def synthesize(self, services: Services, data: SpeechBody) -> Stream:
+        """Same body as /v1/audio/speech; the default response_format is wav."""
+        return await speech_response(services, data, "wav")

@@ -1,0 +1,251 @@
+"""Audio out: streaming encoders (wav, pcm, mp3, opus, aac, flac) fed one sentence at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import av
+import numpy as np
+from av.audio.stream import AudioStream
+
+from vox_control.errors import BadRequest, Unprocessable
+
+OPENAI_PCM_RATE = 24000
+SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+MEDIA_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",  # Ogg-encapsulated Opus, as OpenAI sends it
+    "aac": "audio/aac",  # ADTS frames: streamable, plays in browsers and ffmpeg
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
+MIN_RATE, MAX_RATE = 8000, 192000
+
+# format -> (FFmpeg muxer, encoder, bit rate, the rates the encoder accepts or None for any).
+_CODECS: dict[str, tuple[str, str, int | None, tuple[int, ...] | None]] = {
+    "mp3": (
+        "mp3",
+        "libmp3lame",
+        64_000,
+        (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
+    ),
+    "opus": ("ogg", "libopus", 32_000, (8000, 12000, 16000, 24000, 48000)),
+    "aac": (
+        "adts",
+        "aac",
+        64_000,
+        (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000),
+    ),
+    "flac": ("flac", "flac", None, None),
+}
+
+
+def output_rate(fmt: str, model_rate: int, requested: int | None) -> int:
+    """The body's sample rate: ``requested`` if the format can carry it, else a sensible default.
+
+    pcm is 24 kHz as OpenAI defines it; opus is 48 kHz (its native rate); every other format
+    keeps the model's rate when the codec supports it (no resampling), else the next higher one.
+    """
+    if fmt not in SPEECH_FORMATS:
+        raise BadRequest(
+            f"response_format '{fmt}' is not supported; use one of {', '.join(SPEECH_FORMATS)}",
+            param="response_format",
+        )
+    allowed = _CODECS[fmt][3] if fmt in _CODECS else None
+    if requested is not None:
+        if not MIN_RATE <= requested <= MAX_RATE:
+            raise BadRequest(
+                f"'sample_rate' must be between {MIN_RATE} and {MAX_RATE}, not {requested}",
+                param="sample_rate",
+            )
+        if allowed is not None and requested not in allowed:
+            raise Unprocessable(
+                f"{fmt} cannot carry {requested} Hz; use one of "
+                f"{', '.join(str(r) for r in allowed)}",
+                param="sample_rate",
+            )
+        return requested
+    if fmt == "pcm":
+        return OPENAI_PCM_RATE
+    if fmt == "opus":
+        return 48000
+    if allowed is None or model_rate in allowed:
+        return model_rate
+    return min((r for r in allowed if r >= model_rate), default=max(allowed))
+
+
+def wav_header(sample_rate: int, data_bytes: int | None = None, channels: int = 1) -> bytes:
+    """A 44-byte PCM16 WAV header; ``None`` size marks a stream of unknown length.
+
+    Streams use 0xFFFFFFFF for the RIFF and data sizes, the convention that ffmpeg, browsers,
+    libsndfile and Python's wave module accept for WAV of unknown length.
+    """
+    size = 0xFFFFFFFF if data_bytes is None else data_bytes
+    riff = 0xFFFFFFFF if data_bytes is None else 36 + data_bytes
+    block = channels * 2
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block, block, 16)
+        + b"data"
+        + struct.pack("<I", size)
+    )
+
+
+class PCMResampler:
+    """Streaming int16 mono resampler (soxr): state carries across chunks, so no seams."""
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        self.in_rate = in_rate
+        self.out_rate = out_rate
+        self._stream = None
+        if in_rate != out_rate:
+            import soxr
+
+            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ")
+
+    def push(self, pcm: bytes, last: bool = False) -> bytes:
+        if self._stream is None:
+            return pcm
+        samples = np.frombuffer(pcm, dtype="<i2")
+        out = self._stream.resample_chunk(samples, last=last)
+        return np.asarray(out, dtype="<i2").tobytes()
+
+
+class Encoder(Protocol):
+    def push(self, pcm: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class RawEncoder:
+    """wav (header, then PCM16) or bare pcm."""
+
+    def __init__(self, fmt: str, in_rate: int, out_rate: int) -> None:
+        self._resampler = PCMResampler(in_rate, out_rate)
+        self._header = wav_header(out_rate) if fmt == "wav" else b""
+
+    def push(self, pcm: bytes) -> bytes:
+        data = self._header + self._resampler.push(pcm)
+        self._header = b""
+        return data
+
+    def finish(self) -> bytes:
+        return self._header + self._resampler.push(b"", last=True)
+
+
+class _Sink:
+    """A write-only file for PyAV: having no ``seek``, muxers write streamable output."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._buffer += data
+        return len(data)
+
+    def take(self) -> bytes:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+
+class CodecEncoder:
+    """mp3, opus (Ogg), aac (ADTS) or flac through PyAV; each push returns what was muxed.
+
+    ``flush_packets`` makes the muxer write every packet out at once, and short Ogg pages let
+    opus leave too, so a sentence's audio goes to the client as soon as it is encoded (less the
+    encoder's own lookahead, which leaves with the next sentence or at the end).
+    """
+
+    def __init__(self, fmt: str, in_rate: int, out_rate: int) -> None:
+        muxer, codec, bit_rate, _ = _CODECS[fmt]
+        self._resampler = PCMResampler(in_rate, out_rate)
+        self._rate = out_rate
+        self._sink = _Sink()
+        options = {"flush_packets": "1"}
+        if muxer == "ogg":
+            options["page_duration"] = "20000"  # microseconds: one Opus frame per page
+        self._container = av.open(self._sink, "w", format=muxer, container_options=options)
+        stream = self._container.add_stream(codec, rate=out_rate, layout="mono")
+        assert isinstance(stream, AudioStream)
+        self._stream: AudioStream = stream
+        if bit_rate:
+            self._stream.bit_rate = bit_rate
+        self._pts = 0
+
+    def push(self, pcm: bytes) -> bytes:
+        self._encode(self._resampler.push(pcm))
+        return self._sink.take()
+
+    def finish(self) -> bytes:
+        self._encode(self._resampler.push(b"", last=True))
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        return self._sink.take()
+
+    def close(self) -> None:
+        """Release the codec without writing a trailer (the client went away)."""
+        self._container.close()
+
+    def _encode(self, pcm: bytes) -> None:
+        if not pcm:
+            return
+        samples = np.frombuffer(pcm, dtype="<i2").reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = self._rate
+        frame.pts = self._pts
+        self._pts += samples.shape[1]
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+
+
+def make_encoder(fmt: str, in_rate: int, out_rate: int) -> RawEncoder | CodecEncoder:
+    if fmt in ("wav", "pcm"):
+        return RawEncoder(fmt, in_rate, out_rate)
+    if fmt in _CODECS:
+        return CodecEncoder(fmt, in_rate, out_rate)
+    raise BadRequest(f"response_format '{fmt}' is not supported", param="response_format")
+
+
+def encode_all(pcm: bytes, in_rate: int, fmt: str, out_rate: int | None = None) -> bytes:
+    """Encode one whole PCM16 mono buffer (tests and benchmarks)."""
+    encoder = make_encoder(fmt, in_rate, out_rate or output_rate(fmt, in_rate, None))
+    return encoder.push(pcm) + encoder.finish()
+
+
+async def encode_stream(
+    chunks: AsyncIterator[tuple[bytes, int]], response_format: str, out_rate: int | None
+) -> AsyncIterator[bytes]:
+    """Turn (pcm16 bytes, rate) chunks into a byte stream in ``response_format``.
+
+    Codec work runs in a worker thread (a sentence of mp3 takes milliseconds, which the event
+    loop must not spend); each sentence's bytes are yielded as soon as they are encoded.
+    """
+    encoder: RawEncoder | CodecEncoder | None = None
+    finished = False
+    try:
+        async for pcm, rate in chunks:
+            if encoder is None:
+                target = out_rate or output_rate(response_format, rate, None)
+                encoder = make_encoder(response_format, rate, target)
+            if isinstance(encoder, CodecEncoder):
+                data = await asyncio.to_thread(encoder.push, pcm)
+            else:
+                data = encoder.push(pcm)
+            if data:
+                yield data
+        if encoder is not None:
+            finished = True
+            tail = await asyncio.to_thread(encoder.finish)
+            if tail:
+                yield tail
+    finally:
+        if isinstance(encoder, CodecEncoder) and not finished:
+            encoder.close()

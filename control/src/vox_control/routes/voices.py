@@ -1,0 +1,31 @@
+"""GET /api/voices?model=: a TTS model's voices and where the OpenAI voice names land."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, get
+
+from vox_control.inference import list_voices
+from vox_control.services import OPENAI_VOICES, Services
+
+
+class VoicesController(Controller):
+    path = "/api"
+    tags = ["native"]  # noqa: RUF012
+
+    @get("/voices")
+    async def voices(self, services: Services, model: str | None = None) -> dict[str, Any]:
+        """Catalog voices answer without a runner; other models ask their (loaded) runner."""
+        name = services.model_name(model, "tts")
+        manifest = services.manifest(name, "tts")
+        voices, default = await list_voices(services, name)
+        default = default or manifest.entry.default_voice or (voices[0].id if voices else None)
+        openai = {v: services.voice_for(manifest, v) or default for v in sorted(OPENAI_VOICES)}
+        return {
+            "model": name,
+            "default": default,
+            "voices": [msgspec.to_builtins(v) for v in voices],
+            "openai_voices": openai,
+        }
