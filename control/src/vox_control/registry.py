@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterable
 from importlib import resources
@@ -14,6 +15,8 @@ import msgspec
 MAX_NAME_LENGTH = 128
 _PART = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# Hugging Face repo ids: owner/name, each part of letters, digits, '-', '_' and '.'.
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 # PEP 508 distribution names.
 _DIST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 # Written by the store next to the model files, so no source may ship a file of that name.
@@ -161,21 +164,52 @@ class HFFile(msgspec.Struct, kw_only=True):
 
 
 class HFSource(msgspec.Struct, tag_field="kind", tag="hf", kw_only=True):
-    """Weights in a Hugging Face repository (data only: the downloader comes later)."""
+    """Weights in a Hugging Face repository at a revision (branch, tag or commit).
+
+    ``subfolder`` picks one folder of a big repo (piper-voices): patterns and file paths are
+    relative to it, and so are the stored paths. Without patterns or files, all of it is taken.
+    """
 
     kind: ClassVar[str] = "hf"
     repo: str
     revision: str = "main"
+    subfolder: str = ""
     allow_patterns: list[str] = []
     files: list[HFFile] = []
 
     def __post_init__(self) -> None:
-        if self.repo.count("/") != 1 or ".." in self.repo or any(c.isspace() for c in self.repo):
+        if not _REPO_ID.fullmatch(self.repo) or ".." in self.repo:
             raise ValueError(f"repo {self.repo!r} must look like 'owner/name'")
+        if not self.revision or any(c.isspace() or not c.isprintable() for c in self.revision):
+            raise ValueError(f"revision {self.revision!r} must be a branch, tag or commit")
+        if ".." in self.revision.split("/"):
+            raise ValueError(f"revision {self.revision!r} must not contain '..'")
+        if self.subfolder:
+            _check_relpath(self.subfolder, "subfolder")
+        for pattern in self.allow_patterns:
+            _check_relpath(pattern, "allow pattern")
+        paths = [f.path for f in self.files]
+        if len(set(paths)) != len(paths):
+            raise ValueError("file paths must be unique")
+        reserved = RESERVED_FILES.intersection(paths)
+        if reserved:
+            raise ValueError(f"file path {sorted(reserved)[0]!r} is reserved for the store")
+
+
+class LocalSource(msgspec.Struct, tag_field="kind", tag="local", kw_only=True):
+    """Files in a directory on this machine, copied into the store (``vox pull ./dir``)."""
+
+    kind: ClassVar[str] = "local"
+    path: str
+    files: list[HFFile] = []
+
+    def __post_init__(self) -> None:
+        if not PurePosixPath(self.path).is_absolute() or "\x00" in self.path:
+            raise ValueError(f"local source path {self.path!r} must be absolute")
 
 
 # New source kinds join this union with their own ``kind`` tag.
-Source = PyPISource | HFSource
+Source = PyPISource | HFSource | LocalSource
 
 
 class CatalogEntry(msgspec.Struct, kw_only=True):
@@ -269,6 +303,7 @@ class Registry:
         *,
         bundled: bool = True,
         entries: Iterable[CatalogEntry] = (),
+        remote: Iterable[CatalogEntry] = (),
     ) -> None:
         self.user_dir = user_dir
         self._entries: dict[str, CatalogEntry] = {}
@@ -276,17 +311,53 @@ class Registry:
         if bundled:
             for entry in load_bundled():
                 self._add(entry, "bundled")
+        for entry in remote:
+            self._add(entry, "remote")
         for entry in entries:
             self._add(entry, "code")
         if user_dir is not None:
             for entry in load_dir(user_dir):
                 self._add(entry, "user")
         self._aliases: dict[str, str] = {}
+        self._index_aliases()
+
+    def _index_aliases(self) -> None:
+        self._aliases = {}
         for entry in self._entries.values():
             for alias in entry.aliases:
                 # A real name always beats an alias that collides with it.
                 if alias not in self._entries:
                     self._aliases[alias] = entry.name
+
+    def save_user(self, entry: CatalogEntry) -> Path:
+        """Write ``entry`` under the user catalog (atomically) and add it; returns the file.
+
+        A name taken by a bundled or remote entry, or by an alias, is refused: a user entry
+        would silently shadow a model other people mean by that name.
+        """
+        if self.user_dir is None:
+            raise CatalogError("this registry has no user catalog directory")
+        taken = self._origins.get(entry.name)
+        if taken is not None and taken != "user":
+            raise CatalogError(f"'{entry.name}' is already a {taken} model; choose another name")
+        if entry.name in self._aliases:
+            target = self._aliases[entry.name]
+            raise CatalogError(f"'{entry.name}' is an alias of {target}; choose another name")
+        family, tag = split_name(entry.name)
+        self.user_dir.mkdir(parents=True, exist_ok=True)
+        path = self.user_dir / f"{family}__{tag}.json"
+        tmp = self.user_dir / f".{path.name}.{os.getpid()}.tmp"
+        try:
+            with tmp.open("wb") as out:
+                out.write(msgspec.json.format(msgspec.json.encode(entry), indent=2))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self._add(entry, "user")
+        self._index_aliases()
+        return path
 
     def _add(self, entry: CatalogEntry, origin: str) -> None:
         self._entries.pop(entry.name, None)  # re-insert so later layers keep their order
@@ -300,7 +371,7 @@ class Registry:
         return len(self._entries)
 
     def origin(self, name: str) -> str:
-        """Where an entry came from: 'bundled', 'user' or 'code'."""
+        """Where an entry came from: 'bundled', 'remote', 'user' or 'code'."""
         return self._origins[self.get(name).name]
 
     def get(self, name: str) -> CatalogEntry:

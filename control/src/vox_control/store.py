@@ -55,10 +55,19 @@ class Manifest(msgspec.Struct, kw_only=True):
     installed_at: float  # Unix time, seconds
     entry: CatalogEntry
     format: int = MANIFEST_FORMAT
+    # What a moving source reference (an HF branch or tag) resolved to: the commit pulled.
+    revision: str | None = None
 
     @classmethod
-    def build(cls, entry: CatalogEntry, files: list[ManifestFile], installed_at: float) -> Manifest:
+    def build(
+        cls,
+        entry: CatalogEntry,
+        files: list[ManifestFile],
+        installed_at: float,
+        revision: str | None = None,
+    ) -> Manifest:
         return cls(
+            revision=revision,
             name=entry.name,
             type=entry.type,
             adapter=entry.adapter,

