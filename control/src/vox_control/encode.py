@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -11,6 +10,7 @@ import av
 import numpy as np
 from av.audio.stream import AudioStream
 
+from vox_control.audio import PCMResampler, wav_header
 from vox_control.errors import BadRequest, Unprocessable
 
 OPENAI_PCM_RATE = 24000
@@ -76,45 +76,6 @@ def output_rate(fmt: str, model_rate: int, requested: int | None) -> int:
     if allowed is None or model_rate in allowed:
         return model_rate
     return min((r for r in allowed if r >= model_rate), default=max(allowed))
-
-
-def wav_header(sample_rate: int, data_bytes: int | None = None, channels: int = 1) -> bytes:
-    """A 44-byte PCM16 WAV header; ``None`` size marks a stream of unknown length.
-
-    Streams use 0xFFFFFFFF for the RIFF and data sizes, the convention that ffmpeg, browsers,
-    libsndfile and Python's wave module accept for WAV of unknown length.
-    """
-    size = 0xFFFFFFFF if data_bytes is None else data_bytes
-    riff = 0xFFFFFFFF if data_bytes is None else 36 + data_bytes
-    block = channels * 2
-    return (
-        b"RIFF"
-        + struct.pack("<I", riff)
-        + b"WAVEfmt "
-        + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * block, block, 16)
-        + b"data"
-        + struct.pack("<I", size)
-    )
-
-
-class PCMResampler:
-    """Streaming int16 mono resampler (soxr): state carries across chunks, so no seams."""
-
-    def __init__(self, in_rate: int, out_rate: int) -> None:
-        self.in_rate = in_rate
-        self.out_rate = out_rate
-        self._stream = None
-        if in_rate != out_rate:
-            import soxr
-
-            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ")
-
-    def push(self, pcm: bytes, last: bool = False) -> bytes:
-        if self._stream is None:
-            return pcm
-        samples = np.frombuffer(pcm, dtype="<i2")
-        out = self._stream.resample_chunk(samples, last=last)
-        return np.asarray(out, dtype="<i2").tobytes()
 
 
 class Encoder(Protocol):

@@ -84,12 +84,15 @@ async def transcribe(
 
 
 async def list_voices(services: Services, name: str) -> tuple[list[Voice], str | None]:
-    """A TTS model's voices: from its catalog entry when it lists them, else from its runner."""
-    manifest = services.manifest(name, "tts")
-    entry = manifest.entry
+    """A TTS model's voices: from its catalog entry when it lists them (no runner, not even a
+    pull needed), else from its runner's ListVoices."""
+    entry = services.registry.resolve(name)
+    if entry.type != "tts":
+        raise BadRequest(f"model '{name}' is not a text-to-speech model", param="model")
     if entry.voices:
         return [Voice(id=v, name=v) for v in entry.voices], entry.default_voice
-    async with services.scheduler.use(name) as model:
+    services.manifest(entry.name, "tts")
+    async with services.scheduler.use(entry.name) as model:
         runner = model.runner
         reply = await runner.request(ListVoices(id=runner.next_id()))
     if not isinstance(reply, Voices):

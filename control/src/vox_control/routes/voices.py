@@ -19,12 +19,12 @@ class VoicesController(Controller):
     async def voices(self, services: Services, model: str | None = None) -> dict[str, Any]:
         """Catalog voices answer without a runner; other models ask their (loaded) runner."""
         name = services.model_name(model, "tts")
-        manifest = services.manifest(name, "tts")
         voices, default = await list_voices(services, name)
-        default = default or manifest.entry.default_voice or (voices[0].id if voices else None)
-        openai = {v: services.voice_for(manifest, v) or default for v in sorted(OPENAI_VOICES)}
+        entry = services.registry.resolve(name)
+        default = default or entry.default_voice or (voices[0].id if voices else None)
+        openai = {v: entry.voice_map.get(v) or default for v in sorted(OPENAI_VOICES)}
         return {
-            "model": name,
+            "model": entry.name,
             "default": default,
             "voices": [msgspec.to_builtins(v) for v in voices],
             "openai_voices": openai,
