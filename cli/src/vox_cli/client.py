@@ -68,6 +68,12 @@ class VoxClient:
     def get(self, path: str) -> Any:
         return self._call("GET", path).json()
 
+    def get_params(self, path: str, params: dict[str, Any]) -> Any:
+        return self._call("GET", path, params=params).json()
+
+    def delete_json(self, path: str, body: dict[str, Any]) -> Any:
+        return self._call("DELETE", path, json=body).json()
+
     def post_json(self, path: str, body: dict[str, Any]) -> httpx.Response:
         return self._call("POST", path, json=body)
 

@@ -10,6 +10,7 @@ from cyclopts import App, Parameter
 from rich.console import Console
 from rich.table import Table
 
+from vox_cli import models
 from vox_cli.client import CLIError, VoxClient
 from vox_cli.progress import PullProgress
 from vox_cli.voices import voices
@@ -69,9 +70,21 @@ def serve(
 
 
 @app.command
-def pull(name: str, *, host: Host = None) -> None:
-    """Download a model and prepare its adapter's sandbox."""
+def pull(
+    name: str,
+    *,
+    adapter: Annotated[str | None, Parameter(help="Adapter for hf:// or a dir.")] = None,
+    as_: Annotated[str | None, Parameter(name="--as", help="Name for hf:// or a dir.")] = None,
+    type: Annotated[str | None, Parameter(help="stt or tts, if the adapter is new.")] = None,
+    revision: Annotated[str | None, Parameter(help="Branch, tag or commit (hf://).")] = None,
+    host: Host = None,
+) -> None:
+    """Download a model (a name, hf://owner/repo or ./dir with --adapter and --as)."""
     with VoxClient(host) as client, PullProgress(err) as progress:
+        if models.is_source(name):
+            name = models.register(
+                client, name, as_name=as_, adapter=adapter, type=type, revision=revision
+            )
         for event in client.stream_lines("/api/pull", {"model": name, "stream": True}):
             if event.get("status") == "error":
                 raise CLIError(event.get("error", {}).get("message", "pull failed"))
@@ -145,6 +158,11 @@ def run(
 
 
 app.command(voices)
+
+
+app.command(models.search)
+app.command(models.show)
+app.command(models.rm)
 
 
 def _size(n: float) -> str:

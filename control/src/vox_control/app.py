@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 
 from vox_control import __version__
 from vox_control.errors import EXCEPTION_HANDLERS
+from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
 from vox_control.routes.voices import VoicesController
@@ -35,7 +36,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         return svc
 
     app = Litestar(
-        route_handlers=[NativeController, OpenAIController, VoicesController],
+        route_handlers=[NativeController, OpenAIController, VoicesController, ModelsController],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

@@ -13,6 +13,8 @@ from vox_control.audio import AudioDecodeError
 from vox_control.registry import CatalogError, InvalidModelName, UnknownModel
 from vox_control.runner_client import RunnerDied, RunnerRequestError
 from vox_control.scheduler import LoadError
+from vox_control.sources.base import IntegrityError, OfflineError, PullError
+from vox_control.store import NotInstalled
 
 log = logging.getLogger("vox.errors")
 
@@ -151,6 +153,20 @@ def load_error_handler(_: Request[Any, Any, Any], exc: LoadError) -> Response[An
     return _respond(500, error_body(str(exc), "server_error", code="load_failed"))
 
 
+def pull_error_handler(_: Request[Any, Any, Any], exc: PullError) -> Response[Any]:
+    # Offline refusals and unreachable hubs are the server's situation, not the request's.
+    if isinstance(exc, OfflineError):
+        return _respond(503, error_body(str(exc), "server_error", code="offline"))
+    code = "integrity_error" if isinstance(exc, IntegrityError) else "pull_failed"
+    return _respond(502, error_body(str(exc), "server_error", code=code))
+
+
+def not_installed_handler(_: Request[Any, Any, Any], exc: NotInstalled) -> Response[Any]:
+    return _respond(
+        404, error_body(str(exc), "not_found_error", param="model", code="model_not_found")
+    )
+
+
 def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     message = exc.detail
@@ -177,6 +193,8 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     UnknownModel: unknown_model_handler,
     InvalidModelName: bad_name_handler,
     CatalogError: catalog_error_handler,
+    PullError: pull_error_handler,
+    NotInstalled: not_installed_handler,
     HTTPException: http_exception_handler,
     Exception: internal_error_handler,
 }

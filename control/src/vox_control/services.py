@@ -25,6 +25,7 @@ from vox_control.runner_client import RunnerClient
 from vox_control.scheduler import LoadSpec, Scheduler
 from vox_control.settings import Settings
 from vox_control.sources import PullEvent, pull_model
+from vox_control.sources.index import load_remote
 from vox_control.store import Manifest, NotInstalled, Store
 
 log = logging.getLogger("vox.services")
@@ -71,7 +72,7 @@ class Puller:
         When every listener has gone (clients disconnected), the pull is cancelled and its
         staging area removed.
         """
-        entry = self._registry.get(name)
+        entry = self._registry.resolve(name)  # aliases pull their model
         job = self._jobs.get(entry.name)
         if job is None:
             job = _PullJob(asyncio.create_task(self._run(entry), name=f"pull-{entry.name}"))
@@ -94,7 +95,7 @@ class Puller:
     async def pull(self, name: str) -> Manifest:
         async for _ in self.events(name):
             pass
-        return self._store.manifest(name)
+        return self._store.manifest(self._registry.resolve(name).name)
 
     def _finish(self, name: str, _task: object = None) -> None:
         job = self._jobs.pop(name, None)
@@ -118,7 +119,12 @@ class Puller:
             loop.call_soon_threadsafe(emit, PullEvent(status=line))
 
         manifest = await pull_model(
-            entry, self._store, index_url=self._settings.pypi_index, progress=emit
+            entry,
+            self._store,
+            index_url=self._settings.pypi_index,
+            hf_endpoint=self._settings.hf_endpoint,
+            offline=self._settings.offline,
+            progress=emit,
         )
         emit(PullEvent(status=f"preparing the {entry.adapter} sandbox"))
         try:
@@ -134,7 +140,10 @@ class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
-        self.registry = Registry(user_dir=settings.catalog_dir)
+        remote = load_remote(
+            settings.registry_url, settings.home / "registry-cache.json", offline=settings.offline
+        )
+        self.registry = Registry(user_dir=settings.catalog_dir, remote=remote)
         self.store = Store(settings.models_dir)
         self.sandboxes = SandboxManager(
             settings.sandboxes_dir, RunnerSource.detect(), device=settings.resolved_device
@@ -146,7 +155,7 @@ class Services:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        if self.settings.pull_defaults and not self.store.list():
+        if self.settings.pull_defaults and not self.settings.offline and not self.store.list():
             for name in (self.settings.default_stt, self.settings.default_tts):
                 self._spawn_background(self._pull_quietly(name))
         for name in self.settings.preload:

@@ -33,6 +33,11 @@ def _default_index() -> str:
     return "https://pypi.org/simple"
 
 
+def _default_hf_endpoint() -> str:
+    # huggingface_hub's own variable, so a configured mirror keeps working.
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the server; each has a VOX_<NAME> environment variable and a serve flag."""
@@ -51,6 +56,11 @@ class Settings:
     max_upload_bytes: int = 200 * 1024 * 1024
     max_frame_bytes: int = 256 * 1024 * 1024
     pypi_index: str = field(default_factory=_default_index)
+    hf_endpoint: str = field(default_factory=_default_hf_endpoint)
+    # Never touch the network: pulls of models not yet installed fail with a clear message.
+    offline: bool = False
+    # Optional remote catalog: a URL of a JSON list of entries, or a directory of entry files.
+    registry_url: str = ""
     runner_start_timeout: float = 60.0
     load_timeout: float = 600.0
     request_timeout: float = 1800.0

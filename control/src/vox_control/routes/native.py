@@ -86,7 +86,8 @@ class NativeController(Controller):
         if not name:
             raise BadRequest("'model' is required", param="model")
         name = services.model_name(name, "stt")
-        services.registry.get(name)  # unknown names fail with 404 before streaming starts
+        # Unknown names fail with 404 before streaming starts; aliases pull their model.
+        name = services.registry.resolve(name).name
         if not data.stream:
             manifest = await services.puller.pull(name)
             return {"status": "success", "model": manifest.name}

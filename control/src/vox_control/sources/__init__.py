@@ -7,6 +7,7 @@ import httpx
 from vox_control.registry import CatalogEntry, HFSource, LocalSource, PyPISource
 from vox_control.sources.base import (
     IntegrityError,
+    OfflineError,
     ProgressCallback,
     PullError,
     PullEvent,
@@ -16,10 +17,6 @@ from vox_control.sources.hf import DEFAULT_ENDPOINT, pull_hf
 from vox_control.sources.local import pull_local
 from vox_control.sources.pypi import DEFAULT_INDEX_URL, pull_pypi
 from vox_control.store import Manifest, Store
-
-
-class OfflineError(PullError):
-    """The pull would need the network and VOX_OFFLINE forbids it."""
 
 
 def where(entry: CatalogEntry, index_url: str, endpoint: str) -> str:

@@ -49,6 +49,10 @@ class IntegrityError(PullError):
         self.actual = actual
 
 
+class OfflineError(PullError):
+    """The pull would need the network and VOX_OFFLINE forbids it."""
+
+
 class UnsupportedSource(PullError, NotImplementedError):
     """The entry's source kind has no downloader yet."""
 

@@ -39,6 +39,21 @@ from vox_control.sources.base import (
 from vox_control.store import Manifest, ManifestFile, Store
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    # huggingface_hub 2.x talks through httpx2 (a fork), older releases through httpx.
+    errors: list[type[Exception]] = [HfHubHTTPError, httpx.HTTPError, OSError]
+    try:
+        import httpx2  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        pass
+    else:
+        errors.append(httpx2.HTTPError)
+    return tuple(errors)
+
+
+HUB_ERRORS = _transport_errors()
 # Files fetched at once: enough to hide per-file latency, few enough not to thrash a disk.
 CONCURRENCY = 4
 
@@ -125,7 +140,7 @@ def plan(source: HFSource, endpoint: str, token: str | None = None) -> Plan:
             recursive=True,
         )
         files = [f for f in tree if isinstance(f, RepoFile)]
-    except (HfHubHTTPError, httpx.HTTPError, OSError) as exc:
+    except HUB_ERRORS as exc:
         raise _hub_error(source, endpoint, exc) from exc
     return Plan(commit=commit, files=_select(source, files))
 
