@@ -15,6 +15,8 @@ from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
 from vox_control.routes.voices import VoicesController
+from vox_control.routes.ws_stt import transcription_stream
+from vox_control.routes.ws_tts import speech_stream
 from vox_control.services import Services
 from vox_control.settings import Settings
 
@@ -36,7 +38,14 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         return svc
 
     app = Litestar(
-        route_handlers=[NativeController, OpenAIController, VoicesController, ModelsController],
+        route_handlers=[
+            NativeController,
+            OpenAIController,
+            VoicesController,
+            ModelsController,
+            transcription_stream,
+            speech_stream,
+        ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

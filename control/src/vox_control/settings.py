@@ -54,6 +54,9 @@ class Settings:
     max_loaded: int = 0  # 0: no count limit, only the memory budget
     keep_alive: str = "5m"
     max_upload_bytes: int = 200 * 1024 * 1024
+    # WebSocket streaming sessions: the most audio (STT) or text (TTS) one session may carry.
+    stream_max_audio_seconds: float = 4 * 3600.0
+    stream_max_text_chars: int = 1_000_000
     max_frame_bytes: int = 256 * 1024 * 1024
     pypi_index: str = field(default_factory=_default_index)
     hf_endpoint: str = field(default_factory=_default_hf_endpoint)

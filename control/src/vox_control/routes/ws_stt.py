@@ -1,0 +1,351 @@
+"""WS /v1/audio/transcriptions/stream: long recordings in overlapping windows, stitched by word."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+from litestar import WebSocket, websocket
+from vox_protocol import Transcribe, Transcript
+
+from vox_control.audio import WHISPER_RATE, AudioDecodeError, decode_audio
+from vox_control.services import Services
+from vox_control.streaming.channel import (
+    BAD_CONFIG,
+    INTERNAL,
+    NORMAL,
+    POLICY,
+    TOO_LARGE,
+    UNSUPPORTED_DATA,
+    Channel,
+    ClientGone,
+    StreamError,
+    convert,
+    model_error,
+    parse_message,
+)
+from vox_control.streaming.merge import Stitcher, WindowTranscript
+from vox_control.streaming.windows import Window, WindowPlanner
+
+log = logging.getLogger("vox.streaming.stt")
+
+InputFormat = Literal["pcm16", "wav", "flac", "mp3", "ogg", "webm"]
+# Windows waiting for the runner; past this the session stops reading from the socket, so a
+# client sending faster than real time is slowed by TCP instead of filling our memory.
+_QUEUED_WINDOWS = 2
+
+
+class SttConfig(msgspec.Struct, forbid_unknown_fields=False):
+    type: str
+    model: str | None = None
+    input_format: InputFormat = "pcm16"
+    sample_rate: int = WHISPER_RATE
+    language: str | None = None
+    word_timestamps: bool = False
+    chunk_ms: int = 30_000
+    overlap_ms: int = 1_000
+    partial: bool = True  # extension: a `partial` event with the text so far per window
+    prompt: str | None = None
+    beam_size: int | None = None
+
+
+def check_config(config: SttConfig) -> None:
+    """Value checks msgspec's types cannot express; each names its field."""
+    if config.input_format == "pcm16" and not 8000 <= config.sample_rate <= 192_000:
+        raise StreamError(
+            "invalid_config", "sample_rate must be 8000..192000", BAD_CONFIG, param="sample_rate"
+        )
+    if not 1_000 <= config.chunk_ms <= 600_000:
+        raise StreamError(
+            "invalid_config", "chunk_ms must be 1000..600000", BAD_CONFIG, param="chunk_ms"
+        )
+    if not 0 <= config.overlap_ms <= config.chunk_ms // 2:
+        raise StreamError(
+            "invalid_config",
+            "overlap_ms must be between 0 and half of chunk_ms",
+            BAD_CONFIG,
+            param="overlap_ms",
+        )
+    if config.beam_size is not None and not 1 <= config.beam_size <= 20:
+        raise StreamError(
+            "invalid_config", "beam_size must be 1..20", BAD_CONFIG, param="beam_size"
+        )
+
+
+@dataclass
+class _Audio:
+    """The session's audio at 16 kHz float32, kept only from the first sample still needed."""
+
+    origin: int = 0  # session sample index of buffer[0]
+    pieces: list[np.ndarray] = field(default_factory=list)
+    total: int = 0
+    carry: bytes = b""  # an odd trailing byte of a pcm16 frame
+
+    def append(self, samples: np.ndarray) -> None:
+        if samples.size:
+            self.pieces.append(samples)
+            self.total += samples.size
+
+    def slice(self, window: Window) -> bytes:
+        buffer = np.concatenate(self.pieces) if len(self.pieces) != 1 else self.pieces[0]
+        self.pieces = [buffer]
+        return buffer[window.start - self.origin : window.end - self.origin].tobytes()
+
+    def drop_before(self, sample: int) -> None:
+        if sample <= self.origin or not self.pieces:
+            return
+        buffer = np.concatenate(self.pieces)
+        cut = min(sample - self.origin, buffer.size)
+        self.pieces = [buffer[cut:].copy()]
+        self.origin += cut
+
+
+class SttSession:
+    def __init__(self, channel: Channel, services: Services) -> None:
+        self.channel = channel
+        self.services = services
+        self.settings = services.settings
+
+    async def run(self) -> None:
+        try:
+            config, name = await self._configure()
+            await self._stream(config, name)
+        except StreamError as exc:
+            await self.channel.fail(exc)
+        except ClientGone as exc:
+            log.info("transcription stream: client gone (%s); session cancelled", exc)
+
+    async def _configure(self) -> tuple[SttConfig, str]:
+        first = await self.channel.receive()
+        if isinstance(first, bytes):
+            raise StreamError(
+                "config_required",
+                "the first message must be a JSON config; got a binary frame",
+                UNSUPPORTED_DATA,
+            )
+        message = parse_message(first)
+        if message["type"] != "config":
+            raise StreamError(
+                "config_required",
+                f'the first message must be {{"type": "config"}}, not {message["type"]!r}',
+                POLICY,
+            )
+        config = convert(message, SttConfig)
+        check_config(config)
+        try:
+            name = self.services.model_name(config.model, "stt")
+            self.services.manifest(name, "stt")
+            # Load now, so a model that cannot load fails the session before `ready`.
+            async with self.services.scheduler.use(name) as model:
+                languages = model.info.languages
+        except Exception as exc:
+            raise model_error(exc) from None
+        if config.language and languages and config.language not in languages:
+            raise StreamError(
+                "invalid_config",
+                f"language {config.language!r} is not supported by {name}",
+                BAD_CONFIG,
+                param="language",
+            )
+        await self.channel.send_event(
+            {
+                "type": "ready",
+                "model": name,
+                "input_format": config.input_format,
+                "sample_rate": config.sample_rate if config.input_format == "pcm16" else None,
+                "chunk_ms": config.chunk_ms,
+                "overlap_ms": config.overlap_ms,
+            }
+        )
+        return config, name
+
+    async def _stream(self, config: SttConfig, name: str) -> None:
+        started = time.perf_counter()
+        audio = _Audio()
+        planner = WindowPlanner(
+            config.chunk_ms * WHISPER_RATE // 1000, config.overlap_ms * WHISPER_RATE // 1000
+        )
+        queue: asyncio.Queue[tuple[Window, bytes] | None] = asyncio.Queue(_QUEUED_WINDOWS)
+        stitcher = Stitcher()
+        state: dict[str, Any] = {"language": config.language}
+        worker = asyncio.create_task(self._work(config, name, queue, stitcher, audio, state))
+        receiver = asyncio.create_task(self._receive(config, audio, planner, queue))
+        try:
+            # The receiver never returns: after `end` it watches for a disconnect, which must
+            # cancel the windows still being transcribed. So the worker's end is the signal.
+            done, _ = await asyncio.wait({worker, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # raise the first failure (the other task is cancelled below)
+        finally:
+            for task in (worker, receiver):
+                task.cancel()
+            # Cancelling the worker cancels its runner request: the runner gets a Cancel.
+            await asyncio.gather(worker, receiver, return_exceptions=True)
+        segments = stitcher.segments()
+        body = [msgspec.to_builtins(s) for s in segments]
+        if not config.word_timestamps:
+            for segment in body:
+                segment.pop("words", None)
+        await self.channel.send_event(
+            {
+                "type": "done",
+                "model": name,
+                "text": "".join(s.text for s in segments).strip(),
+                "language": state["language"],
+                "duration_ms": round(audio.total * 1000 / WHISPER_RATE),
+                "processing_ms": round((time.perf_counter() - started) * 1000),
+                "chunks_completed": stitcher.windows,
+                "segments": body,
+            }
+        )
+        await self.channel.close(NORMAL)
+
+    async def _receive(
+        self,
+        config: SttConfig,
+        audio: _Audio,
+        planner: WindowPlanner,
+        queue: asyncio.Queue[tuple[Window, bytes] | None],
+    ) -> None:
+        """Read frames until `end`, queueing each window as soon as its audio is complete."""
+        limit = int(self.settings.stream_max_audio_seconds * WHISPER_RATE)
+        resampler = _Resampler(config.sample_rate) if config.input_format == "pcm16" else None
+        while True:
+            frame = await self.channel.receive()
+            if isinstance(frame, str):
+                message = parse_message(frame)
+                kind = message["type"]
+                if kind == "end":
+                    break
+                if kind == "config":
+                    raise StreamError(
+                        "duplicate_config", "the session is already configured", POLICY
+                    )
+                raise StreamError(
+                    "unknown_type", f"unknown message type {kind!r} (expected end)", POLICY
+                )
+            if resampler is not None:
+                samples = resampler.push(audio, frame)
+            else:
+                samples = await asyncio.to_thread(_decode, frame, config.input_format)
+            if audio.total + samples.size > limit:
+                raise StreamError(
+                    "session_too_large",
+                    f"the session's audio exceeds {self.settings.stream_max_audio_seconds:g} s "
+                    "(VOX_STREAM_MAX_AUDIO_SECONDS)",
+                    TOO_LARGE,
+                )
+            audio.append(samples)
+            for window in planner.ready(audio.total):
+                await queue.put((window, audio.slice(window)))
+                audio.drop_before(planner.keep_from())
+        if resampler is not None:
+            audio.append(resampler.flush())
+        for window in planner.finish(audio.total):
+            await queue.put((window, audio.slice(window)))
+        await queue.put(None)
+        await self.channel.receive()  # returns only if the client breaks the protocol
+        raise StreamError("after_end", "no message may follow end", POLICY)
+
+    async def _work(
+        self,
+        config: SttConfig,
+        name: str,
+        queue: asyncio.Queue[tuple[Window, bytes] | None],
+        stitcher: Stitcher,
+        audio: _Audio,
+        state: dict[str, Any],
+    ) -> None:
+        """Transcribe queued windows one by one (in order: the stitch needs them so)."""
+        while (item := await queue.get()) is not None:
+            window, pcm = item
+            try:
+                # Held per window: between windows an idle session pins no runner.
+                async with self.services.scheduler.use(name) as model:
+                    runner = model.runner
+                    reply = await runner.request(
+                        Transcribe(
+                            id=runner.next_id(),
+                            audio=pcm,
+                            sample_rate=WHISPER_RATE,
+                            language=config.language,
+                            prompt=config.prompt,
+                            word_timestamps=True,  # the stitch needs them, asked or not
+                            beam_size=config.beam_size,
+                        )
+                    )
+            except Exception as exc:
+                raise model_error(exc) from None
+            if not isinstance(reply, Transcript):
+                raise StreamError("internal_error", "unexpected reply from the runner", INTERNAL)
+            state["language"] = state["language"] or reply.language
+            stitcher.add(
+                WindowTranscript(
+                    window.start / WHISPER_RATE, window.end / WHISPER_RATE, reply.segments
+                )
+            )
+            await self.channel.send_event(
+                {
+                    "type": "progress",
+                    "uploaded_ms": round(audio.total * 1000 / WHISPER_RATE),
+                    "processed_ms": round(window.end * 1000 / WHISPER_RATE),
+                    "chunks_completed": stitcher.windows,
+                }
+            )
+            if config.partial:
+                await self.channel.send_event(
+                    {
+                        "type": "partial",
+                        "text": stitcher.text(),
+                        "processed_ms": round(window.end * 1000 / WHISPER_RATE),
+                    }
+                )
+
+
+class _Resampler:
+    """pcm16 frames at the client's rate -> float32 at 16 kHz, across frame boundaries."""
+
+    def __init__(self, rate: int) -> None:
+        self._stream: Any = None
+        if rate != WHISPER_RATE:
+            import soxr
+
+            self._stream = soxr.ResampleStream(rate, WHISPER_RATE, 1, dtype="float32")
+
+    def push(self, audio: _Audio, frame: bytes) -> np.ndarray:
+        data = audio.carry + frame
+        whole = len(data) - len(data) % 2
+        audio.carry = data[whole:]
+        samples = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
+        if self._stream is None:
+            return samples
+        return np.asarray(self._stream.resample_chunk(samples), dtype=np.float32)
+
+    def flush(self) -> np.ndarray:
+        if self._stream is None:
+            return np.zeros(0, dtype=np.float32)
+        tail = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        return np.asarray(tail, dtype=np.float32)
+
+
+def _decode(frame: bytes, input_format: str) -> np.ndarray:
+    try:
+        return decode_audio(frame, WHISPER_RATE)
+    except AudioDecodeError as exc:
+        raise StreamError(
+            "invalid_audio",
+            f"a binary frame is not a self-contained {input_format} blob: {exc}",
+            UNSUPPORTED_DATA,
+        ) from None
+
+
+@websocket("/v1/audio/transcriptions/stream")
+async def transcription_stream(socket: WebSocket[Any, Any, Any], services: Services) -> None:
+    """Long-form transcription: config, binary audio frames, end -> progress..., done."""
+    await socket.accept()
+    await SttSession(Channel(socket), services).run()

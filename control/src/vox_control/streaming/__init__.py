@@ -1,0 +1,1 @@
+"""WebSocket streaming: windowing, word-timestamp stitching, sentence splitting, framing."""

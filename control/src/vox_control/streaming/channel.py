@@ -1,0 +1,167 @@
+"""One WebSocket session's plumbing: JSON events, protocol errors and their close codes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import WebSocket
+
+from vox_control.errors import ModelNotFound, VoxError
+from vox_control.registry import InvalidModelName, UnknownModel
+from vox_control.runner_client import RunnerDied, RunnerRequestError
+from vox_control.scheduler import LoadError
+
+log = logging.getLogger("vox.streaming")
+
+T = TypeVar("T")
+
+# Close codes (docs/streaming.md lists each with the error codes that use it).
+NORMAL = 1000
+UNSUPPORTED_DATA = 1003  # a binary frame where a JSON message was expected, or bad audio
+POLICY = 1008  # the protocol was not followed: bad JSON, unknown type, config twice...
+INTERNAL = 1011  # the server or the model's runner failed
+BAD_CONFIG = 4400  # a config field (or a text message's field) has an invalid value
+MODEL_NOT_FOUND = 4404  # unknown or not pulled model
+TOO_LARGE = 4413  # the session went over VOX_STREAM_MAX_AUDIO_SECONDS / _TEXT_CHARS
+
+
+class StreamError(Exception):
+    """Ends a session: an ``error`` event with ``code``, then a close with ``close_code``."""
+
+    def __init__(
+        self, code: str, message: str, close_code: int, *, param: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.close_code = close_code
+        self.param = param
+
+
+class ClientGone(Exception):
+    """The client disconnected (or the connection broke)."""
+
+
+def parse_message(text: str) -> dict[str, Any]:
+    """A text frame as a JSON object with a string ``type``, else a protocol error."""
+    try:
+        message = msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise StreamError(
+            "invalid_json", f"a text frame is not valid JSON: {exc}", POLICY
+        ) from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise StreamError(
+            "invalid_message", 'a message must be a JSON object with a string "type"', POLICY
+        )
+    return message
+
+
+def convert(
+    message: dict[str, Any], kind: type[T], code: str = "invalid_config", close: int = BAD_CONFIG
+) -> T:
+    """Validate a message into ``kind``; a bad field is an error naming the field."""
+    try:
+        return msgspec.convert(message, kind)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        param = text.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in text else None
+        raise StreamError(code, text, close, param=param) from None
+
+
+class Channel:
+    """Sends events (serialized: several tasks send) and receives frames of one session."""
+
+    def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
+        self.socket = socket
+        self._lock = asyncio.Lock()
+        self.open = True
+
+    async def receive(self) -> str | bytes:
+        """The next text or binary frame; raises ClientGone on disconnect."""
+        try:
+            message = await self.socket.receive()
+        except Exception as exc:  # the server implementation's disconnect errors vary
+            raise ClientGone(str(exc)) from exc
+        if message["type"] == "websocket.disconnect":
+            self.open = False
+            raise ClientGone(f"closed by the client ({message.get('code')})")
+        data: Any = message.get("bytes")
+        if data is not None:
+            return bytes(data)
+        return str(message.get("text") or "")
+
+    async def send_event(self, event: dict[str, Any]) -> None:
+        await self._send(msgspec.json.encode(event).decode(), None)
+
+    async def send_bytes(self, data: bytes) -> None:
+        if data:
+            await self._send(None, data)
+
+    async def _send(self, text: str | None, data: bytes | None) -> None:
+        if not self.open:
+            raise ClientGone("the session is closed")
+        async with self._lock:
+            try:
+                if text is not None:
+                    await self.socket.send_data(text, mode="text")
+                else:
+                    await self.socket.send_data(data or b"", mode="binary")
+            except Exception as exc:
+                self.open = False
+                raise ClientGone(str(exc)) from exc
+
+    async def close(self, code: int = NORMAL, reason: str = "") -> None:
+        if not self.open:
+            return
+        self.open = False
+        async with self._lock:
+            with contextlib.suppress(Exception):
+                # A close reason is at most 123 bytes.
+                await self.socket.close(code, reason.encode()[:120].decode(errors="ignore"))
+
+    async def fail(self, error: StreamError) -> None:
+        """Send the ``error`` event, then close with the error's code."""
+        log.info("stream session failed: %s (%s)", error.message, error.code)
+        event: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
+        if error.param:
+            event["param"] = error.param
+        event["close_code"] = error.close_code
+        with contextlib.suppress(ClientGone):
+            await self.send_event(event)
+        await self.close(error.close_code, error.code)
+
+
+def model_error(exc: Exception) -> StreamError:
+    """Map the errors model lookup and loading raise onto a session error."""
+    if isinstance(exc, ModelNotFound | UnknownModel):
+        return StreamError("model_not_found", str(exc), MODEL_NOT_FOUND, param="model")
+    if isinstance(exc, InvalidModelName):
+        return StreamError("invalid_config", str(exc), BAD_CONFIG, param="model")
+    if isinstance(exc, VoxError):
+        close = BAD_CONFIG if exc.status < 500 else INTERNAL
+        return StreamError(
+            "invalid_config" if exc.status < 500 else "server_error",
+            exc.message,
+            close,
+            param=exc.param,
+        )
+    if isinstance(exc, RunnerRequestError):
+        if exc.code in ("bad_request", "unsupported"):
+            return StreamError(exc.code, exc.message, BAD_CONFIG)
+        return StreamError(exc.code, exc.message, INTERNAL)
+    if isinstance(exc, RunnerDied):
+        return StreamError(
+            "runner_died",
+            f"the runner for {exc.name} stopped (exit code {exc.returncode}); "
+            "it will be restarted on the next request",
+            INTERNAL,
+        )
+    if isinstance(exc, LoadError):
+        return StreamError("load_failed", str(exc), INTERNAL)
+    log.exception("stream session: unexpected error", exc_info=exc)
+    return StreamError("internal_error", f"{type(exc).__name__}: {exc}", INTERNAL)

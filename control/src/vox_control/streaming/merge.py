@@ -1,0 +1,166 @@
+"""Stitch the transcripts of overlapping windows into one, by word timestamps, at each seam.
+
+Two neighbouring windows A and B share ``[B.start, A.end)``. The seam is cut at the middle of
+that overlap, where both windows have at least half the overlap of context on either side:
+A keeps the words whose centre lies before the cut, B the words whose centre lies after it.
+Whisper's timestamps for one word differ a little between the two windows, so a word near
+the cut could fall on the far side in both (lost) or the near side in both (doubled). Two
+repairs make each boundary word appear exactly once:
+
+* rescue: a word of B before the cut that starts after A's last kept word ended is speech A
+  did not keep (it put the word past the cut, or missed it): B keeps it;
+* dedupe: when A's last kept word and B's first kept word are the same word and their time
+  spans overlap, they are one utterance seen twice: B's copy is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from vox_protocol import Segment, Word
+
+# Slack for timestamps that disagree slightly between windows (Whisper's are 20 ms steps).
+_SLACK = 0.06
+_NORMAL = re.compile(r"[^\w']+")
+
+
+@dataclass(frozen=True)
+class WindowTranscript:
+    """One window's segments; their times are relative to the window's ``start`` (seconds)."""
+
+    start: float
+    end: float
+    segments: Sequence[Segment]
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """A word (or a whole segment that came without words), in absolute seconds."""
+
+    start: float
+    end: float
+    text: str
+    word: Word | None
+    window: int
+    segment: int
+
+    @property
+    def center(self) -> float:
+        return (self.start + self.end) / 2
+
+
+def normalize(word: str) -> str:
+    return _NORMAL.sub("", word.lower())
+
+
+def _units(index: int, window: WindowTranscript) -> list[_Unit]:
+    out: list[_Unit] = []
+    offset = window.start
+    for s, segment in enumerate(window.segments):
+        if segment.words:
+            for w in segment.words:
+                shifted = Word(
+                    start=round(w.start + offset, 3),
+                    end=round(w.end + offset, 3),
+                    word=w.word,
+                    probability=w.probability,
+                )
+                out.append(_Unit(shifted.start, shifted.end, w.word, shifted, index, s))
+        elif segment.text.strip():
+            out.append(
+                _Unit(segment.start + offset, segment.end + offset, segment.text, None, index, s)
+            )
+    return out
+
+
+def _seam(before: list[_Unit], after: list[_Unit], cut: float) -> tuple[list[_Unit], list[_Unit]]:
+    """Cut the earlier window's units and the later one's at ``cut``, then repair the seam."""
+    kept_a = [u for u in before if u.center < cut]
+    last_end = kept_a[-1].end if kept_a else -math.inf
+    kept_b = [u for u in after if u.center >= cut or u.start >= last_end - _SLACK]
+    if kept_a and kept_b:
+        a, b = kept_a[-1], kept_b[0]
+        same = normalize(a.text) == normalize(b.text) and normalize(a.text) != ""
+        if same and b.start < a.end + _SLACK:
+            kept_b = kept_b[1:]
+    return kept_a, kept_b
+
+
+class Stitcher:
+    """Takes window transcripts in order; gives the merged segments at any time."""
+
+    def __init__(self) -> None:
+        self._done: list[_Unit] = []
+        self._segments: dict[tuple[int, int], Segment] = {}
+        self._tail: list[_Unit] | None = None
+        self._tail_end = 0.0
+        self._count = 0
+
+    @property
+    def windows(self) -> int:
+        return self._count
+
+    def add(self, window: WindowTranscript) -> None:
+        index = self._count
+        self._count += 1
+        for s, segment in enumerate(window.segments):
+            self._segments[(index, s)] = segment
+        units = _units(index, window)
+        if self._tail is None:
+            self._tail = units
+        else:
+            cut = (window.start + self._tail_end) / 2
+            kept_a, kept_b = _seam(self._tail, units, cut)
+            self._done.extend(kept_a)
+            self._tail = kept_b
+        self._tail_end = window.end
+
+    def segments(self) -> list[Segment]:
+        """The stitched transcript so far (the last window's words are provisional)."""
+        return _group([*self._done, *(self._tail or [])], self._segments)
+
+    def text(self) -> str:
+        return "".join(s.text for s in self.segments()).strip()
+
+
+def _group(units: list[_Unit], sources: dict[tuple[int, int], Segment]) -> list[Segment]:
+    """Rebuild segments from runs of kept units that came from the same source segment."""
+    out: list[Segment] = []
+    run: list[_Unit] = []
+
+    def close() -> None:
+        if not run:
+            return
+        key = (run[0].window, run[0].segment)
+        source = sources[key]
+        words = [u.word for u in run if u.word is not None]
+        whole = (not source.words and len(run) == 1) or len(words) == len(source.words)
+        out.append(
+            Segment(
+                start=round(run[0].start, 3),
+                end=round(run[-1].end, 3),
+                text=source.text if whole else "".join(u.text for u in run),
+                words=words,
+                avg_logprob=source.avg_logprob,
+                no_speech_prob=source.no_speech_prob,
+            )
+        )
+        run.clear()
+
+    for unit in units:
+        if run and (unit.window, unit.segment) != (run[-1].window, run[-1].segment):
+            close()
+        run.append(unit)
+    close()
+    return out
+
+
+def merge_windows(windows: Sequence[WindowTranscript]) -> list[Segment]:
+    """Stitch a whole list of window transcripts (in order) into one list of segments."""
+    stitcher = Stitcher()
+    for window in windows:
+        stitcher.add(window)
+    return stitcher.segments()

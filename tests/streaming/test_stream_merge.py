@@ -1,0 +1,97 @@
+"""The word-timestamp stitch: every word at a window seam appears exactly once."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from vox_control.streaming.merge import Stitcher, WindowTranscript, merge_windows
+from vox_protocol import Segment, Word
+
+
+def _window(start: float, end: float, words: list[tuple[str, float, float]]) -> WindowTranscript:
+    """A window whose single segment holds ``words`` given in absolute seconds."""
+    rel = [Word(start=s - start, end=e - start, word=f" {w}") for w, s, e in words]
+    text = "".join(w.word for w in rel)
+    segments = [Segment(start=rel[0].start, end=rel[-1].end, text=text, words=rel)] if rel else []
+    return WindowTranscript(start, end, segments)
+
+
+def _words(segments: list[Segment]) -> list[str]:
+    return [w.word.strip() for s in segments for w in s.words]
+
+
+def test_plain_cut_at_the_overlap_midpoint() -> None:
+    a = _window(0, 10, [("one", 1, 2), ("two", 8.9, 9.3), ("three", 9.6, 9.95)])
+    b = _window(9, 19, [("two", 9.0, 9.3), ("three", 9.6, 10.0), ("four", 12, 13)])
+    merged = merge_windows([a, b])
+    assert _words(merged) == ["one", "two", "three", "four"]
+    assert merged[-1].words[-1].start == pytest.approx(12)  # absolute times
+
+
+def test_word_on_the_cut_seen_on_the_near_side_twice_is_kept_once() -> None:
+    # Cut at 9.5: A puts "cut" just before it, B just after it.
+    a = _window(0, 10, [("before", 8.5, 9.0), ("cut", 9.2, 9.7)])
+    b = _window(9, 19, [("before", 8.5, 9.0), ("cut", 9.3, 9.8), ("after", 10, 10.5)])
+    assert _words(merge_windows([a, b])) == ["before", "cut", "after"]
+
+
+def test_word_on_the_cut_seen_on_the_far_side_twice_is_not_lost() -> None:
+    # A puts "cut" after 9.5 (not kept), B before it: B rescues it.
+    a = _window(0, 10, [("before", 8.5, 9.0), ("cut", 9.3, 9.8)])
+    b = _window(9, 19, [("before", 8.5, 9.0), ("cut", 9.2, 9.7), ("after", 10, 10.5)])
+    assert _words(merge_windows([a, b])) == ["before", "cut", "after"]
+
+
+def test_word_one_window_missed_near_the_cut_comes_from_the_other() -> None:
+    a = _window(0, 10, [("before", 8.5, 9.0)])  # A dropped "lost" at the edge
+    b = _window(9, 19, [("before", 8.5, 9.0), ("lost", 9.1, 9.4), ("after", 10, 10.5)])
+    assert _words(merge_windows([a, b])) == ["before", "lost", "after"]
+
+
+def test_a_real_repetition_is_not_taken_for_a_duplicate() -> None:
+    a = _window(0, 10, [("that", 8.8, 9.1), ("that", 9.2, 9.45)])
+    b = _window(9, 19, [("that", 9.2, 9.45), ("that", 9.55, 9.8), ("is", 10, 10.2)])
+    # Truth: that(8.8) that(9.2) that(9.55) is.
+    assert _words(merge_windows([a, b])) == ["that", "that", "that", "is"]
+
+
+def test_segments_without_words_are_cut_by_their_centre() -> None:
+    a = WindowTranscript(0, 10, [Segment(0, 4, " first."), Segment(8, 10, " seam half.")])
+    b = WindowTranscript(9, 19, [Segment(0, 1, " seam half."), Segment(1, 5, " second.")])
+    merged = merge_windows([a, b])
+    assert [s.text for s in merged] == [" first.", " seam half.", " second."]
+
+
+def test_partly_kept_segment_text_is_rebuilt_from_its_words() -> None:
+    a = _window(0, 10, [("alpha", 5, 6), ("beta", 9.6, 9.9)])
+    merged = Stitcher()
+    merged.add(a)
+    merged.add(_window(9, 19, [("beta", 9.6, 9.9), ("gamma", 11, 12)]))
+    assert merged.text() == "alpha beta gamma"
+    assert merged.windows == 2
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_speech_through_many_seams_keeps_every_word_once(seed: int) -> None:
+    rng = random.Random(seed)
+    truth: list[tuple[str, float, float]] = []
+    t = 0.2
+    while t < 95:
+        length = rng.uniform(0.12, 0.7)
+        truth.append((f"w{len(truth)}", t, t + length))
+        t += length + rng.choice([0.0, 0.02, 0.05, 0.1, 0.4])
+    chunk, overlap = 10.0, rng.choice([0.5, 1.0, 2.0])
+    windows = []
+    start = 0.0
+    while start < t:
+        end = min(start + chunk, t + 0.5)
+        seen = []
+        for w, s, e in truth:
+            inside = min(e, end) - max(s, start)
+            if inside >= 0.5 * (e - s):  # the model hears most of it: it transcribes it
+                jitter = rng.uniform(-0.06, 0.06)
+                seen.append((w, max(start, s + jitter), min(end, e + jitter)))
+        windows.append(_window(start, end, seen))
+        start += chunk - overlap
+    assert _words(merge_windows(windows)) == [w for w, _, _ in truth]
