@@ -13,6 +13,7 @@ from rich.table import Table
 from vox_cli import models
 from vox_cli.client import CLIError, VoxClient
 from vox_cli.progress import PullProgress
+from vox_cli.stream import stream_synthesize, stream_transcribe
 from vox_cli.voices import voices
 
 console = Console()
@@ -158,6 +159,8 @@ def run(
 
 
 app.command(voices)
+app.command(stream_transcribe)
+app.command(stream_synthesize)
 
 
 app.command(models.search)
