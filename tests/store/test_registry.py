@@ -149,7 +149,9 @@ def test_bundled_catalog_has_seed_and_pypi_models() -> None:
         assert source.revision == "main"
     lessac = registry.get("piper:en-us-lessac-medium").source
     assert isinstance(lessac, HFSource)
-    assert lessac.allow_patterns == ["en/en_US/lessac/medium/*"]
+    # Stored flat (the piper adapter wants the .onnx at the top of the model dir).
+    assert lessac.subfolder == "en/en_US/lessac/medium"
+    assert lessac.allow_patterns == ["en_US-lessac-medium.onnx", "en_US-lessac-medium.onnx.json"]
     for name in ("orpheus:3b", "dia:1.6b", "sesame:csm-1b", "fish-speech:v1.4"):
         assert registry.get(name).gpu_only, name
 
