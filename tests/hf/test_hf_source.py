@@ -222,3 +222,22 @@ def test_remote_index_extends_the_catalog(tmp_path: Path) -> None:
     (d / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(CatalogError, match=r"bad\.json"):
         load_remote(str(d), tmp_path / "cache.json")
+
+
+async def test_full_disk_is_a_clear_error(
+    hub: OlahHub, demo: dict[str, str], store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import io
+
+    from vox_control.sources import hf
+
+    class Full(io.BytesIO):
+        def write(self, data: object) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(hf, "_open_for_write", lambda path: Full())
+    with pytest.raises(PullError, match="not enough disk space to pull demo:full"):
+        await pull(store, hub, entry("demo:full", HFSource(repo="vox-test/demo", revision="v1")))
+    assert store.list() == []
+    assert [p for p in store.staging_root.iterdir() if p.suffix != ".lock"] == []
