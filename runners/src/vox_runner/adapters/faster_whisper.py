@@ -1,0 +1,165 @@
+"""faster-whisper STT adapter (faster-whisper 1.2, CTranslate2): one converted Whisper model dir.
+
+Load options: ``compute_type`` (default int8 on CPU, float16 on CUDA), ``cpu_threads``
+(0 = the library default), ``num_workers`` (raise it together with ``--parallel``) and
+``beam_size`` (default 5; a request's own ``beam_size`` wins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+from vox_protocol import ModelInfo, Segment, Transcribe, Transcript, Word
+
+from vox_runner.adapter import Adapter, AdapterError, option_int, option_str
+
+log = logging.getLogger("vox_runner.adapters.faster_whisper")
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """``cpu`` / ``auto`` / ``cuda`` / ``cuda:N`` -> (ctranslate2 device, device index)."""
+    kind, colon, index = device.strip().lower().partition(":")
+    valid = kind in ("cpu", "cuda", "auto") and (not colon or (kind == "cuda" and index.isdigit()))
+    if not valid:
+        raise AdapterError("bad_request", f"unsupported device {device!r} (cpu, cuda[:N], auto)")
+    return kind, int(index or 0)
+
+
+class FasterWhisperAdapter(Adapter):
+    name: ClassVar[str] = "faster-whisper"
+    kind: ClassVar[Literal["stt", "tts"]] = "stt"
+
+    def __init__(self) -> None:
+        self._model: Any = None  # faster_whisper.WhisperModel
+        self._beam_size = 5
+        self._sample_rate = 16000
+        self._languages: list[str] = []
+
+    def load(self, model_dir: Path, device: str, options: Mapping[str, Any]) -> ModelInfo:
+        from faster_whisper import WhisperModel
+
+        kind, index = parse_device(device)
+        default_type = {"cpu": "int8", "cuda": "float16"}.get(kind, "default")
+        compute_type = option_str(options, "compute_type", default_type) or default_type
+        cpu_threads = option_int(options, "cpu_threads", 0)
+        num_workers = option_int(options, "num_workers", 1)
+        beam_size = option_int(options, "beam_size", 5)
+        # Check first: given a path that is not a directory, faster-whisper would take it
+        # for a model name and try to download it from the Hugging Face Hub.
+        if not (model_dir / "model.bin").is_file():
+            raise AdapterError("load_failed", f"no CTranslate2 model.bin in {model_dir}")
+
+        model = WhisperModel(
+            str(model_dir),
+            device=kind,
+            device_index=index,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            num_workers=num_workers,
+            local_files_only=True,
+        )
+        # Report what CTranslate2 really chose (e.g. int8 becomes int8_float32 on CPU).
+        real_device = str(model.model.device)
+        real_type = str(model.model.compute_type)
+        if real_device != "cpu":
+            real_device = f"{real_device}:{model.model.device_index[0]}"
+        self._languages = list(model.supported_languages)
+        self._sample_rate = int(model.feature_extractor.sampling_rate)
+        self._beam_size = beam_size
+        self._model = model
+        return ModelInfo(
+            adapter=self.name,
+            kind=self.kind,
+            sample_rate=self._sample_rate,
+            device=real_device,
+            providers=[f"ctranslate2:{model.model.device}:{real_type}"],
+            languages=list(self._languages),
+        )
+
+    def unload(self) -> None:
+        self._model = None
+
+    async def transcribe(self, request: Transcribe) -> Transcript:
+        model = self._model
+        if model is None:
+            raise AdapterError("not_loaded", "no whisper model is loaded")
+        if request.sample_rate != self._sample_rate:
+            raise AdapterError(
+                "bad_request",
+                f"audio must be {self._sample_rate} Hz mono float32, got {request.sample_rate} Hz",
+            )
+        if len(request.audio) % 4:
+            raise AdapterError("bad_request", "audio length is not a whole number of float32s")
+        if request.language and request.language not in self._languages:
+            raise AdapterError(
+                "bad_request", f"language {request.language!r} is not supported by this model"
+            )
+        # A read-only view of the frame's bytes: no copy of the audio.
+        audio = np.frombuffer(request.audio, dtype="<f4")
+        options: dict[str, Any] = {
+            "language": request.language,
+            "task": request.task,
+            "initial_prompt": request.prompt,
+            "word_timestamps": request.word_timestamps,
+            "vad_filter": request.vad_filter,
+            "beam_size": request.beam_size or self._beam_size,
+        }
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        stop = threading.Event()
+        try:
+            return await asyncio.to_thread(self._run, model, audio, options, request.id, stop)
+        except asyncio.CancelledError:
+            stop.set()  # the worker stops decoding at the next segment
+            raise
+
+    def _run(
+        self,
+        model: Any,
+        audio: npt.NDArray[np.float32],
+        options: dict[str, Any],
+        request_id: int,
+        stop: threading.Event,
+    ) -> Transcript:
+        """Blocking: decode every segment (the generator does the work) in this thread."""
+        if audio.size == 0:
+            return Transcript(id=request_id, text="", language=options["language"], duration=0.0)
+        pieces, info = model.transcribe(audio, **options)
+        segments: list[Segment] = []
+        for piece in pieces:
+            if stop.is_set():
+                break
+            words = [
+                Word(
+                    start=float(w.start),
+                    end=float(w.end),
+                    word=w.word,
+                    probability=float(w.probability),
+                )
+                for w in piece.words or ()
+            ]
+            segments.append(
+                Segment(
+                    start=float(piece.start),
+                    end=float(piece.end),
+                    text=piece.text,
+                    words=words,
+                    avg_logprob=float(piece.avg_logprob),
+                    no_speech_prob=float(piece.no_speech_prob),
+                )
+            )
+        return Transcript(
+            id=request_id,
+            text="".join(s.text for s in segments).strip(),
+            language=info.language,
+            language_probability=float(info.language_probability),
+            duration=float(info.duration),
+            segments=segments,
+        )
