@@ -1,0 +1,198 @@
+"""End to end: the STT WebSocket stream and `vox stream-transcribe` on a three-minute recording."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import VoxServer, normalize, wer
+from tests.streaming.helpers import SCRIPT, Recording, drain, make_recording, open_ws
+
+pytestmark = pytest.mark.e2e
+
+STT = "whisper:tiny.en"
+CHUNK_MS, OVERLAP_MS = 30_000, 1_000
+
+
+@pytest.fixture(scope="module")
+def recording(pulled: VoxServer) -> Recording:
+    with pulled.client() as client:
+        rec = make_recording(client)
+    assert 150 < rec.seconds < 260, rec.seconds  # about three minutes
+    return rec
+
+
+@pytest.fixture(scope="module")
+def streamed(
+    pulled: VoxServer, recording: Recording, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The recording through `vox stream-transcribe --json-output` (client-side PyAV decode)."""
+    path = tmp_path_factory.mktemp("stream") / "three-minutes.wav"
+    path.write_bytes(recording.wav())
+    started = time.perf_counter()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vox_cli.main",
+            "stream-transcribe",
+            STT,
+            str(path),
+            "--json-output",
+            "--host",
+            pulled.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout)
+    result["_wall"] = time.perf_counter() - started
+    return result
+
+
+def _words(segments: list[dict[str, Any]], offset: float = 0.0) -> list[tuple[float, str]]:
+    return [
+        ((w["start"] + w["end"]) / 2 + offset, normalize(w["word"]))
+        for s in segments
+        for w in s["words"]
+        if normalize(w["word"])
+    ]
+
+
+def _unpaired(lost: Counter[str], extra: Counter[str]) -> tuple[Counter[str], Counter[str]]:
+    """Pair off a lost word with an extra one spelled alike: that is one word transcribed two
+    ways by two windows ("doe" / "dough"), not a word lost and another one doubled."""
+    lost, extra = Counter(lost), Counter(extra)
+    for word in list(lost.elements()):
+        match = next(
+            (e for e in extra if difflib.SequenceMatcher(None, word, e).ratio() >= 0.5), None
+        )
+        if match is not None:
+            lost[word] -= 1
+            extra[match] -= 1
+    return +lost, +extra
+
+
+def _near(words: list[tuple[float, str]], center: float, radius: float) -> Counter[str]:
+    return Counter(w for t, w in words if abs(t - center) <= radius)
+
+
+def test_three_minute_transcript_wer(streamed: dict[str, Any], recording: Recording) -> None:
+    assert streamed["duration_ms"] == pytest.approx(recording.seconds * 1000, abs=50)
+    error = wer(" ".join(SCRIPT), streamed["text"])
+    print(f"WER {error:.3f}; {streamed['_wall']:.1f}s for {recording.seconds:.0f}s of audio")
+    assert error <= 0.10, streamed["text"]
+    assert streamed["chunks_completed"] >= 6
+
+
+def test_every_boundary_word_appears_exactly_once(
+    pulled: VoxServer, streamed: dict[str, Any], recording: Recording
+) -> None:
+    merged = _words(streamed["segments"])
+    step = (CHUNK_MS - OVERLAP_MS) / 1000
+    cuts = []
+    c = step + OVERLAP_MS / 2000  # the first seam's cut: mid-overlap of windows 0 and 1
+    while c < recording.seconds - OVERLAP_MS / 1000:
+        cuts.append(c)
+        c += step
+    assert len(cuts) >= 5
+    with pulled.client() as client:
+        for cut in cuts:
+            # The unary endpoint on the audio around this seam is the reference.
+            start = cut - 5.0
+            response = client.post(
+                "/api/transcribe",
+                files={"file": ("seam.wav", recording.wav(start, cut + 5.0))},
+                data={"model": STT, "word_timestamps": "true"},
+            )
+            assert response.status_code == 200, response.text
+            reference = _words(response.json()["segments"], start)
+            lost, doubled = _unpaired(
+                _near(reference, cut, 1.5) - _near(merged, cut, 2.5),
+                _near(merged, cut, 1.5) - _near(reference, cut, 2.5),
+            )
+            context = (
+                f"cut {cut:.1f}: reference {sorted(_near(reference, cut, 2.5).elements())}, "
+                f"stream {sorted(_near(merged, cut, 2.5).elements())}"
+            )
+            assert not lost, f"lost {dict(lost)} at {context}"
+            assert not doubled, f"doubled {dict(doubled)} at {context}"
+
+
+def _encode(pcm: Any, rate: int, fmt: str) -> bytes:
+    """One self-contained compressed blob (as a MediaRecorder chunk is)."""
+    import io
+
+    import soundfile as sf
+
+    out = io.BytesIO()
+    sf.write(out, pcm, rate, format=fmt.upper(), **({"subtype": "VORBIS"} if fmt == "ogg" else {}))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["flac", "ogg"])
+def test_self_contained_compressed_frames(
+    pulled: VoxServer, recording: Recording, fmt: str
+) -> None:
+    first_four = recording.spans[3][1]
+    pcm = recording.pcm[: int(first_four * recording.rate)]
+    piece = len(pcm) // 3 + 1
+    with open_ws(pulled.url, "/v1/audio/transcriptions/stream") as ws:
+        ws.send(json.dumps({"type": "config", "model": STT, "input_format": fmt, "chunk_ms": 8000}))
+        for i in range(0, len(pcm), piece):
+            ws.send(_encode(pcm[i : i + piece], recording.rate, fmt))
+        ws.send(json.dumps({"type": "end"}))
+        session = drain(ws)
+    assert session.close_code == 1000, session.events
+    assert session.order[0] == "ready"
+    assert session.of("progress")
+    assert session.of("partial")
+    (done,) = session.of("done")
+    assert done["duration_ms"] == pytest.approx(first_four * 1000, abs=100)
+    assert wer(" ".join(SCRIPT[:4]), done["text"]) <= 0.15, done["text"]
+    assert "words" not in done["segments"][0]  # word timestamps were not asked for
+
+
+def _in_flight(client: httpx.Client, name: str) -> int:
+    for model in client.get("/api/ps").json()["models"]:
+        if model["name"] == name:
+            return int(model["in_flight"])
+    return 0
+
+
+def test_disconnect_mid_session_frees_the_runner(pulled: VoxServer, recording: Recording) -> None:
+    pcm = recording.pcm[: int(90 * recording.rate)].tobytes()
+    with open_ws(pulled.url, "/v1/audio/transcriptions/stream") as ws:
+        ws.send(
+            json.dumps(
+                {"type": "config", "model": STT, "sample_rate": recording.rate, "chunk_ms": 30000}
+            )
+        )
+        assert json.loads(ws.recv())["type"] == "ready"
+        for i in range(0, len(pcm), 64000):
+            ws.send(pcm[i : i + 64000])
+        time.sleep(0.5)  # a window is being transcribed now
+    # The client is gone: the session's windows are cancelled and nothing holds the runner.
+    with pulled.client() as client:
+        deadline = time.monotonic() + 20
+        while _in_flight(client, STT) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _in_flight(client, STT) == 0
+        started = time.perf_counter()
+        response = client.post(
+            "/api/transcribe", files={"file": ("a.wav", recording.wav(0, 4))}, data={"model": STT}
+        )
+        assert response.status_code == 200, response.text
+        # Not queued behind the abandoned session's remaining windows.
+        assert time.perf_counter() - started < 15
