@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+import vox_runner.adapter as adapter_module
 from runner_fakes import FakeAdapter
 from vox_protocol import Synthesize, Voice
 from vox_runner.adapter import (
+    ENTRY_POINT_GROUP,
     AdapterError,
     AdapterNotFound,
     iterate_in_thread,
@@ -26,11 +29,23 @@ from vox_runner.adapters.piper import (
     _language_matches,
     _single_voice_id,
     split_sentences,
+    voice_ids,
 )
 
 
 def test_load_adapter_by_module_and_class() -> None:
     assert load_adapter("runner_fakes:FakeAdapter") is FakeAdapter
+
+
+def test_load_adapter_by_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    registered = [
+        EntryPoint(name="fake", value="runner_fakes:FakeAdapter", group=ENTRY_POINT_GROUP),
+        EntryPoint(name="other", value="runner_fakes:SttOnlyAdapter", group=ENTRY_POINT_GROUP),
+    ]
+    monkeypatch.setattr(adapter_module, "entry_points", lambda group: registered)
+    assert load_adapter("fake") is FakeAdapter
+    with pytest.raises(AdapterNotFound, match=r"unknown adapter 'nope'; available: fake, other"):
+        load_adapter("nope")
 
 
 def test_load_adapter_unknown_name_lists_what_is_available() -> None:
@@ -142,6 +157,18 @@ def test_piper_sentence_split(text: str, sentences: list[str]) -> None:
 )
 def test_piper_single_voice_id(file: str, config: dict[str, str], voice_id: str) -> None:
     assert _single_voice_id(Path(file), config) == voice_id
+
+
+def test_piper_multi_speaker_voice_ids() -> None:
+    config = {"num_speakers": 3, "speaker_id_map": {"p2": 2, "p0": 0, "p1": 1}}
+    table, default = voice_ids(Path("en_US-libritts-high.onnx"), config)
+    assert list(table.items()) == [("p0", 0), ("p1", 1), ("p2", 2)]
+    assert default == "p0"
+    table, default = voice_ids(Path("x.onnx"), {**config, "default_speaker_id": 2})
+    assert default == "p2"
+    table, default = voice_ids(Path("x.onnx"), {"num_speakers": 2})
+    assert (table, default) == ({"0": 0, "1": 1}, "0")
+    assert voice_ids(Path("en_US-joe-medium.onnx"), {"num_speakers": 1}) == ({"joe": 0}, "joe")
 
 
 def test_piper_language_match_is_by_primary_language() -> None:

@@ -224,5 +224,6 @@ def test_process_on_regular_files(runner_env: dict[str, str], tmp_path: Path) ->
             check=False,
         )
     assert done.returncode == EXIT_OK, done.stderr.decode()
-    messages = FrameDecoder(RunnerMessage).feed(replies.read_bytes())
+    decoder: FrameDecoder[RunnerMessage] = FrameDecoder(RunnerMessage)
+    messages = decoder.feed(replies.read_bytes())
     assert [type(m) for m in messages] == [Welcome]

@@ -76,22 +76,8 @@ class PiperAdapter(Adapter):
             log.warning("CUDA requested but onnxruntime gave %s", providers)
 
         language = _language(config)
-        speakers = int(voice.config.num_speakers)
-        speaker_map: dict[str, int] = dict(voice.config.speaker_id_map or {})
-        if speakers > 1 and not speaker_map:  # unnamed speakers: their numbers are their ids
-            speaker_map = {str(sid): sid for sid in range(speakers)}
-        self._multi_speaker = speakers > 1
-        if self._multi_speaker:
-            self._speakers = dict(sorted(speaker_map.items(), key=lambda item: item[1]))
-            default_id = voice.config.default_speaker_id
-            self._default_voice = next(
-                (vid for vid, sid in self._speakers.items() if sid == default_id),
-                next(iter(self._speakers)),
-            )
-        else:
-            only = _single_voice_id(model_path, config)
-            self._speakers = {only: 0}
-            self._default_voice = only
+        self._speakers, self._default_voice = voice_ids(model_path, config)
+        self._multi_speaker = int(config.get("num_speakers", 1)) > 1
         self._voices = [Voice(id=vid, name=vid, language=language) for vid in self._speakers]
         self._voice = voice
         self._length_scale = float(voice.config.length_scale)
@@ -193,6 +179,24 @@ def _find_model(model_dir: Path) -> tuple[Path, Path]:
     return models[0], config
 
 
+def voice_ids(model_path: Path, config: Mapping[str, Any]) -> tuple[dict[str, int], str]:
+    """Voice id -> piper speaker id, in speaker order, and the default voice id."""
+    speakers = int(config.get("num_speakers", 1))
+    if speakers <= 1:
+        only = _single_voice_id(model_path, config)
+        return {only: 0}, only
+    named = {str(k): int(v) for k, v in (config.get("speaker_id_map") or {}).items()}
+    # Unnamed speakers: their numbers are their ids.
+    table = (
+        dict(sorted(named.items(), key=lambda item: item[1]))
+        if named
+        else {str(sid): sid for sid in range(speakers)}
+    )
+    default_sid = int(config.get("default_speaker_id", 0))
+    default = next((vid for vid, sid in table.items() if sid == default_sid), next(iter(table)))
+    return table, default
+
+
 def _single_voice_id(model_path: Path, config: Mapping[str, Any]) -> str:
     dataset = config.get("dataset")
     if isinstance(dataset, str) and dataset.strip():
@@ -204,7 +208,10 @@ def _single_voice_id(model_path: Path, config: Mapping[str, Any]) -> str:
 
 def _language(config: Mapping[str, Any]) -> str:
     """BCP 47-style tag from the config ("en_US" -> "en-US"), else the espeak voice."""
-    code = (config.get("language") or {}).get("code") or (config.get("espeak") or {}).get("voice")
+    language, espeak = config.get("language"), config.get("espeak")
+    code = language.get("code") if isinstance(language, dict) else language
+    if not code and isinstance(espeak, dict):
+        code = espeak.get("voice")
     return str(code).replace("_", "-") if code else ""
 
 
