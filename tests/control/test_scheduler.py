@@ -1,69 +1,29 @@
-"""Scheduler with fake runners: one load per model, fast path, refcounts, crash replacement."""
+"""Scheduler with fake runners and a fake clock: loads, lifetime, eviction, queues, crashes."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from vox_control.runner_client import RunnerDied
-from vox_control.scheduler import LoadError, LoadSpec, Scheduler
-from vox_control.settings import Settings
-from vox_protocol import Load, Loaded, ModelInfo
+from vox_control.budget import FOREVER
+from vox_control.errors import LoadError, Overloaded, Unavailable
+from vox_control.scheduler import FAILED_AFTER
+
+from tests.control.fakes import Harness
 
 
-class FakeRunner:
-    def __init__(self, name: str, *, fail_load: bool = False) -> None:
-        self.name = name
-        self.pid = 1000
-        self.alive = True
-        self.closed = False
-        self.fail_load = fail_load
-        self._ids = 0
-
-    def next_id(self) -> int:
-        self._ids += 1
-        return self._ids
-
-    async def request(self, message: Any) -> Any:
-        assert isinstance(message, Load)
-        await asyncio.sleep(0.01)
-        if self.fail_load:
-            raise RunnerDied(self.name, 1, ["boom"])
-        return Loaded(id=message.id, info=ModelInfo(adapter="fake", kind="tts", sample_rate=16000))
-
-    async def close(self, grace: float = 5.0) -> None:
-        self.closed = True
-        self.alive = False
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
 
 
-class Harness:
-    def __init__(self, fail: set[str] | None = None) -> None:
-        self.spawned: list[FakeRunner] = []
-        self.fail = fail or set()
-
-    async def resolve(self, name: str) -> LoadSpec:
-        if name.startswith("missing"):
-            raise KeyError(name)
-        return LoadSpec(name, "fake", "tts", Path("/m"), Path("/py"), "cpu")
-
-    async def spawn(self, spec: LoadSpec) -> Any:
-        runner = FakeRunner(spec.name, fail_load=spec.name in self.fail)
-        self.spawned.append(runner)
-        return runner
-
-
-def make(h: Harness) -> Scheduler:
-    return Scheduler(Settings(), h.resolve, h.spawn)
-
-
-async def test_concurrent_first_requests_share_one_load() -> None:
-    h = Harness()
-    sched = make(h)
+async def test_concurrent_first_requests_share_one_load(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
 
     async def use() -> int:
-        async with sched.use("a:b") as model:
+        async with h.scheduler.use("a:b") as model:
             await asyncio.sleep(0.01)
             return id(model)
 
@@ -72,8 +32,8 @@ async def test_concurrent_first_requests_share_one_load() -> None:
     assert len(h.spawned) == 1
 
 
-async def test_refcount_tracks_request_lifetime() -> None:
-    sched = make(Harness())
+async def test_refcount_tracks_request_lifetime(tmp_path: Path) -> None:
+    sched = Harness(tmp_path).scheduler
     async with sched.use("a:b") as model:
         assert model.refcount == 1
         async with sched.use("a:b"):
@@ -86,42 +46,229 @@ async def test_refcount_tracks_request_lifetime() -> None:
     assert model.refcount == 0
 
 
-async def test_dead_runner_is_replaced_on_next_use() -> None:
-    h = Harness()
-    sched = make(h)
-    async with sched.use("a:b"):
-        pass
-    h.spawned[0].alive = False
-    async with sched.use("a:b") as model:
+async def test_expiry_starts_at_refcount_zero(tmp_path: Path) -> None:
+    h = Harness(tmp_path, keep_alive="10s")
+    async with h.scheduler.use("a:b") as model:
+        await h.clock.advance(60)  # busy for far longer than keep_alive: stays
+        assert h.loaded() == ["a:b"]
+        assert model.expires_at is None
+    assert h.scheduler.expires_in(model) == 10
+    await h.clock.advance(9)
+    assert h.loaded() == ["a:b"]
+    await h.clock.advance(1.5)
+    assert h.loaded() == []
+    assert h.spawned[0].closed
+
+
+async def test_reuse_resets_the_expiry(tmp_path: Path) -> None:
+    h = Harness(tmp_path, keep_alive="10s")
+    await h.touch("a:b")
+    await h.clock.advance(8)
+    await h.touch("a:b")  # resets the timer: 10 s from now, not 2
+    await h.clock.advance(8)
+    assert h.loaded() == ["a:b"]
+    await h.clock.advance(3)
+    assert h.loaded() == []
+    assert len(h.spawned) == 1
+
+
+async def test_keep_alive_zero_unloads_when_idle_and_negative_never(tmp_path: Path) -> None:
+    h = Harness(tmp_path, keep_alive="1ms")
+    await h.touch("a:b", keep_alive=0.0)
+    await settle()
+    assert h.loaded() == []
+    await h.touch("c:d", keep_alive=FOREVER)
+    await h.clock.advance(1e6)
+    assert h.loaded() == ["c:d"]
+    await h.touch("e:f")  # the server default: 1 ms
+    await h.clock.advance(0.002)
+    assert h.loaded() == ["c:d"]
+
+
+async def test_load_in_progress_is_shared_by_a_late_request(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    first = asyncio.create_task(h.touch("a:b"))
+    await asyncio.sleep(0.002)  # the load (10 ms) is under way
+    assert h.scheduler.loading() is not None
+    await asyncio.gather(first, h.touch("a:b"))
+    assert len(h.spawned) == 1
+
+
+async def test_eviction_is_lru_and_replans_after_each_unload(tmp_path: Path) -> None:
+    sizes = {"a:x": 300.0, "b:x": 300.0, "c:x": 300.0, "d:x": 650.0}
+    h = Harness(tmp_path, budget=1000, sizes=sizes)
+    for name in ("a:x", "b:x", "c:x"):
+        await h.touch(name)
+        await h.clock.advance(1)  # distinct last_used: a oldest
+    await h.touch("c:x")  # c most recent, b next, a least
+    await h.touch("d:x")
+    # 900 used, d needs 650: evicting a frees 300 (not enough), re-plan, then b.
+    assert sorted(h.loaded()) == ["c:x", "d:x"]
+    assert h.runners("a:x")[0].closed
+    assert h.runners("b:x")[0].closed
+    assert not h.runners("c:x")[0].closed
+
+
+async def test_busy_models_are_not_evicted_and_the_wait_is_bounded(tmp_path: Path) -> None:
+    h = Harness(tmp_path, budget=500, sizes={"a:x": 300.0, "b:x": 300.0}, queue_timeout=0.05)
+    async with h.scheduler.use("a:x"):
+        with pytest.raises(Unavailable) as err:
+            await h.touch("b:x")
+        assert err.value.status == 503
+        assert int(err.value.headers["Retry-After"]) >= 1
+        assert h.loaded() == ["a:x"]
+
+
+async def test_a_waiting_load_proceeds_when_the_busy_model_goes_idle(tmp_path: Path) -> None:
+    h = Harness(tmp_path, budget=500, sizes={"a:x": 300.0, "b:x": 300.0}, queue_timeout=5)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with h.scheduler.use("a:x"):
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0.03)
+    waiter = asyncio.create_task(h.touch("b:x"))
+    await asyncio.sleep(0.03)
+    assert not waiter.done()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(holder, waiter), 2)
+    assert h.loaded() == ["b:x"]
+
+
+async def test_a_model_bigger_than_the_budget_fails_at_once(tmp_path: Path) -> None:
+    h = Harness(tmp_path, budget=500, sizes={"big:x": 900.0})
+    with pytest.raises(Unavailable, match="budget is 500 MB"):
+        await h.touch("big:x")
+    assert h.spawned == []
+
+
+async def test_max_loaded_evicts_by_count(tmp_path: Path) -> None:
+    h = Harness(tmp_path, max_loaded=1)
+    await h.touch("a:b")
+    await h.touch("c:d")
+    assert h.loaded() == ["c:d"]
+    assert h.spawned[0].closed
+
+
+async def test_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
+    h = Harness(tmp_path, num_parallel=1, max_queue=2)
+    gate = asyncio.Event()
+
+    async def hold() -> None:
+        async with h.scheduler.use("a:b"):
+            await gate.wait()
+
+    holders = [asyncio.create_task(hold()) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    with pytest.raises(Overloaded) as err:
+        await h.touch("a:b")
+    assert err.value.status == 429
+    assert int(err.value.headers["Retry-After"]) >= 1
+    gate.set()
+    await asyncio.gather(*holders)
+    await h.touch("a:b")  # room again
+
+
+async def test_crashed_runner_is_noticed_at_once_and_replaced(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    await h.touch("a:b")
+    h.spawned[0].crash()
+    await settle()
+    assert h.loaded() == []  # ps and the budget stop counting it before any request
+    async with h.scheduler.use("a:b") as model:
         assert model.runner is h.spawned[1]
-    assert h.spawned[0].closed
 
 
-async def test_failed_load_closes_runner_and_reports() -> None:
-    h = Harness(fail={"a:b"})
-    sched = make(h)
-    with pytest.raises(LoadError, match="could not load a:b"):
-        async with sched.use("a:b"):
-            pass
-    assert h.spawned[0].closed
-    assert sched.loaded() == []
-
-
-async def test_stop_reaps_every_runner_and_refuses_new_loads() -> None:
-    h = Harness()
-    sched = make(h)
-    for name in ("a:b", "c:d"):
-        async with sched.use(name):
-            pass
-    await sched.stop()
+async def test_repeated_load_failures_mark_the_model_failed(tmp_path: Path) -> None:
+    h = Harness(tmp_path, fail={"a:b"})
+    for _ in range(FAILED_AFTER):
+        with pytest.raises(LoadError, match="could not load a:b"):
+            await h.touch("a:b")
     assert all(r.closed for r in h.spawned)
-    with pytest.raises(LoadError, match="shutting down"):
-        async with sched.use("e:f"):
-            pass
+    assert "a:b" in h.scheduler.failures()
+    spawned = len(h.spawned)
+    with pytest.raises(LoadError, match="marked failed"):
+        await h.touch("a:b")
+    assert len(h.spawned) == spawned  # refused without another attempt
+    h.fail.clear()
+    await h.scheduler.load("a:b")  # an explicit load retries at once
+    assert h.scheduler.failures() == {}
 
 
-async def test_resolve_errors_propagate_untouched() -> None:
-    sched = make(Harness())
+async def test_measured_memory_replaces_the_estimate_and_is_remembered(tmp_path: Path) -> None:
+    h = Harness(tmp_path, sizes={"a:b": 250.0})
+    async with h.scheduler.use("a:b") as model:
+        assert model.measured
+        assert model.memory_mb == 250.0
+    assert json.loads((tmp_path / "memory.json").read_text()) == {"a:b@cpu": 250.0}
+    h.probe.sizes["a:b"] = 400.0  # grows with use: the peak is kept
+    await h.clock.advance(2)
+    await h.touch("a:b")
+    assert h.scheduler.loaded()[0].memory_mb == 400.0
+
+
+async def test_cancelled_waiter_releases_nothing_and_leaks_no_reference(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    task = asyncio.create_task(h.touch("a:b"))
+    await asyncio.sleep(0.002)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.05)
+    for model in h.scheduler.loaded():
+        assert model.refcount == 0
+
+
+async def test_stop_drains_then_reaps_and_refuses_new_work(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    await h.touch("c:d")
+    done = asyncio.Event()
+
+    async def request() -> None:
+        async with h.scheduler.use("a:b"):
+            await asyncio.sleep(0.1)
+        done.set()
+
+    task = asyncio.create_task(request())
+    await asyncio.sleep(0.03)
+    await h.scheduler.stop(drain=5)
+    assert done.is_set()  # the in-flight request finished before runners were stopped
+    await task
+    assert all(r.closed for r in h.spawned)
+    with pytest.raises(Unavailable, match="shutting down"):
+        await h.touch("e:f")
+
+
+async def test_stop_drain_is_bounded(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    never = asyncio.Event()
+
+    async def stuck() -> None:
+        async with h.scheduler.use("a:b"):
+            await never.wait()
+
+    task = asyncio.create_task(stuck())
+    await asyncio.sleep(0.03)
+    await asyncio.wait_for(h.scheduler.stop(drain=0.05), 2)
+    assert h.spawned[0].closed
+    task.cancel()
+
+
+async def test_unload_busy_model_happens_when_idle(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    async with h.scheduler.use("a:b"):
+        assert await h.scheduler.unload("a:b")
+        assert h.loaded() == ["a:b"]
+    await settle()
+    assert h.loaded() == []
+    assert not await h.scheduler.unload("a:b")
+
+
+async def test_resolve_errors_propagate_untouched(tmp_path: Path) -> None:
+    sched = Harness(tmp_path).scheduler
     with pytest.raises(KeyError):
         async with sched.use("missing:x"):
             pass
+    assert sched.waiting("missing:x") == 0

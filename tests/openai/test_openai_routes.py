@@ -83,7 +83,7 @@ class FakeScheduler:
         self.uses: list[str] = []
 
     @contextlib.asynccontextmanager
-    async def use(self, name: str) -> AsyncIterator[Any]:
+    async def use(self, name: str, keep_alive: float | None = None) -> AsyncIterator[Any]:
         if self.error is not None:
             raise self.error
         self.uses.append(name)

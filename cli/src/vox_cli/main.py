@@ -13,6 +13,7 @@ from rich.table import Table
 from vox_cli import models
 from vox_cli.client import CLIError, VoxClient
 from vox_cli.progress import PullProgress
+from vox_cli.runtime import ps, stop
 from vox_cli.stream import stream_synthesize, stream_transcribe
 from vox_cli.voices import voices
 
@@ -47,6 +48,21 @@ def serve(
         int | None, Parameter(help="Most models loaded at once (0: no limit).")
     ] = None,
     keep_alive: Annotated[str | None, Parameter(help="How long idle models stay loaded.")] = None,
+    memory_budget: Annotated[
+        str | None, Parameter(help="Memory for models per device: 4GB, 800MB or 70%.")
+    ] = None,
+    max_queue: Annotated[
+        int | None, Parameter(help="Requests per model that may queue (then 429).")
+    ] = None,
+    num_parallel: Annotated[
+        int | None, Parameter(help="Requests one runner works on at once.")
+    ] = None,
+    queue_timeout: Annotated[
+        float | None, Parameter(help="Seconds a request may wait for memory (then 503).")
+    ] = None,
+    drain_timeout: Annotated[
+        float | None, Parameter(help="Seconds in-flight requests get on shutdown.")
+    ] = None,
     pull_defaults: Annotated[
         bool | None, Parameter(help="Pull the default models when the store is empty.")
     ] = None,
@@ -64,6 +80,11 @@ def serve(
         preload=tuple(p.strip() for p in preload.split(",") if p.strip()) if preload else None,
         max_loaded=max_loaded,
         keep_alive=keep_alive,
+        memory_budget=memory_budget,
+        max_queue=max_queue,
+        num_parallel=num_parallel,
+        queue_timeout=queue_timeout,
+        drain_timeout=drain_timeout,
         pull_defaults=pull_defaults,
         log_level=log_level,
     )
@@ -105,25 +126,6 @@ def list_models(*, host: Host = None) -> None:
 
 
 @app.command
-def ps(*, host: Host = None) -> None:
-    """List the loaded models and their runner processes."""
-    with VoxClient(host) as client:
-        models = client.get("/api/ps")["models"]
-    table = Table("NAME", "TYPE", "PID", "DEVICE", "PROVIDERS", "IN FLIGHT", "IDLE", box=None)
-    for m in models:
-        table.add_row(
-            m["name"],
-            m["type"],
-            str(m["pid"]),
-            m["device"],
-            ",".join(m.get("providers") or []),
-            str(m["in_flight"]),
-            f"{m['idle_for_s']:.0f}s",
-        )
-    console.print(table)
-
-
-@app.command
 def run(
     name: str,
     input: str,
@@ -159,10 +161,10 @@ def run(
 
 
 app.command(voices)
+app.command(ps)
+app.command(stop)
 app.command(stream_transcribe)
 app.command(stream_synthesize)
-
-
 app.command(models.search)
 app.command(models.show)
 app.command(models.rm)

@@ -14,6 +14,7 @@ from vox_control.errors import EXCEPTION_HANDLERS
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
+from vox_control.routes.runtime import RuntimeController
 from vox_control.routes.voices import VoicesController
 from vox_control.routes.ws_stt import transcription_stream
 from vox_control.routes.ws_tts import speech_stream
@@ -43,6 +44,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             OpenAIController,
             VoicesController,
             ModelsController,
+            RuntimeController,
             transcription_stream,
             speech_stream,
         ],

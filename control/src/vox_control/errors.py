@@ -12,7 +12,6 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from vox_control.audio import AudioDecodeError
 from vox_control.registry import CatalogError, InvalidModelName, UnknownModel
 from vox_control.runner_client import RunnerDied, RunnerRequestError
-from vox_control.scheduler import LoadError
 from vox_control.sources.base import IntegrityError, OfflineError, PullError
 from vox_control.store import NotInstalled
 
@@ -66,6 +65,17 @@ class Unprocessable(VoxError):
 class Unavailable(VoxError):
     status = 503
     type = "server_error"
+
+
+class Overloaded(VoxError):
+    """Too many requests queued for a model; Retry-After says when to try again."""
+
+    status = 429
+    type = "rate_limit_error"
+
+
+class LoadError(Exception):
+    """A runner could not be started or could not load its model (raised by the scheduler)."""
 
 
 class UpstreamFailed(VoxError):

@@ -13,6 +13,7 @@ from litestar.datastructures import UploadFile
 from vox_protocol import ListVoices, Synthesize, Transcribe, Transcript, Voice, Voices
 
 from vox_control.audio import WHISPER_RATE, AudioDecodeError, decode_audio
+from vox_control.budget import parse_keep_alive
 from vox_control.errors import BadRequest, UpstreamFailed
 from vox_control.services import Services
 
@@ -47,11 +48,24 @@ async def decode_for(services: Services, name: str, data: bytes) -> tuple[np.nda
     return pcm, rate
 
 
+def check_keep_alive(value: str | float | None) -> float | None:
+    """A request's keep_alive ("5m", "30s", "0", "-1" or seconds) in seconds; None: default."""
+    try:
+        return parse_keep_alive(value)
+    except ValueError as exc:
+        raise BadRequest(str(exc), param="keep_alive") from None
+
+
 async def run_transcription(
-    services: Services, name: str, pcm: np.ndarray, rate: int, options: TranscribeOptions
+    services: Services,
+    name: str,
+    pcm: np.ndarray,
+    rate: int,
+    options: TranscribeOptions,
+    keep_alive: float | None = None,
 ) -> Transcript:
     """Send decoded PCM to the model's runner; the runner never sees a container."""
-    async with services.scheduler.use(name) as model:
+    async with services.scheduler.use(name, keep_alive=keep_alive) as model:
         if model.info.sample_rate and model.info.sample_rate != rate:
             # The catalog did not say (or said wrong): one more pass, to the rate the model has.
             pcm = await asyncio.to_thread(resample, pcm, rate, model.info.sample_rate)
@@ -77,10 +91,14 @@ async def run_transcription(
 
 
 async def transcribe(
-    services: Services, name: str, data: bytes, options: TranscribeOptions
+    services: Services,
+    name: str,
+    data: bytes,
+    options: TranscribeOptions,
+    keep_alive: float | None = None,
 ) -> Transcript:
     pcm, rate = await decode_for(services, name, data)
-    return await run_transcription(services, name, pcm, rate, options)
+    return await run_transcription(services, name, pcm, rate, options, keep_alive)
 
 
 async def list_voices(services: Services, name: str) -> tuple[list[Voice], str | None]:
@@ -127,6 +145,7 @@ async def open_synthesis(
     voice: str | None,
     speed: float,
     language: str | None = None,
+    keep_alive: float | None = None,
 ) -> tuple[int, AsyncIterator[tuple[bytes, int]]]:
     """Start synthesis and wait for its first chunk, so errors surface as a proper status.
 
@@ -137,7 +156,9 @@ async def open_synthesis(
     manifest = services.manifest(name, "tts")
     stack = contextlib.AsyncExitStack()
     try:
-        model = await stack.enter_async_context(services.scheduler.use(name))
+        model = await stack.enter_async_context(
+            services.scheduler.use(name, keep_alive=keep_alive)
+        )
         runner = model.runner
         request = Synthesize(
             id=runner.next_id(),

@@ -80,6 +80,7 @@ class RunnerClient:
         self._write_lock = asyncio.Lock()
         self._welcome: asyncio.Future[Welcome] = asyncio.get_running_loop().create_future()
         self._died: RunnerDied | None = None
+        self._dead = asyncio.Event()  # set the moment the runner is known gone
         self._closing = False
         self._stderr_task = asyncio.create_task(self._read_stderr(), name=f"runner-err-{name}")
         self._tasks = [
@@ -155,6 +156,12 @@ class RunnerClient:
     @property
     def in_flight(self) -> int:
         return len(self._pending)
+
+    async def wait_dead(self) -> RunnerDied:
+        """Return once the runner has exited (or was closed); the scheduler watches this."""
+        await self._dead.wait()
+        assert self._died is not None
+        return self._died
 
     async def close(self, grace: float = 5.0) -> None:
         """Ask the runner to shut down, then terminate, then kill; always reap it."""
@@ -299,6 +306,7 @@ class RunnerClient:
     def _fail_all(self, died: RunnerDied) -> None:
         if self._died is None:
             self._died = died
+        self._dead.set()
         if not self._welcome.done():
             self._welcome.set_exception(died)
             # Nobody may await it if start() already gave up; avoid "never retrieved" noise.

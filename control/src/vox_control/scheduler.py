@@ -1,9 +1,12 @@
-"""The scheduler: loads runners on demand, reuses loaded ones, reaps them all on shutdown.
+"""The scheduler: loads runners on demand within a measured memory budget, evicts LRU idle ones.
 
-Shaped after ollama's server/sched.go: loads are serialized (one at a time), a model that is
-already loaded takes a fast path, each request holds a reference for its whole lifetime, and the
-seams (spawn, clock) are passed in so tests can use fakes. Memory budgets, keep-alive expiry and
-LRU eviction grow out of this in the scheduler issue.
+Shaped after ollama's server/sched.go: a request for a loaded model takes a fast path (no lock,
+no queue); every other request becomes a pending entry that one loop serves in order, so loads
+never overlap and a second request for a model being loaded simply finds it loaded when its turn
+comes. Each request holds a reference for its whole lifetime; the keep-alive timer starts only
+when the count drops to zero. When a model does not fit, the loop unloads the least recently
+used idle runner, waits for its memory to be really free, and plans again. "Does it fit" and
+"whom to evict" are pure functions in budget.py; spawn, resolve, memory probe and clock are seams.
 """
 
 from __future__ import annotations
@@ -11,54 +14,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-from vox_protocol import Load, Loaded, ModelInfo
+from vox_protocol import Load, Loaded
 
+from vox_control.budget import (
+    FOREVER,
+    Plan,
+    Pool,
+    Resident,
+    parse_keep_alive,
+    parse_size_mb,
+    plan,
+)
+from vox_control.errors import LoadError, Overloaded, Unavailable
+from vox_control.memory import Measurements, MemoryProbe
 from vox_control.runner_client import RunnerClient, RunnerDied, RunnerRequestError
+from vox_control.scheduled import Clock, LoadedModel, LoadFailure, Loading, LoadSpec, MonotonicClock
 from vox_control.settings import Settings
 
+__all__ = ["LoadError", "LoadSpec", "LoadedModel", "Scheduler"]
+
 log = logging.getLogger("vox.scheduler")
-
-
-@dataclass(frozen=True)
-class LoadSpec:
-    """Everything needed to start a runner for one installed model."""
-
-    name: str
-    adapter: str
-    kind: str
-    model_dir: Path
-    python: Path
-    device: str
-    options: dict[str, str | int | float | bool | None] = field(default_factory=dict)
-
 
 # Resolves a model name to a LoadSpec (store lookup + sandbox ensure); raises for unknown models.
 ResolveFn = Callable[[str], Awaitable[LoadSpec]]
 SpawnFn = Callable[[LoadSpec], Awaitable[RunnerClient]]
 
-
-class LoadError(Exception):
-    """A runner could not be started or could not load its model."""
+FAILED_AFTER = 3  # consecutive load failures before a model is marked failed
+FAILED_COOLDOWN = 30.0  # seconds a failed model refuses loads (POST /api/load retries at once)
+GPU_FREE_WAIT = 10.0  # longest wait for a GPU to report an unloaded runner's memory free
+_DEFAULT_NEED_MB = 512.0  # a model with no estimate and no measurement yet
+_MEASURE_EVERY = 1.0  # seconds between memory reads of one runner
 
 
 @dataclass
-class LoadedModel:
+class _Pending:
     spec: LoadSpec
-    runner: RunnerClient
-    info: ModelInfo
-    loaded_at: float
-    last_used: float
-    load_seconds: float
-    refcount: int = 0
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
+    keep_alive: float
+    deadline: float  # event-loop time
+    future: asyncio.Future[LoadedModel]
 
 
 class Scheduler:
@@ -70,60 +68,308 @@ class Scheduler:
         resolve: ResolveFn,
         spawn: SpawnFn,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        probe: MemoryProbe | None = None,
+        measurements: Measurements | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._settings = settings
         self._resolve = resolve
         self._spawn = spawn
-        self._clock = clock
+        self._probe = probe or MemoryProbe(settings.memory_budget)
+        self._measurements = measurements or Measurements(settings.home / "memory.json")
+        self._clock = clock or MonotonicClock()
+        if settings.memory_budget:
+            parse_size_mb(settings.memory_budget, 100.0)  # a typo fails at start, not at load
+        default = parse_keep_alive(settings.keep_alive)
+        self._default_ttl = 300.0 if default is None else default
+        self._capacity = max(settings.num_parallel, 1) + max(settings.max_queue, 0)
         self._loaded: dict[str, LoadedModel] = {}
-        # One load at a time: concurrent first requests for a model share its single load,
-        # and two big models never load at once and overshoot memory together.
-        self._load_lock = asyncio.Lock()
+        self._closing: dict[int, LoadedModel] = {}  # unloading runners, by pid, still in memory
+        self._failures: dict[str, LoadFailure] = {}
+        self._waiting: dict[str, int] = {}  # requests waiting for a load, per model
+        self._loading: Loading | None = None
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._changed = asyncio.Event()  # a refcount hit zero, a runner went away, ...
+        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+
+    # ------------------------------------------------------------------ queries (ps)
 
     def loaded(self) -> list[LoadedModel]:
         return sorted(self._loaded.values(), key=lambda m: m.name)
 
+    def loading(self) -> Loading | None:
+        return self._loading
+
+    def failures(self) -> dict[str, LoadFailure]:
+        return {n: f for n, f in self._failures.items() if f.count >= FAILED_AFTER}
+
+    def waiting(self, name: str) -> int:
+        return self._waiting.get(name, 0)
+
+    def queued(self, model: LoadedModel) -> int:
+        """Requests beyond the runner's parallel slots, plus those waiting for its load."""
+        running = min(model.refcount, self._settings.num_parallel)
+        return model.refcount - running + self.waiting(model.name)
+
+    def expires_in(self, model: LoadedModel) -> float | None:
+        if model.expires_at is None:
+            return None
+        return max(model.expires_at - self._clock.now(), 0.0)
+
+    # ------------------------------------------------------------------ requests
+
     @contextlib.asynccontextmanager
-    async def use(self, name: str) -> AsyncIterator[LoadedModel]:
-        """Hold a reference to a loaded ``name`` for the lifetime of one request."""
-        model = await self._get(name)
-        model.refcount += 1
+    async def use(
+        self, name: str, *, keep_alive: float | None = None
+    ) -> AsyncIterator[LoadedModel]:
+        """Hold a reference to a loaded ``name`` for the lifetime of one request.
+
+        ``keep_alive`` (seconds; FOREVER never unloads) replaces the model's idle lifetime, as a
+        request's keep_alive does in Ollama; None keeps the server default.
+        """
+        if self._closed:
+            raise Unavailable("the server is shutting down", code="shutting_down")
+        ttl = self._default_ttl if keep_alive is None else keep_alive
+        model = self._loaded.get(name)
+        holding = model.refcount if model is not None else 0
+        if holding + self.waiting(name) >= self._capacity:
+            raise Overloaded(
+                f"{name} has {holding + self.waiting(name)} requests in flight or queued "
+                f"(limit {self._capacity}: --num-parallel plus --max-queue); retry later",
+                code="queue_full",
+                headers={"Retry-After": str(self._retry_after(model))},
+            )
+        if model is not None and self._usable(model):
+            self._claim(model, ttl)  # fast path: no lock, no queue
+        else:
+            model = await self._wait_for_load(name, ttl)
+        started = time.perf_counter()
         try:
             yield model
         finally:
-            model.refcount -= 1
-            model.last_used = self._clock()
+            self._release(model, time.perf_counter() - started)
 
-    async def _get(self, name: str) -> LoadedModel:
-        model = self._loaded.get(name)
-        if model is not None and model.runner.alive:
-            return model  # fast path: no lock taken
-        async with self._load_lock:
-            if self._closed:
-                raise LoadError("the server is shutting down")
-            model = self._loaded.get(name)
-            if model is not None:
-                if model.runner.alive:
-                    return model
-                # A crashed runner is replaced on the next request that needs it.
-                log.warning("runner for %s is gone; starting a new one", name)
-                await self._drop(model)
-            spec = await self._resolve(name)
-            model = await self._load(spec)
-            if self._closed:  # shutdown began while this model was loading
-                await model.runner.close(grace=1.0)
-                raise LoadError("the server is shutting down")
-            self._loaded[name] = model
+    async def load(self, name: str, keep_alive: float | None = None) -> LoadedModel:
+        """Load ``name`` now (POST /api/load); forgets an earlier failure to retry at once."""
+        self._failures.pop(name, None)
+        async with self.use(name, keep_alive=keep_alive) as model:
             return model
 
-    async def _load(self, spec: LoadSpec) -> LoadedModel:
-        started = self._clock()
+    async def unload(self, name: str) -> bool:
+        """Unload ``name`` now if idle, else as soon as its requests finish; False if not loaded."""
+        model = self._loaded.get(name)
+        if model is None:
+            return False
+        if model.refcount:
+            model.keep_alive = 0.0  # _release unloads it when the last request ends
+            return True
+        await self._unload(model, "unload requested")
+        return True
+
+    def _usable(self, model: LoadedModel) -> bool:
+        return model.runner.alive and not model.unloading
+
+    def _claim(self, model: LoadedModel, ttl: float) -> None:
+        model.refcount += 1
+        model.keep_alive = ttl
+        model.expires_at = None
+        if model.timer is not None:
+            model.timer.cancel()  # reuse resets the expiry: it restarts at refcount zero
+            model.timer = None
+
+    def _release(self, model: LoadedModel, seconds: float) -> None:
+        model.refcount -= 1
+        model.last_used = self._clock.now()
+        model.avg_seconds = (
+            seconds if not model.avg_seconds else 0.8 * model.avg_seconds + 0.2 * seconds
+        )
+        if model.refcount == 0:
+            self._measure(model)
+            self._arm_expiry(model)
+            self._changed.set()
+
+    def _retry_after(self, model: LoadedModel | None) -> int:
+        if model is None or not model.avg_seconds:
+            return 1
+        waiting = self.queued(model) + 1
+        return max(1, math.ceil(model.avg_seconds * waiting / max(self._settings.num_parallel, 1)))
+
+    async def _wait_for_load(self, name: str, ttl: float) -> LoadedModel:
+        self._waiting[name] = self.waiting(name) + 1
+        try:
+            spec = await self._resolve(name)  # 404s and sandbox errors surface here, unqueued
+            self._check_failed(name)
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[LoadedModel] = loop.create_future()
+            # A caller that goes away wakes the loop, which then drops its entry.
+            future.add_done_callback(lambda _: self._changed.set())
+            deadline = loop.time() + self._settings.queue_timeout
+            self._queue.put_nowait(_Pending(spec, ttl, deadline, future))
+            self._ensure_loop()
+            try:
+                return await future
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    self._release(future.result(), 0.0)  # granted as the caller left
+                future.cancel()
+                raise
+        finally:
+            self._waiting[name] -= 1
+            if not self._waiting[name]:
+                del self._waiting[name]
+
+    def _check_failed(self, name: str) -> None:
+        failure = self._failures.get(name)
+        if failure and failure.count >= FAILED_AFTER and self._clock.now() < failure.retry_at:
+            raise LoadError(
+                f"{name} failed to load {failure.count} times in a row and is marked failed: "
+                f"{failure.reason} (POST /api/load retries now)"
+            )
+
+    # ------------------------------------------------------------------ the loop
+
+    def _ensure_loop(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.create_task(self._run(), name="vox-scheduler")
+
+    async def _run(self) -> None:
+        while True:
+            pending = await self._queue.get()
+            if pending.future.done():
+                continue  # its caller went away while queued
+            try:
+                model = await self._serve(pending)
+            except asyncio.CancelledError:  # stop(): nobody may be left waiting
+                if not pending.future.done():
+                    pending.future.set_exception(
+                        Unavailable("the server is shutting down", code="shutting_down")
+                    )
+                raise
+            except Exception as exc:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+                continue
+            if pending.future.done():
+                self._arm_expiry(model)  # loaded for nobody: it idles out like any other
+            else:
+                self._claim(model, pending.keep_alive)
+                pending.future.set_result(model)
+
+    async def _serve(self, pending: _Pending) -> LoadedModel:
+        spec = pending.spec
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._closed:
+                raise Unavailable("the server is shutting down", code="shutting_down")
+            current = self._loaded.get(spec.name)
+            if current is not None and self._usable(current):
+                return current  # loaded while this request waited: a shared load
+            if current is not None and not current.runner.alive:
+                self._forget(current, "its runner exited")
+            self._check_failed(spec.name)
+            self._changed.clear()  # before planning, so no change between plan and wait is lost
+            need = self._need_mb(spec)
+            step = plan(need, self._pool(spec.pool), self._residents(), self._settings.max_loaded)
+            if step.action == "load":
+                return await self._load(spec, need)
+            if step.action == "never":
+                raise Unavailable(
+                    f"cannot load {spec.name}: {step.reason}", code="insufficient_memory"
+                )
+            if step.action == "evict":
+                await self._evict(step, spec.name)
+                continue  # re-plan on fresh measurements
+            remaining = pending.deadline - loop.time()
+            if remaining <= 0 or pending.future.done():
+                raise Unavailable(
+                    f"cannot load {spec.name} within {self._settings.queue_timeout:.0f}s: "
+                    f"{step.reason}",
+                    code="insufficient_memory",
+                    headers={"Retry-After": str(self._retry_after_busy())},
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def _evict(self, step: Plan, wanted: str) -> None:
+        assert step.victim is not None
+        victim = self._loaded.get(step.victim.name)
+        if victim is not None:
+            await self._unload(victim, f"evicted (LRU) to make room for {wanted}")
+
+    def _retry_after_busy(self) -> int:
+        busy = [m.avg_seconds for m in self._loaded.values() if m.refcount and m.avg_seconds]
+        return max(1, math.ceil(min(busy))) if busy else 5
+
+    # ------------------------------------------------------------------ memory
+
+    def _residents(self) -> list[Resident]:
+        residents = [
+            Resident(m.name, m.pool, m.memory_mb, m.refcount, m.last_used)
+            for m in self._loaded.values()
+        ]
+        residents += [
+            Resident(m.name, m.pool, m.memory_mb, 1, m.last_used, evictable=False)
+            for m in self._closing.values()
+        ]
+        return residents
+
+    def _pool(self, name: str) -> Pool:
+        budget, free, headroom = self._probe.pool(name)
+        return Pool(name, budget, free, headroom)
+
+    def _need_mb(self, spec: LoadSpec) -> float:
+        remembered = self._measurements.get(spec.name, spec.pool)
+        return remembered or spec.memory_mb or _DEFAULT_NEED_MB
+
+    def _measure(self, model: LoadedModel, *, force: bool = False) -> None:
+        now = self._clock.now()
+        if not force and now - model.measured_at < _MEASURE_EVERY:
+            return
+        model.measured_at = now
+        mb = self._probe.usage_mb(model.runner.pid, model.pool)
+        if mb is None:
+            return
+        # The peak is what the next load must plan for (inference grows a runner past its load).
+        model.memory_mb = mb if not model.measured else max(model.memory_mb, mb)
+        model.measured = True
+        self._measurements.put(model.name, model.pool, model.memory_mb)
+
+    # ------------------------------------------------------------------ load / unload
+
+    async def _load(self, spec: LoadSpec, need_mb: float) -> LoadedModel:
+        self._loading = Loading(spec, time.time(), need_mb)
+        try:
+            model = await self._start(spec, need_mb)
+        except LoadError as exc:
+            failure = self._failures.get(spec.name)
+            count = failure.count + 1 if failure else 1
+            self._failures[spec.name] = LoadFailure(
+                count, str(exc), time.time(), self._clock.now() + FAILED_COOLDOWN
+            )
+            if count >= FAILED_AFTER:
+                log.error("%s failed to load %d times; marked failed: %s", spec.name, count, exc)
+            raise
+        finally:
+            self._loading = None
+        self._failures.pop(spec.name, None)
+        if self._closed:  # shutdown began while this model was loading
+            await model.runner.close(grace=1.0)
+            raise Unavailable("the server is shutting down", code="shutting_down")
+        self._loaded[spec.name] = model
+        self._measure(model, force=True)
+        self._spawn_task(self._watch(model))
+        return model
+
+    async def _start(self, spec: LoadSpec, need_mb: float) -> LoadedModel:
+        started = self._clock.now()
         try:
             runner = await self._spawn(spec)
         except (TimeoutError, RunnerDied, RunnerRequestError, OSError) as exc:
             raise LoadError(f"could not start the runner for {spec.name}: {exc}") from exc
+        if self._loading is not None:
+            self._loading.pid = runner.pid
         try:
             reply = await asyncio.wait_for(
                 runner.request(
@@ -144,7 +390,7 @@ class Scheduler:
         if not isinstance(reply, Loaded):
             await runner.close(grace=1.0)
             raise LoadError(f"runner for {spec.name} answered {type(reply).__name__} to load")
-        now = self._clock()
+        now = self._clock.now()
         log.info(
             "loaded %s in %.2fs (pid %d, %s, %s)",
             spec.name,
@@ -158,25 +404,122 @@ class Scheduler:
             runner=runner,
             info=reply.info,
             loaded_at=now,
+            loaded_wall=time.time(),
             last_used=now,
             load_seconds=now - started,
+            memory_mb=need_mb,
+            keep_alive=self._default_ttl,
         )
 
-    async def unload(self, name: str) -> bool:
-        async with self._load_lock:
-            model = self._loaded.get(name)
-            if model is None:
-                return False
-            await self._drop(model)
-            return True
+    async def _watch(self, model: LoadedModel) -> None:
+        """Notice a runner's death at once, so ps and the budget stop counting it."""
+        died = await model.runner.wait_dead()
+        if self._loaded.get(model.name) is model and not model.unloading:
+            log.warning("runner for %s exited: %s", model.name, died)
+            self._forget(model, "its runner exited")
 
-    async def _drop(self, model: LoadedModel) -> None:
-        self._loaded.pop(model.name, None)
-        await model.runner.close()
+    def _forget(self, model: LoadedModel, why: str) -> None:
+        """Drop a dead runner now; its reaping (already exited, so quick) runs on the side."""
+        if self._loaded.get(model.name) is model:
+            del self._loaded[model.name]
+        if model.timer is not None:
+            model.timer.cancel()
+        log.info("dropped %s: %s", model.name, why)
+        self._spawn_task(model.runner.close(grace=0.5))
+        self._changed.set()
 
-    async def stop(self) -> None:
-        """Reap every runner; called from the app's lifespan on shutdown."""
+    def _arm_expiry(self, model: LoadedModel) -> None:
+        if model.refcount or model.unloading or self._loaded.get(model.name) is not model:
+            return
+        if model.keep_alive == FOREVER:
+            model.expires_at = None
+            return
+        if model.keep_alive <= 0:
+            self._spawn_task(self._unload(model, "keep_alive 0"))
+            return
+        model.expires_at = self._clock.now() + model.keep_alive
+        if model.timer is not None:
+            model.timer.cancel()
+        model.timer = asyncio.create_task(self._expire_at(model, model.expires_at))
+
+    async def _expire_at(self, model: LoadedModel, deadline: float) -> None:
+        await self._clock.sleep_until(deadline)
+        ttl = model.keep_alive
+        model.timer = None  # this task is ending: _unload must not cancel it
+        if model.refcount == 0:
+            await self._unload(model, f"idle for {ttl:g}s (keep_alive)")
+
+    async def _unload(self, model: LoadedModel, why: str) -> None:
+        """Mark, stop and reap a runner; its memory counts until it is really free."""
+        if model.unloading or self._loaded.get(model.name) is not model:
+            return
+        model.unloading = True
+        model.expires_at = None
+        if model.timer is not None:
+            model.timer.cancel()
+            model.timer = None
+        del self._loaded[model.name]
+        self._closing[model.runner.pid] = model
+        log.info("unloading %s (pid %d): %s", model.name, model.runner.pid, why)
+        try:
+            await model.runner.close()
+            await self._wait_freed(model)
+        finally:
+            self._closing.pop(model.runner.pid, None)
+            self._changed.set()
+
+    async def _wait_freed(self, model: LoadedModel) -> None:
+        """On a GPU, freed memory shows up in the driver a little after the process exits."""
+        if model.pool == "cpu":
+            return  # the process is reaped: its RSS is gone with it
+        deadline = time.monotonic() + GPU_FREE_WAIT
+        while self._probe.usage_mb(model.runner.pid, model.pool) is not None:
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "GPU memory of %s (pid %d) not freed after %.0fs",
+                    model.name,
+                    model.runner.pid,
+                    GPU_FREE_WAIT,
+                )
+                return
+            await asyncio.sleep(0.05)
+
+    def _spawn_task(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def stop(self, drain: float | None = None) -> None:
+        """Refuse new work, let in-flight requests finish (bounded), then reap every runner."""
         self._closed = True
-        models = list(self._loaded.values())
+        drain = self._settings.drain_timeout if drain is None else drain
+        deadline = time.monotonic() + drain
+        while any(m.refcount for m in self._loaded.values()):
+            self._changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                busy = {m.name: m.refcount for m in self._loaded.values() if m.refcount}
+                log.warning("drain timed out with requests in flight: %s", busy)
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(
+                    Unavailable("the server is shutting down", code="shutting_down")
+                )
+        models = [*self._loaded.values(), *self._closing.values()]
         self._loaded.clear()
+        for model in models:
+            if model.timer is not None:
+                model.timer.cancel()
         await asyncio.gather(*(m.runner.close() for m in models), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -35,6 +35,7 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         log_level=settings.log_level.lower(),
         # Streaming responses must not be held back; runners are reaped in the lifespan.
-        timeout_graceful_shutdown=10,
+        # SIGTERM drains in-flight requests this long, then the lifespan reaps the runners.
+        timeout_graceful_shutdown=max(1, round(settings.drain_timeout)),
         log_config=None,
     )

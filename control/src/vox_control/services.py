@@ -258,6 +258,7 @@ class Services:
             python=sandbox.python,
             device=self.settings.resolved_device,
             options=dict(manifest.entry.options),
+            memory_mb=float(manifest.entry.memory_mb),
         )
 
     async def spawn(self, spec: LoadSpec) -> RunnerClient:
@@ -267,6 +268,7 @@ class Services:
             spec.adapter,
             max_frame=self.settings.max_frame_bytes,
             timeout=self.settings.runner_start_timeout,
+            extra_args=("--parallel", str(max(self.settings.num_parallel, 1))),
         )
 
 

@@ -53,6 +53,14 @@ class Settings:
     preload: tuple[str, ...] = ()
     max_loaded: int = 0  # 0: no count limit, only the memory budget
     keep_alive: str = "5m"
+    # Scheduler: memory Vox may use per device ("4GB", "800MB", "70%"; empty: 75% of RAM on
+    # CPU, the whole GPU), kept free on top of the driver's own figure, queue and parallelism.
+    memory_budget: str = ""
+    memory_headroom_mb: int = 256
+    max_queue: int = 16  # requests per model that may wait beyond the running ones (then 429)
+    num_parallel: int = 1  # requests one runner works on at once
+    queue_timeout: float = 30.0  # longest wait for memory before 503
+    drain_timeout: float = 10.0  # on SIGTERM, how long in-flight requests may finish
     max_upload_bytes: int = 200 * 1024 * 1024
     # WebSocket streaming sessions: the most audio (STT) or text (TTS) one session may carry.
     stream_max_audio_seconds: float = 4 * 3600.0

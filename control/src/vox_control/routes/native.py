@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -57,28 +56,6 @@ class NativeController(Controller):
     @get("/list")
     async def list_models(self, services: Services) -> dict[str, Any]:
         return {"models": [model_json(m) for m in services.store.list()]}
-
-    @get("/ps")
-    async def ps(self, services: Services) -> dict[str, Any]:
-        now = time.monotonic()
-        models = []
-        for m in services.scheduler.loaded():
-            models.append(
-                {
-                    "name": m.name,
-                    "type": m.spec.kind,
-                    "adapter": m.spec.adapter,
-                    "pid": m.runner.pid,
-                    "device": m.info.device,
-                    "providers": m.info.providers,
-                    "sample_rate": m.info.sample_rate,
-                    "in_flight": m.refcount,
-                    "loaded_for_s": round(now - m.loaded_at, 1),
-                    "idle_for_s": round(now - m.last_used, 1) if m.refcount == 0 else 0.0,
-                    "load_seconds": round(m.load_seconds, 3),
-                }
-            )
-        return {"models": models}
 
     @post("/pull", status_code=200)
     async def pull(self, services: Services, data: PullBody) -> Stream | dict[str, Any]:

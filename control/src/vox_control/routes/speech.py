@@ -11,7 +11,7 @@ from litestar.response import Stream
 
 from vox_control.encode import MEDIA_TYPES, SPEECH_FORMATS, encode_stream, output_rate
 from vox_control.errors import BadRequest, VoxError, error_body
-from vox_control.inference import check_speed, check_text, open_synthesis
+from vox_control.inference import check_keep_alive, check_speed, check_text, open_synthesis
 from vox_control.services import Services
 
 STREAM_FORMATS = ("audio", "sse")
@@ -32,6 +32,7 @@ class SpeechBody(msgspec.Struct, forbid_unknown_fields=False):
     instructions: str | None = None
     language: str | None = None
     sample_rate: int | None = None  # extension: the output's rate (pcm defaults to 24 kHz)
+    keep_alive: str | float | None = None  # extension (Ollama's): how long the model stays loaded
 
 
 def sse_event(payload: dict[str, Any]) -> bytes:
@@ -72,12 +73,13 @@ async def speech_response(services: Services, body: SpeechBody, default_format: 
         )
     text = check_text(body.input if body.input is not None else body.text)
     speed = check_speed(body.speed)
+    keep_alive = check_keep_alive(body.keep_alive)
     name = services.model_name(body.model, "tts")
     manifest = services.manifest(name, "tts")
     # A bad sample_rate is refused before the model does any work, using the catalog's rate.
     output_rate(fmt, manifest.entry.sample_rate or 24000, body.sample_rate)
     model_rate, chunks = await open_synthesis(
-        services, name, text, body.voice, speed, body.language
+        services, name, text, body.voice, speed, body.language, keep_alive
     )
     out_rate = output_rate(fmt, model_rate, body.sample_rate)
     audio = encode_stream(chunks, fmt, out_rate)

@@ -14,7 +14,13 @@ from litestar.response import Stream
 from vox_protocol import Transcript
 
 from vox_control.errors import BadRequest, VoxError, error_body
-from vox_control.inference import TranscribeOptions, decode_for, read_upload, run_transcription
+from vox_control.inference import (
+    TranscribeOptions,
+    check_keep_alive,
+    decode_for,
+    read_upload,
+    run_transcription,
+)
 from vox_control.routes.forms import bool_field, float_field, int_field, list_field, text_field
 from vox_control.routes.speech import sse_event
 from vox_control.services import Services
@@ -34,6 +40,7 @@ class TranscriptionRequest:
     words: bool
     segments: bool
     stream: bool
+    keep_alive: float | None = None  # seconds; None: the server default
 
 
 def parse_form(
@@ -93,6 +100,7 @@ def parse_form(
         words=words,
         segments="segment" in granularities or "word" not in granularities,
         stream=stream,
+        keep_alive=check_keep_alive(text_field(form, "keep_alive")),
     )
 
 
@@ -126,7 +134,9 @@ async def _events(
     services: Services, request: TranscriptionRequest, pcm: np.ndarray, rate: int
 ) -> AsyncIterator[bytes]:
     try:
-        transcript = await run_transcription(services, request.name, pcm, rate, request.options)
+        transcript = await run_transcription(
+            services, request.name, pcm, rate, request.options, request.keep_alive
+        )
     except VoxError as exc:
         # The stream has begun with 200: the error travels as an event, which the openai
         # SDK raises as APIError.
@@ -156,5 +166,7 @@ async def transcription_response(
             media_type=SSE,
             headers={"Cache-Control": "no-cache", "X-Model": request.name},
         )
-    transcript = await run_transcription(services, request.name, pcm, rate, request.options)
+    transcript = await run_transcription(
+        services, request.name, pcm, rate, request.options, request.keep_alive
+    )
     return render_response(request, transcript, time.perf_counter() - started)

@@ -1,0 +1,94 @@
+"""Memory probes: RSS from /proc (real and faked), NVML per-PID use through a fake module."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from vox_control.memory import Measurements, MemoryProbe, NvmlProbe, pool_of, rss_mb
+
+
+def test_pool_of() -> None:
+    assert pool_of("cpu") == "cpu"
+    assert pool_of("cuda") == "cuda:0"
+    assert pool_of("cuda:1") == "cuda:1"
+
+
+def test_rss_of_this_process_and_its_children() -> None:
+    alone = rss_mb(os.getpid())
+    assert alone is not None
+    assert alone > 10
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; x = bytearray(80 << 20); time.sleep(30)"]
+    )
+    try:
+        for _ in range(100):
+            with_child = rss_mb(os.getpid())
+            assert with_child is not None
+            if with_child > alone + 60:
+                break
+            import time
+
+            time.sleep(0.05)
+        assert with_child > alone + 60  # the child's 80 MB count for its parent
+    finally:
+        child.kill()
+        child.wait()
+    assert rss_mb(2**22 + 12345) is None  # no such process
+
+
+def test_cpu_pool_budget_from_meminfo(tmp_path: Path) -> None:
+    (tmp_path / "meminfo").write_text("MemTotal: 8388608 kB\nMemAvailable: 2097152 kB\n")
+    assert MemoryProbe(proc=tmp_path).pool("cpu") == (6144.0, 2048.0, 256.0)
+    assert MemoryProbe("1GB", proc=tmp_path).pool("cpu")[0] == 1024.0
+    assert MemoryProbe("50%", headroom_mb=0, proc=tmp_path).pool("cpu") == (4096.0, 2048.0, 0)
+
+
+class FakeNvml:
+    """The slice of pynvml the probe calls, for a 16 GB GPU with two processes on it."""
+
+    def __init__(self) -> None:
+        self.procs = [SimpleNamespace(pid=41, usedGpuMemory=3 << 30)]
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
+        return SimpleNamespace(total=16 << 30, free=10 << 30)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[Any]:
+        return self.procs
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: int) -> list[Any]:
+        return []
+
+
+def test_nvml_probe_per_pid_use_and_pool() -> None:
+    nvml = FakeNvml()
+    gpu = NvmlProbe(nvml)
+    assert gpu.memory_mb(0) == (16384.0, 10240.0)
+    assert gpu.process_mb(0, 41) == 3072.0
+    assert gpu.process_mb(0, 42) is None
+    probe = MemoryProbe("12GB", gpu=gpu)
+    assert probe.pool("cuda:0") == (12288.0, 10240.0, 256.0)
+    assert probe.usage_mb(41, "cuda:0") == 3072.0
+    nvml.procs = []  # the runner exited and the driver freed its memory
+    assert probe.usage_mb(41, "cuda:0") is None
+
+
+def test_gpu_pool_without_nvml_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="nvidia-ml-py"):
+        MemoryProbe().pool("cuda:0")
+
+
+def test_measurements_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "memory.json"
+    Measurements(path).put("whisper:tiny.en", "cpu", 287.46)
+    assert Measurements(path).get("whisper:tiny.en", "cpu") == 287.5
+    path.write_text("{not json")
+    assert Measurements(path).get("whisper:tiny.en", "cpu") is None
