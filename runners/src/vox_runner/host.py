@@ -229,28 +229,39 @@ class RunnerHost:
         return result
 
     async def _synthesize(self, message: Synthesize) -> SynthesisDone:
-        async with self._gate.shared():
+        """Stream a synthesis, taking an inference slot per chunk (a sentence), not per request.
+
+        The gate's slots are FIFO, so concurrent syntheses interleave sentence by sentence:
+        every waiting client gets its first audio after one sentence of each other client's,
+        instead of after their whole texts.
+        """
+        async with self._gate.shared():  # waits out a Load in progress
             rate = self._loaded().sample_rate
-            seq = samples = 0
-            chunks = self.adapter.synthesize(message)
-            try:
-                async for chunk in chunks:
-                    await self._send(
-                        AudioChunk(
-                            id=message.id,
-                            seq=seq,
-                            audio=chunk.audio,
-                            sample_rate=chunk.sample_rate,
-                            text=chunk.text,
-                        )
+            chunks = aiter(self.adapter.synthesize(message))
+        seq = samples = 0
+        try:
+            while True:
+                async with self._gate.shared():
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    break
+                # Sent outside the slot: the next client's sentence starts meanwhile.
+                await self._send(
+                    AudioChunk(
+                        id=message.id,
+                        seq=seq,
+                        audio=chunk.audio,
+                        sample_rate=chunk.sample_rate,
+                        text=chunk.text,
                     )
-                    seq += 1
-                    samples += len(chunk.audio) // 2
-                    rate = chunk.sample_rate
-            finally:
-                aclose = getattr(chunks, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                )
+                seq += 1
+                samples += len(chunk.audio) // 2
+                rate = chunk.sample_rate
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
         return SynthesisDone(id=message.id, chunks=seq, samples=samples, sample_rate=rate)
 
     async def _list_voices(self, message: ListVoices) -> Voices:

@@ -1,0 +1,77 @@
+"""Concurrent syntheses in one runner interleave sentence by sentence (FIFO slot per chunk)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from runner_fakes import FakeAdapter
+from vox_protocol import (
+    PROTOCOL_VERSION,
+    AudioChunk,
+    ControlMessage,
+    Hello,
+    Load,
+    Loaded,
+    RunnerMessage,
+    SynthesisDone,
+    Synthesize,
+    Transcribe,
+    Transcript,
+    Welcome,
+)
+from vox_runner.host import RunnerHost
+
+
+async def _host(
+    parallel: int = 1,
+) -> tuple[asyncio.Queue[ControlMessage | None], asyncio.Queue[RunnerMessage]]:
+    inbox: asyncio.Queue[ControlMessage | None] = asyncio.Queue()
+    outbox: asyncio.Queue[RunnerMessage] = asyncio.Queue()
+
+    async def messages() -> AsyncIterator[ControlMessage]:
+        while (item := await inbox.get()) is not None:
+            yield item
+
+    host = RunnerHost(FakeAdapter(), outbox.put, parallel=parallel)
+    asyncio.get_running_loop().create_task(host.run(messages()))
+    inbox.put_nowait(Hello(protocol_version=PROTOCOL_VERSION))
+    assert isinstance(await outbox.get(), Welcome)
+    inbox.put_nowait(Load(id=1, model_dir="/m", device="cpu"))
+    assert isinstance(await outbox.get(), Loaded)
+    return inbox, outbox
+
+
+async def test_four_syntheses_take_turns_sentence_by_sentence() -> None:
+    inbox, outbox = await _host()
+    text = "one. two. three. four"
+    for request_id in range(10, 14):
+        inbox.put_nowait(Synthesize(id=request_id, text=text))
+    order: list[tuple[int, int]] = []
+    done = 0
+    while done < 4:
+        message = await asyncio.wait_for(outbox.get(), 5)
+        if isinstance(message, AudioChunk):
+            order.append((message.id, message.seq))
+        elif isinstance(message, SynthesisDone):
+            done += 1
+    # Every client has its first audio before any client has its third sentence.
+    last_first = max(i for i, (_, seq) in enumerate(order) if seq == 0)
+    first_third = min(i for i, (_, seq) in enumerate(order) if seq == 2)
+    assert last_first < first_third, order
+    inbox.put_nowait(None)
+
+
+async def test_a_transcription_waits_one_sentence_not_a_whole_text() -> None:
+    inbox, outbox = await _host()
+    inbox.put_nowait(Synthesize(id=20, text="a. b. c. d. e. f"))
+    inbox.put_nowait(Transcribe(id=21, audio=b"\x00" * 6400))
+    seen: list[str] = []
+    while "transcript" not in seen:
+        message = await asyncio.wait_for(outbox.get(), 5)
+        if isinstance(message, AudioChunk):
+            seen.append("chunk")
+        elif isinstance(message, Transcript):
+            seen.append("transcript")
+    assert seen.count("chunk") <= 2, seen
+    inbox.put_nowait(None)
