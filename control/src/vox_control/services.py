@@ -197,9 +197,14 @@ class Services:
                 return self.settings.default_stt
             return self.settings.default_tts
         try:
-            return validate_name(requested)
+            name = validate_name(requested)
         except InvalidModelName as exc:
             raise BadRequest(str(exc), param="model") from exc
+        if name not in self.registry and not self.store.is_installed(name):
+            # A catalog alias (piper:joe) names its entry everywhere, not only in pulls.
+            with contextlib.suppress(UnknownModel):
+                return self.registry.resolve(name).name
+        return name
 
     def manifest(self, name: str, kind: str | None = None) -> Manifest:
         try:
