@@ -14,6 +14,7 @@ from vox_cli import models
 from vox_cli.client import CLIError, VoxClient
 from vox_cli.progress import PullProgress
 from vox_cli.runtime import ps, stop
+from vox_cli.status import status
 from vox_cli.stream import stream_synthesize, stream_transcribe
 from vox_cli.voices import voices
 
@@ -67,6 +68,18 @@ def serve(
         bool | None, Parameter(help="Pull the default models when the store is empty.")
     ] = None,
     log_level: Annotated[str | None, Parameter(help="debug, info, warning, error.")] = None,
+    socket: Annotated[
+        str | None, Parameter(help="Also serve on this Unix socket (mode 0600).")
+    ] = None,
+    realtime_model: Annotated[
+        str | None, Parameter(help="Model the realtime protocols serve at / (socket clients).")
+    ] = None,
+    api_key_file: Annotated[
+        str | None, Parameter(help="File holding the bearer token (or set VOX_API_KEY).")
+    ] = None,
+    insecure: Annotated[
+        bool | None, Parameter(help="Allow a non-loopback --host without an API key.")
+    ] = None,
 ) -> None:
     """Start the Vox server. Each flag also reads VOX_*: --max-loaded from VOX_MAX_LOADED."""
     from vox_control.serve import serve as run_server
@@ -87,6 +100,10 @@ def serve(
         drain_timeout=drain_timeout,
         pull_defaults=pull_defaults,
         log_level=log_level,
+        socket=socket,
+        realtime_model=realtime_model,
+        api_key_file=api_key_file,
+        insecure=insecure,
     )
     run_server(settings)
 
@@ -161,6 +178,7 @@ def run(
 
 
 app.command(voices)
+app.command(status)
 app.command(ps)
 app.command(stop)
 app.command(stream_transcribe)

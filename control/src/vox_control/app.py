@@ -14,6 +14,7 @@ from vox_control.errors import EXCEPTION_HANDLERS
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
+from vox_control.routes.realtime import REALTIME_ROUTES
 from vox_control.routes.runtime import RuntimeController
 from vox_control.routes.voices import VoicesController
 from vox_control.routes.ws_stt import transcription_stream
@@ -47,6 +48,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             RuntimeController,
             transcription_stream,
             speech_stream,
+            *REALTIME_ROUTES,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,

@@ -1,14 +1,26 @@
-"""Run the control plane under uvicorn with one Settings object."""
+"""Run the control plane under uvicorn with one Settings object: TCP, and a Unix socket if asked."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
+import stat
 import sys
+from pathlib import Path
 
 import uvicorn
 
 from vox_control.app import create_app
+from vox_control.auth import AuthConfigError, check_bind, protect, resolve_token
 from vox_control.settings import Settings
+
+log = logging.getLogger("vox")
+
+
+class SocketPathError(Exception):
+    """The --socket path cannot be used: a non-socket file, or a live server, is there."""
 
 
 def configure_logging(level: str) -> None:
@@ -19,17 +31,74 @@ def configure_logging(level: str) -> None:
     )
 
 
+def clear_stale_socket(path: Path) -> None:
+    """Make ``path`` bindable: remove a socket left by a crash, refuse anything else there."""
+    if path.is_symlink() and not path.exists():
+        path.unlink()  # a dangling link: bind() would fail on it
+        return
+    if not path.exists():
+        return
+    if not stat.S_ISSOCK(path.stat().st_mode):
+        raise SocketPathError(
+            f"{path} exists and is not a socket; remove it or choose another --socket path"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        path.unlink(missing_ok=True)  # nobody listens: a leftover of a crash
+        log.warning("removed a stale socket at %s", path)
+        return
+    except OSError as exc:
+        raise SocketPathError(f"cannot probe the existing socket {path}: {exc}") from exc
+    finally:
+        probe.close()
+    raise SocketPathError(f"a server is already listening on {path}; stop it or choose another")
+
+
+def bind_unix_socket(path: Path) -> socket.socket:
+    """A listening-ready Unix socket at ``path`` with mode 0600 from birth (umask held)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clear_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    previous = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        raise SocketPathError(f"cannot bind {path}: {exc.strerror}") from exc
+    finally:
+        os.umask(previous)
+    os.chmod(path, 0o600)
+    return sock
+
+
+def _remove_own_socket(path: Path, inode: int) -> None:
+    # Only our own inode: a later server may have taken the path over meanwhile.
+    with contextlib.suppress(OSError):
+        if path.stat().st_ino == inode:
+            path.unlink()
+
+
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
-    logging.getLogger("vox").info(
-        "vox serving on http://%s:%d (home %s, device %s)",
+    try:
+        token = resolve_token(settings)
+        check_bind(settings, token)
+    except AuthConfigError as exc:
+        raise SystemExit(f"vox serve: {exc}") from None
+    log.info(
+        "vox serving on http://%s:%d%s (home %s, device %s, auth %s)",
         settings.host,
         settings.port,
+        f" and unix:{settings.socket}" if settings.socket else "",
         settings.home,
         settings.resolved_device,
+        "bearer token" if token else "off",
     )
-    app = create_app(settings)
-    uvicorn.run(
+    app = protect(create_app(settings), token)
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -39,3 +108,24 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=max(1, round(settings.drain_timeout)),
         log_config=None,
     )
+    if not settings.socket:
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            sys.exit(3)  # uvicorn.run's exit code for a failed start
+        return
+    path = Path(settings.socket).expanduser().absolute()
+    try:
+        unix = bind_unix_socket(path)
+    except SocketPathError as exc:
+        raise SystemExit(f"vox serve: {exc}") from None
+    inode = path.stat().st_ino
+    try:
+        tcp = config.bind_socket()
+        server = uvicorn.Server(config)
+        # One server, one app, one lifespan: TCP and the Unix socket serve the same routes.
+        server.run(sockets=[tcp, unix])
+    finally:
+        _remove_own_socket(path, inode)
+    if not server.started:
+        sys.exit(3)

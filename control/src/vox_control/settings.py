@@ -76,6 +76,14 @@ class Settings:
     load_timeout: float = 600.0
     request_timeout: float = 1800.0
     log_level: str = "info"
+    # Also serve everything on this Unix socket (mode 0600); the realtime protocols' `/`
+    # there serves realtime_model (empty: default_tts), for clients that cannot pick a path.
+    socket: str = ""
+    realtime_model: str = ""
+    # Bearer token for every route (VOX_API_KEY), or a file holding it; never a flag's value.
+    api_key: str = field(default="", repr=False)
+    api_key_file: str = ""
+    insecure: bool = False  # allow a non-loopback bind without a token
 
     @property
     def models_dir(self) -> Path:

@@ -1,0 +1,136 @@
+"""Optional bearer-token auth for every HTTP and WebSocket route, checked before any handshake."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import stat
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from vox_control.errors import error_body
+from vox_control.settings import Settings
+
+log = logging.getLogger("vox.auth")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Left open with a token set: liveness probes (container healthchecks, supervisors) carry no
+# secret, and the answer holds no model data beyond counts and in-progress pull names.
+OPEN_PATHS = frozenset({"/api/health"})
+
+
+class AuthConfigError(Exception):
+    """The token configuration is unusable; `vox serve` refuses to start with this message."""
+
+
+def resolve_token(settings: Settings) -> str | None:
+    """The server's token: VOX_API_KEY, or the first line of --api-key-file; None: open."""
+    if settings.api_key and settings.api_key_file:
+        raise AuthConfigError("set either VOX_API_KEY or --api-key-file (VOX_API_KEY_FILE)")
+    if settings.api_key:
+        token = settings.api_key.strip()
+        if not token:
+            raise AuthConfigError("VOX_API_KEY is set but blank")
+        return token
+    if not settings.api_key_file:
+        return None
+    path = Path(settings.api_key_file).expanduser()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise AuthConfigError(f"cannot read the API key file {path}: {exc.strerror}") from None
+    lines = text.strip().splitlines()
+    if not lines or not lines[0].strip():
+        raise AuthConfigError(f"the API key file {path} is empty")
+    if path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning("the API key file %s is readable by other users; chmod 600 it", path)
+    return lines[0].strip()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a DNS name may resolve anywhere
+
+
+def check_bind(settings: Settings, token: str | None) -> None:
+    """Refuse a token-less server on a non-loopback address unless --insecure says so."""
+    if token or settings.insecure or is_loopback(settings.host):
+        return
+    raise AuthConfigError(
+        f"refusing to serve on {settings.host} without an API key: anyone who can reach it "
+        "could use it. Set VOX_API_KEY or --api-key-file, bind 127.0.0.1, or pass --insecure"
+    )
+
+
+def token_matches(headers: list[tuple[bytes, bytes]], token: str) -> bool:
+    """True when an Authorization header is ``Bearer <token>`` (compared in constant time)."""
+    expected = token.encode()
+    for key, value in headers:
+        if key.lower() != b"authorization":
+            continue
+        scheme, _, given = value.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), expected):
+            return True
+    return False
+
+
+class BearerAuth:
+    """ASGI middleware: a missing or wrong token gets 401 (OpenAI's error envelope)."""
+
+    def __init__(self, app: ASGIApp, token: str, open_paths: frozenset[str] = OPEN_PATHS):
+        if not token:
+            raise ValueError("BearerAuth needs a token")
+        self.app = app
+        self.token = token
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if (
+            kind not in ("http", "websocket")
+            or scope.get("path") in self.open_paths
+            or token_matches(scope.get("headers") or [], self.token)
+        ):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(
+            error_body(
+                "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                "authentication_error",
+                code="invalid_api_key",
+            )
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", b'Bearer realm="vox"'),
+        ]
+        if kind == "http":
+            await send({"type": "http.response.start", "status": 401, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        elif "websocket.http.response" in (scope.get("extensions") or {}):
+            # The denial response: a plain HTTP 401 instead of the 101 upgrade.
+            await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": 1008})  # the server answers 403
+
+
+def protect(app: Any, token: str | None) -> Any:
+    """``app`` (any ASGI app) behind BearerAuth when a token is configured, else unchanged."""
+    return BearerAuth(app, token) if token else app
+
+
+__all__ = ["AuthConfigError", "BearerAuth", "check_bind", "protect", "resolve_token"]

@@ -1,0 +1,1 @@
+"""Pipecat-compatible realtime TTS and STT protocols, independent of the transport serving them."""
