@@ -27,6 +27,7 @@ from vox_control.realtime.wire import (
     error_event,
     error_object,
     event_id,
+    loaded_model,
     model_load,
     new_id,
     parse,
@@ -107,9 +108,12 @@ class SttRealtime:
     async def _load(self) -> None:
         try:
             manifest = self.services.manifest(self.name, "stt")
-            async with self.services.scheduler.use(self.name) as model:
-                self.languages = list(model.info.languages) or list(manifest.entry.languages)
-                self.adapter = model.info.adapter
+            model = loaded_model(self.services, self.name)
+            if model is None:  # load it now, so a model that cannot load fails before hello
+                async with self.services.scheduler.use(self.name) as model:
+                    pass
+            self.languages = list(model.info.languages) or list(manifest.entry.languages)
+            self.adapter = model.info.adapter
         except Exception as exc:
             raise refusal(exc) from None
 

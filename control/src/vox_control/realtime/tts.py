@@ -28,6 +28,7 @@ from vox_control.realtime.wire import (
     error_event,
     error_object,
     event_id,
+    loaded_model,
     model_load,
     new_id,
     parse,
@@ -132,6 +133,10 @@ class TtsRealtime:
     async def _load(self) -> None:
         try:
             manifest = self.services.manifest(self.name, "tts")
+            loaded = loaded_model(self.services, self.name)
+            if loaded is not None:
+                self._learn(manifest, loaded)  # no reference: a hello never waits in the queue
+                return
             async with self.services.scheduler.use(self.name) as model:
                 self._learn(manifest, model)
         except Exception as exc:

@@ -180,6 +180,14 @@ def refusal(exc: Exception) -> SessionRefused:
     return SessionRefused(mapped.code, mapped.message, INTERNAL)
 
 
+def loaded_model(services: Services, name: str) -> LoadedModel | None:
+    """``name``'s runner if it is loaded and usable now (its info is then known)."""
+    for model in services.scheduler.loaded():
+        if model.name == name and model.runner.alive and not model.unloading:
+            return model
+    return None
+
+
 def model_load(services: Services, name: str) -> int:
     """Requests for ``name`` running or waiting: the queue depth a status reports."""
     scheduler = services.scheduler
