@@ -54,8 +54,13 @@ async def piped(
     from_runner_r, from_runner_w = os.pipe()
     served = asyncio.create_task(serve(adapter, to_runner_r, from_runner_w))
 
+    def write_all(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(to_runner_w, view) :]
+
     async def write(data: bytes) -> None:
-        await asyncio.to_thread(os.write, to_runner_w, data)
+        await asyncio.to_thread(write_all, data)
 
     async def read() -> bytes:
         return await asyncio.to_thread(os.read, from_runner_r, 1 << 16)
