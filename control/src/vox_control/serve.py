@@ -81,6 +81,22 @@ def _remove_own_socket(path: Path, inode: int) -> None:
             path.unlink()
 
 
+class _SocketServer(uvicorn.Server):
+    """Removes its Unix socket at shutdown: uvicorn re-raises SIGTERM once serve() returns,
+    so code after run() never executes on a signal stop."""
+
+    def __init__(self, config: uvicorn.Config, path: Path, inode: int) -> None:
+        super().__init__(config)
+        self._path = path
+        self._inode = inode
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            _remove_own_socket(self._path, self._inode)
+
+
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
     try:
@@ -122,7 +138,7 @@ def serve(settings: Settings) -> None:
     inode = path.stat().st_ino
     try:
         tcp = config.bind_socket()
-        server = uvicorn.Server(config)
+        server = _SocketServer(config, path, inode)
         # One server, one app, one lifespan: TCP and the Unix socket serve the same routes.
         server.run(sockets=[tcp, unix])
     finally:
