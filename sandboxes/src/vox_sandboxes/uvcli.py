@@ -32,7 +32,10 @@ class GpuSwap:
 # CUDA runtime next to ctranslate2's CUDA 12.
 ADAPTER_GPU_SWAPS: Mapping[str, tuple[GpuSwap, ...]] = {
     "piper": (GpuSwap("onnxruntime", "onnxruntime-gpu>=1.20,<2"),),
-    "kokoro": (GpuSwap("onnxruntime", "onnxruntime-gpu>=1.20,<2"),),
+    # The [cuda,cudnn] extras bring the CUDA 13 and cuDNN 9 wheels onnxruntime-gpu links
+    # against; the adapters preload them (onnxruntime.preload_dlls), so no system CUDA is needed.
+    "kokoro": (GpuSwap("onnxruntime", "onnxruntime-gpu[cuda,cudnn]>=1.20,<2"),),
+    "parakeet": (GpuSwap("onnxruntime", "onnxruntime-gpu[cuda,cudnn]>=1.20,<2"),),
 }
 
 

@@ -1,6 +1,7 @@
 """faster-whisper STT adapter (faster-whisper 1.2, CTranslate2): one converted Whisper model dir.
 
-Load options: ``compute_type`` (default int8 on CPU, float16 on CUDA), ``cpu_threads``
+Load options: ``compute_type`` (default int8 on CPU, float16 on CUDA; ``compute_type_cpu`` /
+``compute_type_cuda`` set one device's only), ``cpu_threads``
 (0 = the library default), ``num_workers`` (raise it together with ``--parallel``) and
 ``beam_size`` (default 5; a request's own ``beam_size`` wins).
 """
@@ -23,6 +24,19 @@ from vox_runner.adapter import Adapter, AdapterError, option_int, option_str
 log = logging.getLogger("vox_runner.adapters.faster_whisper")
 
 
+# Per device: int8 keeps CPU inference fast and small; float16 is the GPU's native width.
+COMPUTE_TYPES = {"cpu": "int8", "cuda": "float16"}
+
+
+def _cuda_devices() -> int:
+    try:
+        import ctranslate2
+
+        return int(ctranslate2.get_cuda_device_count())
+    except Exception:  # a CPU-only build or no driver: no GPU to use
+        return 0
+
+
 def parse_device(device: str) -> tuple[str, int]:
     """``cpu`` / ``auto`` / ``cuda`` / ``cuda:N`` -> (ctranslate2 device, device index)."""
     kind, colon, index = device.strip().lower().partition(":")
@@ -41,13 +55,14 @@ class FasterWhisperAdapter(Adapter):
         self._beam_size = 5
         self._sample_rate = 16000
         self._languages: list[str] = []
+        self._multilingual = True
 
     def load(self, model_dir: Path, device: str, options: Mapping[str, Any]) -> ModelInfo:
         from faster_whisper import WhisperModel
 
         kind, index = parse_device(device)
-        default_type = {"cpu": "int8", "cuda": "float16"}.get(kind, "default")
-        compute_type = option_str(options, "compute_type", default_type) or default_type
+        if kind == "auto":
+            kind = "cuda" if _cuda_devices() > 0 else "cpu"
         cpu_threads = option_int(options, "cpu_threads", 0)
         num_workers = option_int(options, "num_workers", 1)
         beam_size = option_int(options, "beam_size", 5)
@@ -56,21 +71,36 @@ class FasterWhisperAdapter(Adapter):
         if not (model_dir / "model.bin").is_file():
             raise AdapterError("load_failed", f"no CTranslate2 model.bin in {model_dir}")
 
-        model = WhisperModel(
-            str(model_dir),
-            device=kind,
-            device_index=index,
-            compute_type=compute_type,
-            cpu_threads=cpu_threads,
-            num_workers=num_workers,
-            local_files_only=True,
-        )
+        def build(kind: str) -> Any:
+            default_type = COMPUTE_TYPES[kind]
+            compute_type = option_str(options, f"compute_type_{kind}") or option_str(
+                options, "compute_type", default_type
+            )
+            return WhisperModel(
+                str(model_dir),
+                device=kind,
+                device_index=index,
+                compute_type=compute_type or default_type,
+                cpu_threads=cpu_threads,
+                num_workers=num_workers,
+                local_files_only=True,
+            )
+
+        try:
+            model = build(kind)
+        except (RuntimeError, ValueError) as exc:
+            if kind != "cuda":
+                raise
+            # No usable GPU, or CTranslate2's CUDA 12 libraries (cuBLAS, cuDNN) are missing.
+            log.warning("device %s failed (%s); falling back to CPU", device, exc)
+            model = build("cpu")
         # Report what CTranslate2 really chose (e.g. int8 becomes int8_float32 on CPU).
         real_device = str(model.model.device)
         real_type = str(model.model.compute_type)
         if real_device != "cpu":
             real_device = f"{real_device}:{model.model.device_index[0]}"
         self._languages = list(model.supported_languages)
+        self._multilingual = bool(model.model.is_multilingual)
         self._sample_rate = int(model.feature_extractor.sampling_rate)
         self._beam_size = beam_size
         self._model = model
@@ -100,6 +130,10 @@ class FasterWhisperAdapter(Adapter):
         if request.language and request.language not in self._languages:
             raise AdapterError(
                 "bad_request", f"language {request.language!r} is not supported by this model"
+            )
+        if request.task == "translate" and not self._multilingual:
+            raise AdapterError(
+                "bad_request", "this Whisper model is English-only; it cannot translate"
             )
         # A read-only view of the frame's bytes: no copy of the audio.
         audio = np.frombuffer(request.audio, dtype="<f4")

@@ -1,0 +1,74 @@
+"""onnxruntime sessions on the requested device, reporting the providers really obtained."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from vox_runner.adapter import AdapterError
+
+log = logging.getLogger("vox_runner.adapters.ort")
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """``cpu`` / ``auto`` / ``cuda`` / ``cuda:N`` -> (kind, device index)."""
+    kind, colon, index = device.strip().lower().partition(":")
+    valid = kind in ("cpu", "cuda", "auto") and (not colon or (kind == "cuda" and index.isdigit()))
+    if not valid:
+        raise AdapterError("bad_request", f"unsupported device {device!r} (cpu, cuda[:N], auto)")
+    return kind, int(index or 0)
+
+
+def providers_for(device: str, available: list[str]) -> list[Any]:
+    """The provider list to ask onnxruntime for: CUDA first (with its device id) when wanted.
+
+    ``available`` is ``get_available_providers()``, which lists CUDA whenever onnxruntime-gpu
+    is installed, GPU or not: it only decides whether asking for CUDA makes sense at all.
+    """
+    kind, index = parse_device(device)
+    if kind == "cpu" or CUDA not in available:
+        return [CPU]
+    _preload_cuda()
+    return [(CUDA, {"device_id": index}), CPU]
+
+
+def _preload_cuda() -> None:
+    """Load the CUDA/cuDNN libraries pip installed (onnxruntime-gpu[cuda,cudnn]) by path:
+    they are not on the loader's search path, and without them CUDA silently falls back."""
+    try:
+        import onnxruntime
+
+        preload = getattr(onnxruntime, "preload_dlls", None)
+        if preload is not None:
+            preload()
+    except Exception:  # no such libraries: the session reports the CPU fallback
+        log.debug("preloading CUDA libraries failed", exc_info=True)
+
+
+def session_options(threads: int = 0) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads > 0:
+        options.intra_op_num_threads = threads
+    return options
+
+
+def checked_providers(session: Any, device: str) -> list[str]:
+    """The providers the session really runs on; a CUDA request that fell back is warned about."""
+    got = [str(p) for p in session.get_providers()]
+    wanted_cuda = parse_device(device)[0] == "cuda"
+    if wanted_cuda and CUDA not in got:
+        log.warning("device %s requested but onnxruntime runs on %s (CPU fallback)", device, got)
+    return got
+
+
+def device_name(providers: list[str], device: str) -> str:
+    """``cuda:N`` when the session has the CUDA provider, else ``cpu``."""
+    if CUDA in providers:
+        kind, index = parse_device(device)
+        return f"cuda:{index}" if kind != "auto" or index else "cuda:0"
+    return "cpu"
