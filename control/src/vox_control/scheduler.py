@@ -19,20 +19,18 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from vox_protocol import Load, Loaded
-
 from vox_control.budget import (
     FOREVER,
     Plan,
-    Pool,
     Resident,
     parse_keep_alive,
     parse_size_mb,
     plan,
 )
 from vox_control.errors import LoadError, Overloaded, Unavailable
+from vox_control.ledger import Ledger
+from vox_control.loader import SpawnFn, start_runner
 from vox_control.memory import Measurements, MemoryProbe
-from vox_control.runner_client import RunnerClient, RunnerDied, RunnerRequestError
 from vox_control.scheduled import Clock, LoadedModel, LoadFailure, Loading, LoadSpec, MonotonicClock
 from vox_control.settings import Settings
 
@@ -42,13 +40,9 @@ log = logging.getLogger("vox.scheduler")
 
 # Resolves a model name to a LoadSpec (store lookup + sandbox ensure); raises for unknown models.
 ResolveFn = Callable[[str], Awaitable[LoadSpec]]
-SpawnFn = Callable[[LoadSpec], Awaitable[RunnerClient]]
 
 FAILED_AFTER = 3  # consecutive load failures before a model is marked failed
 FAILED_COOLDOWN = 30.0  # seconds a failed model refuses loads (POST /api/load retries at once)
-GPU_FREE_WAIT = 10.0  # longest wait for a GPU to report an unloaded runner's memory free
-_DEFAULT_NEED_MB = 512.0  # a model with no estimate and no measurement yet
-_MEASURE_EVERY = 1.0  # seconds between memory reads of one runner
 
 
 @dataclass
@@ -75,8 +69,10 @@ class Scheduler:
         self._settings = settings
         self._resolve = resolve
         self._spawn = spawn
-        self._probe = probe or MemoryProbe(settings.memory_budget)
-        self._measurements = measurements or Measurements(settings.home / "memory.json")
+        self._ledger = Ledger(
+            probe or MemoryProbe(settings.memory_budget, headroom_mb=settings.memory_headroom_mb),
+            measurements or Measurements(settings.home / "memory.json"),
+        )
         self._clock = clock or MonotonicClock()
         if settings.memory_budget:
             parse_size_mb(settings.memory_budget, 100.0)  # a typo fails at start, not at load
@@ -186,7 +182,7 @@ class Scheduler:
             seconds if not model.avg_seconds else 0.8 * model.avg_seconds + 0.2 * seconds
         )
         if model.refcount == 0:
-            self._measure(model)
+            self._ledger.measure(model, self._clock.now())
             self._arm_expiry(model)
             self._changed.set()
 
@@ -270,8 +266,9 @@ class Scheduler:
                 self._forget(current, "its runner exited")
             self._check_failed(spec.name)
             self._changed.clear()  # before planning, so no change between plan and wait is lost
-            need = self._need_mb(spec)
-            step = plan(need, self._pool(spec.pool), self._residents(), self._settings.max_loaded)
+            need = self._ledger.need_mb(spec)
+            pool = self._ledger.pool(spec.pool)
+            step = plan(need, pool, self._residents(), self._settings.max_loaded)
             if step.action == "load":
                 return await self._load(spec, need)
             if step.action == "never":
@@ -315,27 +312,6 @@ class Scheduler:
         ]
         return residents
 
-    def _pool(self, name: str) -> Pool:
-        budget, free, headroom = self._probe.pool(name)
-        return Pool(name, budget, free, headroom)
-
-    def _need_mb(self, spec: LoadSpec) -> float:
-        remembered = self._measurements.get(spec.name, spec.pool)
-        return remembered or spec.memory_mb or _DEFAULT_NEED_MB
-
-    def _measure(self, model: LoadedModel, *, force: bool = False) -> None:
-        now = self._clock.now()
-        if not force and now - model.measured_at < _MEASURE_EVERY:
-            return
-        model.measured_at = now
-        mb = self._probe.usage_mb(model.runner.pid, model.pool)
-        if mb is None:
-            return
-        # The peak is what the next load must plan for (inference grows a runner past its load).
-        model.memory_mb = mb if not model.measured else max(model.memory_mb, mb)
-        model.measured = True
-        self._measurements.put(model.name, model.pool, model.memory_mb)
-
     # ------------------------------------------------------------------ load / unload
 
     async def _load(self, spec: LoadSpec, need_mb: float) -> LoadedModel:
@@ -358,51 +334,25 @@ class Scheduler:
             await model.runner.close(grace=1.0)
             raise Unavailable("the server is shutting down", code="shutting_down")
         self._loaded[spec.name] = model
-        self._measure(model, force=True)
+        self._ledger.measure(model, self._clock.now(), force=True)
         self._spawn_task(self._watch(model))
         return model
 
     async def _start(self, spec: LoadSpec, need_mb: float) -> LoadedModel:
         started = self._clock.now()
-        try:
-            runner = await self._spawn(spec)
-        except (TimeoutError, RunnerDied, RunnerRequestError, OSError) as exc:
-            raise LoadError(f"could not start the runner for {spec.name}: {exc}") from exc
-        if self._loading is not None:
-            self._loading.pid = runner.pid
-        try:
-            reply = await asyncio.wait_for(
-                runner.request(
-                    Load(
-                        id=runner.next_id(),
-                        model_dir=str(spec.model_dir),
-                        device=spec.device,
-                        options=spec.options,
-                    )
-                ),
-                self._settings.load_timeout,
-            )
-        except BaseException as exc:
-            await runner.close(grace=1.0)
-            if isinstance(exc, RunnerDied | RunnerRequestError | asyncio.TimeoutError):
-                raise LoadError(f"could not load {spec.name}: {exc}") from exc
-            raise
-        if not isinstance(reply, Loaded):
-            await runner.close(grace=1.0)
-            raise LoadError(f"runner for {spec.name} answered {type(reply).__name__} to load")
-        now = self._clock.now()
-        log.info(
-            "loaded %s in %.2fs (pid %d, %s, %s)",
-            spec.name,
-            now - started,
-            runner.pid,
-            reply.info.device,
-            ",".join(reply.info.providers) or "-",
+
+        def spawned(pid: int) -> None:
+            if self._loading is not None:
+                self._loading.pid = pid
+
+        runner, info = await start_runner(
+            spec, self._spawn, load_timeout=self._settings.load_timeout, on_spawn=spawned
         )
+        now = self._clock.now()
         return LoadedModel(
             spec=spec,
             runner=runner,
-            info=reply.info,
+            info=info,
             loaded_at=now,
             loaded_wall=time.time(),
             last_used=now,
@@ -463,26 +413,10 @@ class Scheduler:
         log.info("unloading %s (pid %d): %s", model.name, model.runner.pid, why)
         try:
             await model.runner.close()
-            await self._wait_freed(model)
+            await self._ledger.wait_freed(model)
         finally:
             self._closing.pop(model.runner.pid, None)
             self._changed.set()
-
-    async def _wait_freed(self, model: LoadedModel) -> None:
-        """On a GPU, freed memory shows up in the driver a little after the process exits."""
-        if model.pool == "cpu":
-            return  # the process is reaped: its RSS is gone with it
-        deadline = time.monotonic() + GPU_FREE_WAIT
-        while self._probe.usage_mb(model.runner.pid, model.pool) is not None:
-            if time.monotonic() >= deadline:
-                log.warning(
-                    "GPU memory of %s (pid %d) not freed after %.0fs",
-                    model.name,
-                    model.runner.pid,
-                    GPU_FREE_WAIT,
-                )
-                return
-            await asyncio.sleep(0.05)
 
     def _spawn_task(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

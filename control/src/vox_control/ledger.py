@@ -1,0 +1,62 @@
+"""The scheduler's memory ledger: pools from the probe, estimates, measured peaks, frees."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from vox_control.budget import Pool
+from vox_control.memory import Measurements, MemoryProbe
+from vox_control.scheduled import LoadedModel, LoadSpec
+
+log = logging.getLogger("vox.scheduler")
+
+GPU_FREE_WAIT = 10.0  # longest wait for a GPU to report an unloaded runner's memory free
+DEFAULT_NEED_MB = 512.0  # a model with no estimate and no measurement yet
+MEASURE_EVERY = 1.0  # seconds between memory reads of one runner
+
+
+class Ledger:
+    """What each pool has, what a model will need, and what its runner really uses."""
+
+    def __init__(self, probe: MemoryProbe, measurements: Measurements) -> None:
+        self.probe = probe
+        self.measurements = measurements
+
+    def pool(self, name: str) -> Pool:
+        budget, free, headroom = self.probe.pool(name)
+        return Pool(name, budget, free, headroom)
+
+    def need_mb(self, spec: LoadSpec) -> float:
+        """The remembered peak of an earlier load, else the catalog's estimate."""
+        remembered = self.measurements.get(spec.name, spec.pool)
+        return remembered or spec.memory_mb or DEFAULT_NEED_MB
+
+    def measure(self, model: LoadedModel, now: float, *, force: bool = False) -> None:
+        if not force and now - model.measured_at < MEASURE_EVERY:
+            return
+        model.measured_at = now
+        mb = self.probe.usage_mb(model.runner.pid, model.pool)
+        if mb is None:
+            return
+        # The peak is what the next load must plan for (inference grows a runner past its load).
+        model.memory_mb = mb if not model.measured else max(model.memory_mb, mb)
+        model.measured = True
+        self.measurements.put(model.name, model.pool, model.memory_mb)
+
+    async def wait_freed(self, model: LoadedModel) -> None:
+        """On a GPU, freed memory shows in the driver a little after the process exits."""
+        if model.pool == "cpu":
+            return  # the process is reaped: its RSS is gone with it
+        deadline = time.monotonic() + GPU_FREE_WAIT
+        while self.probe.usage_mb(model.runner.pid, model.pool) is not None:
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "GPU memory of %s (pid %d) not freed after %.0fs",
+                    model.name,
+                    model.runner.pid,
+                    GPU_FREE_WAIT,
+                )
+                return
+            await asyncio.sleep(0.05)
