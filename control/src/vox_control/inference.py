@@ -15,6 +15,7 @@ from vox_protocol import ListVoices, Synthesize, Transcribe, Transcript, Voice, 
 from vox_control.audio import WHISPER_RATE, AudioDecodeError, decode_audio
 from vox_control.budget import parse_keep_alive
 from vox_control.errors import BadRequest, UpstreamFailed
+from vox_control.families import npz_voices
 from vox_control.services import Services
 
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
@@ -110,6 +111,9 @@ async def list_voices(services: Services, name: str) -> tuple[list[Voice], str |
     if entry.voices:
         return [Voice(id=v, name=v) for v in entry.voices], entry.default_voice
     services.manifest(entry.name, "tts")
+    from_file = npz_voices(services.store.path(entry.name))  # kokoro: no runner needed
+    if from_file:
+        return [Voice(id=v, name=v) for v in from_file], entry.default_voice or from_file[0]
     async with services.scheduler.use(entry.name) as model:
         runner = model.runner
         reply = await runner.request(ListVoices(id=runner.next_id()))

@@ -14,6 +14,7 @@ import msgspec
 from vox_sandboxes import RunnerSource, SandboxError, SandboxManager
 
 from vox_control.errors import BadRequest, ModelNotFound, Unavailable
+from vox_control.families import blend_voices, check_device
 from vox_control.registry import (
     CatalogEntry,
     InvalidModelName,
@@ -73,6 +74,7 @@ class Puller:
         staging area removed.
         """
         entry = self._registry.resolve(name)  # aliases pull their model
+        self.check(entry.name)
         job = self._jobs.get(entry.name)
         if job is None:
             job = _PullJob(asyncio.create_task(self._run(entry), name=f"pull-{entry.name}"))
@@ -91,6 +93,10 @@ class Puller:
             job.listeners.remove(queue)
             if not job.listeners and not job.task.done():
                 job.task.cancel()
+
+    def check(self, name: str) -> None:
+        """Fail fast, before any download, where this server cannot run the model at all."""
+        check_device(self._registry.resolve(name), self._settings.resolved_device)
 
     async def pull(self, name: str) -> Manifest:
         async for _ in self.events(name):
@@ -235,10 +241,12 @@ class Services:
             return entry.voice_map[voice]
         if voice in OPENAI_VOICES:
             return entry.default_voice
-        if entry.voices and voice not in entry.voices:
+        parts = blend_voices(voice)  # kokoro's "a+b" / "a*0.7+b*0.3": each part must exist
+        unknown = [v for v in parts or [voice] if entry.voices and v not in entry.voices]
+        if unknown:
             # Catalog voices are checked here, before a runner is started for nothing.
             raise BadRequest(
-                f"unknown voice '{voice}' for {manifest.name}; "
+                f"unknown voice '{unknown[0]}' for {manifest.name}; "
                 f"GET /api/voices?model={manifest.name} lists them",
                 param="voice",
             )
@@ -249,6 +257,7 @@ class Services:
     async def load_spec(self, name: str) -> LoadSpec:
         await self.puller.wait(name)
         manifest = self.manifest(name)
+        check_device(manifest.entry, self.settings.resolved_device)
         sandbox = self.sandboxes.get(manifest.adapter)
         if sandbox is None:
             try:

@@ -65,6 +65,7 @@ class NativeController(Controller):
         name = services.model_name(name, "stt")
         # Unknown names fail with 404 before streaming starts; aliases pull their model.
         name = services.registry.resolve(name).name
+        services.puller.check(name)  # a GPU-only model on a CPU server: 422, nothing fetched
         if not data.stream:
             manifest = await services.puller.pull(name)
             return {"status": "success", "model": manifest.name}

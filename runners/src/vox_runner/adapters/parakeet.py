@@ -3,9 +3,9 @@
 Files (istupakov/parakeet-tdt-0.6b-v*-onnx): ``config.json`` (model_type nemo-conformer-tdt),
 ``encoder-model[.int8].onnx``, ``decoder_joint-model[.int8].onnx``, ``vocab.txt``, read by
 onnx-asr from the model directory only (never the Hub). Load options: ``quantization``
-(``int8`` picks the ``*.int8.onnx`` files) and ``threads``. Parakeet neither translates nor
-takes a language: a request's language is only checked against the ``languages`` option
-(comma-separated, from the catalog).
+(``int8`` picks the ``*.int8.onnx`` files; by default whatever the files are) and
+``threads``. Parakeet neither translates nor takes a language: a request's language is
+only checked against the ``languages`` option (comma-separated, from the catalog).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class ParakeetAdapter(Adapter):
             model = onnx_asr.load_model(
                 model_type,
                 model_dir,
-                quantization=option_str(options, "quantization"),
+                quantization=_quantization(model_dir, option_str(options, "quantization")),
                 sess_options=ort.session_options(option_int(options, "threads", 0)),
                 providers=providers,
             )
@@ -153,6 +153,17 @@ class ParakeetAdapter(Adapter):
             duration=duration,
             segments=segments,
         )
+
+
+def _quantization(model_dir: Path, requested: str | None) -> str | None:
+    """The requested quantization, else the one the files have (a dir with only
+    ``encoder-model.int8.onnx`` is int8, one with ``encoder-model.onnx`` is full precision)."""
+    if requested:
+        return requested
+    if (model_dir / "encoder-model.onnx").is_file():
+        return None
+    found = sorted(model_dir.glob("encoder-model.*.onnx"))
+    return found[0].name.removeprefix("encoder-model.").removesuffix(".onnx") if found else None
 
 
 def _encoder_session(model: Any) -> Any:
