@@ -76,12 +76,20 @@ if [ "$debootstrap" -eq 1 ]; then
   if ! podman image exists "$base_image"; then
     base_image="localhost/vox-debian-base:bookworm-$tag"
     command -v debootstrap >/dev/null || { echo "check.sh: debootstrap is not installed" >&2; exit 2; }
-    mirror="${DEBIAN_MIRROR:-$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | grep -v security | head -n1 || true)}"
+    # The first non-security mirror on an active line ("deb URL ..." or deb822 "URIs: URL").
+    mirror="${DEBIAN_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+      /etc/apt/sources.list.d/*.sources 2>/dev/null \
+      | sed -nE 's;^(deb|URIs:)[[:space:]]+(\[[^]]*\][[:space:]]+)?(https?://[^[:space:]]+).*;\3;p' \
+      | grep -v security | head -n1 || true)}"
     mirror="${mirror:-http://deb.debian.org/debian}"
     rootfs="$(mktemp -d /tmp/vox-rootfs.XXXXXX)"
     t0=$(now)
     log "debootstrap bookworm from $mirror"
-    timeout 600 debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >/dev/null
+    if ! timeout 600 debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1; then
+      tail -n 30 "$rootfs.log" >&2; rm -f "$rootfs.log"
+      echo "check.sh: debootstrap failed" >&2; exit 1
+    fi
+    rm -f "$rootfs.log"
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     tar --numeric-owner -C "$rootfs" -c . \
       | podman import --change 'CMD ["/bin/bash"]' - "$base_image" >/dev/null
