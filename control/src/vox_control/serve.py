@@ -97,13 +97,7 @@ class _SocketServer(uvicorn.Server):
             _remove_own_socket(self._path, self._inode)
 
 
-def serve(settings: Settings) -> None:
-    configure_logging(settings.log_level)
-    try:
-        token = resolve_token(settings)
-        check_bind(settings, token)
-    except AuthConfigError as exc:
-        raise SystemExit(f"vox serve: {exc}") from None
+def _announce(settings: Settings, token: str | None) -> None:
     log.info(
         "vox serving on http://%s:%d%s (home %s, device %s, auth %s)",
         settings.host,
@@ -113,6 +107,15 @@ def serve(settings: Settings) -> None:
         settings.resolved_device,
         "bearer token" if token else "off",
     )
+
+
+def serve(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    try:
+        token = resolve_token(settings)
+        check_bind(settings, token)
+    except AuthConfigError as exc:
+        raise SystemExit(f"vox serve: {exc}") from None
     app = protect(create_app(settings), token)
     config = uvicorn.Config(
         app,
@@ -125,6 +128,7 @@ def serve(settings: Settings) -> None:
         log_config=None,
     )
     if not settings.socket:
+        _announce(settings, token)
         server = uvicorn.Server(config)
         server.run()
         if not server.started:
@@ -136,6 +140,7 @@ def serve(settings: Settings) -> None:
     except SocketPathError as exc:
         raise SystemExit(f"vox serve: {exc}") from None
     inode = path.stat().st_ino
+    _announce(settings, token)
     try:
         tcp = config.bind_socket()
         server = _SocketServer(config, path, inode)
