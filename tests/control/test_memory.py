@@ -90,5 +90,10 @@ def test_measurements_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "memory.json"
     Measurements(path).put("whisper:tiny.en", "cpu", 287.46)
     assert Measurements(path).get("whisper:tiny.en", "cpu") == 287.5
+    other = Measurements(path)  # a second server on the same home
+    Measurements(path).put("piper:x", "cpu", 200)
+    other.put("whisper:tiny.en", "cpu", 300)  # keeps piper's entry written meanwhile
+    assert Measurements(path).get("piper:x", "cpu") == 200
+    assert Measurements(path).get("whisper:tiny.en", "cpu") == 300
     path.write_text("{not json")
     assert Measurements(path).get("whisper:tiny.en", "cpu") is None

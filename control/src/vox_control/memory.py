@@ -165,11 +165,14 @@ class Measurements:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._data: dict[str, float] = {}
-        with contextlib.suppress(OSError, ValueError):
-            raw = json.loads(path.read_text())
+        self._data = self._read()
+
+    def _read(self) -> dict[str, float]:
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            raw = json.loads(self._path.read_text())
             if isinstance(raw, dict):
-                self._data = {str(k): float(v) for k, v in raw.items()}
+                return {str(k): float(v) for k, v in raw.items()}
+        return {}
 
     def get(self, name: str, pool: str) -> float | None:
         return self._data.get(f"{name}@{pool}")
@@ -178,7 +181,8 @@ class Measurements:
         key = f"{name}@{pool}"
         if self._data.get(key) == round(mb, 1):
             return
-        self._data[key] = round(mb, 1)
+        # Another server on the same home may have written other models since: keep theirs.
+        self._data = {**self._read(), key: round(mb, 1)}
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".memory-")
