@@ -131,15 +131,18 @@ class FasterWhisperAdapter(Adapter):
             raise AdapterError(
                 "bad_request", f"language {request.language!r} is not supported by this model"
             )
-        if request.task == "translate" and not self._multilingual:
-            raise AdapterError(
-                "bad_request", "this Whisper model is English-only; it cannot translate"
-            )
+        task = request.task
+        if task == "translate" and not self._multilingual:
+            # An English-only model already writes English: "translate to English" is its
+            # transcription. OpenAI clients send whisper-1 (the default, often an .en model)
+            # to /v1/audio/translations and expect English text, not an error.
+            log.info("English-only model: translating to English is transcribing")
+            task = "transcribe"
         # A read-only view of the frame's bytes: no copy of the audio.
         audio = np.frombuffer(request.audio, dtype="<f4")
         options: dict[str, Any] = {
             "language": request.language,
-            "task": request.task,
+            "task": task,
             "initial_prompt": request.prompt,
             "word_timestamps": request.word_timestamps,
             "vad_filter": request.vad_filter,
