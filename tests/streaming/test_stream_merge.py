@@ -49,6 +49,13 @@ def test_word_one_window_missed_near_the_cut_comes_from_the_other() -> None:
     assert _words(merge_windows([a, b])) == ["before", "lost", "after"]
 
 
+def test_word_the_later_window_cut_off_at_its_start_comes_from_the_earlier() -> None:
+    # Cut at 9.5: A heard "prepared" past the cut; B (starting at 9.0) lost it at its edge.
+    a = _window(0, 10, [("he", 8.9, 9.1), ("prepared", 9.3, 9.9)])
+    b = _window(9, 19, [("he", 8.9, 9.1), ("a", 10.0, 10.1), ("list", 10.2, 10.5)])
+    assert _words(merge_windows([a, b])) == ["he", "prepared", "a", "list"]
+
+
 def test_a_real_repetition_is_not_taken_for_a_duplicate() -> None:
     a = _window(0, 10, [("that", 8.8, 9.1), ("that", 9.2, 9.45)])
     b = _window(9, 19, [("that", 9.2, 9.45), ("that", 9.55, 9.8), ("is", 10, 10.2)])

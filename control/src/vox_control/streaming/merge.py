@@ -4,11 +4,13 @@ Two neighbouring windows A and B share ``[B.start, A.end)``. The seam is cut at 
 that overlap, where both windows have at least half the overlap of context on either side:
 A keeps the words whose centre lies before the cut, B the words whose centre lies after it.
 Whisper's timestamps for one word differ a little between the two windows, so a word near
-the cut could fall on the far side in both (lost) or the near side in both (doubled). Two
+the cut could fall on the far side in both (lost) or the near side in both (doubled). Three
 repairs make each boundary word appear exactly once:
 
 * rescue: a word of B before the cut that starts after A's last kept word ended is speech A
   did not keep (it put the word past the cut, or missed it): B keeps it;
+* mirror rescue: a word of A past the cut that ends before B's first kept word starts is
+  speech B missed (cut off at its start): A keeps it;
 * dedupe: when A's last kept word and B's first kept word are the same word and their time
   spans overlap, they are one utterance seen twice: B's copy is dropped.
 """
@@ -81,6 +83,11 @@ def _seam(before: list[_Unit], after: list[_Unit], cut: float) -> tuple[list[_Un
     kept_a = [u for u in before if u.center < cut]
     last_end = kept_a[-1].end if kept_a else -math.inf
     kept_b = [u for u in after if u.center >= cut or u.start >= last_end - _SLACK]
+    # The mirror rescue: B starts half an overlap before the cut, so a word cut off at B's
+    # very start is often missing from B; if A heard it past the cut and B has nothing
+    # until after it ended, A keeps it.
+    first_b = kept_b[0].start if kept_b else math.inf
+    kept_a += [u for u in before if u.center >= cut and u.end <= first_b + _SLACK]
     if kept_a and kept_b:
         a, b = kept_a[-1], kept_b[0]
         same = normalize(a.text) == normalize(b.text) and normalize(a.text) != ""
