@@ -121,20 +121,7 @@ class SttSession:
             log.info("transcription stream: client gone (%s); session cancelled", exc)
 
     async def _configure(self) -> tuple[SttConfig, str]:
-        first = await self.channel.receive()
-        if isinstance(first, bytes):
-            raise StreamError(
-                "config_required",
-                "the first message must be a JSON config; got a binary frame",
-                UNSUPPORTED_DATA,
-            )
-        message = parse_message(first)
-        if message["type"] != "config":
-            raise StreamError(
-                "config_required",
-                f'the first message must be {{"type": "config"}}, not {message["type"]!r}',
-                POLICY,
-            )
+        message = await self.channel.receive_config()
         config = convert(message, SttConfig)
         check_config(config)
         try:

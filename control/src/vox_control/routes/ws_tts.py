@@ -78,20 +78,7 @@ class TtsSession:
             log.info("speech stream: client gone (%s); synthesis cancelled", exc)
 
     async def _configure(self) -> tuple[TtsConfig, str]:
-        first = await self.channel.receive()
-        if isinstance(first, bytes):
-            raise StreamError(
-                "config_required",
-                "the first message must be a JSON config; got a binary frame",
-                UNSUPPORTED_DATA,
-            )
-        message = parse_message(first)
-        if message["type"] != "config":
-            raise StreamError(
-                "config_required",
-                f'the first message must be {{"type": "config"}}, not {message["type"]!r}',
-                POLICY,
-            )
+        message = await self.channel.receive_config()
         config = convert(message, TtsConfig)
         try:
             check_speed(config.speed)

@@ -95,6 +95,24 @@ class Channel:
             return bytes(data)
         return str(message.get("text") or "")
 
+
+    async def receive_config(self) -> dict[str, Any]:
+        """A session's first message: a JSON ``config``, else the matching StreamError."""
+        first = await self.receive()
+        if isinstance(first, bytes):
+            raise StreamError(
+                "config_required",
+                "the first message must be a JSON config; got a binary frame",
+                UNSUPPORTED_DATA,
+            )
+        message = parse_message(first)
+        if message["type"] != "config":
+            raise StreamError(
+                "config_required",
+                f'the first message must be {{"type": "config"}}, not {message["type"]!r}',
+                POLICY,
+            )
+        return message
     async def send_event(self, event: dict[str, Any]) -> None:
         await self._send(msgspec.json.encode(event).decode(), None)
 
