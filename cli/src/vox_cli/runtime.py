@@ -34,14 +34,17 @@ def ps(*, host: Host = None) -> None:
     with VoxClient(host) as client:
         body = client.get("/api/ps")
     table = Table(
-        "NAME", "PID", "DEVICE", "MEMORY", "STATE", "IN FLIGHT", "QUEUED", "UNTIL", box=None
-    )
+        "NAME", "PID", "DEVICE", "PROVIDERS", "MEMORY", "STATE", "IN FLIGHT", "QUEUED", "UNTIL",
+        box=None,
+    )  # fmt: skip
     for m in body["models"]:
         memory = f"{m['memory_mb']:.0f} MB" + ("" if m.get("memory_measured") else " (est.)")
         table.add_row(
             m["name"],
             str(m["pid"]),
             m["device"],
+            # What the runner really got (CUDA may have fallen back to CPU).
+            ",".join(m.get("providers") or []) or "-",
             memory,
             m["state"],
             str(m["in_flight"]),
@@ -54,6 +57,7 @@ def ps(*, host: Host = None) -> None:
             loading["name"],
             str(loading.get("pid") or "-"),
             loading["device"],
+            "-",
             f"{loading['memory_mb']:.0f} MB (est.)",
             "loading",
             "0",
@@ -61,7 +65,7 @@ def ps(*, host: Host = None) -> None:
             "-",
         )
     for f in body.get("failed") or []:
-        table.add_row(f["name"], "-", "-", "-", f"failed: {f['error']}", "0", "0", "-")
+        table.add_row(f["name"], "-", "-", "-", "-", f"failed: {f['error']}", "0", "0", "-")
     Console().print(table)
 
 
