@@ -116,9 +116,10 @@ timeout 1200 podman build --format docker --layers=false \
 took "image build" "$t0"
 log "image size $(podman image inspect -f '{{.Size}}' "$image" | python3 -c 'print(f"{int(input())/1e6:.0f} MB")')"
 
-if podman image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$image" | grep -q '^VOX_HOME='; then
-  :
-else
+# Read the whole list first: `podman ... | grep -q` under pipefail fails whenever grep exits
+# before podman has written everything (podman then dies of SIGPIPE).
+image_env=$(podman image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$image")
+if ! grep -q '^VOX_HOME=' <<<"$image_env"; then
   echo "check.sh: the image sets no VOX_HOME" >&2; exit 1
 fi
 
@@ -200,7 +201,8 @@ t0=$(now)
 start_container
 wait_healthy
 took "restart to healthy (same volume)" "$t0"
-vox list | grep -q "${MODEL}" || { echo "check.sh: $MODEL did not survive the restart" >&2; exit 1; }
+listed=$(vox list)
+grep -q "${MODEL}" <<<"$listed" || { echo "check.sh: $MODEL did not survive the restart" >&2; exit 1; }
 t0=$(now)
 synthesize
 took "synthesis after restart" "$t0"

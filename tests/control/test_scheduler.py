@@ -209,6 +209,21 @@ async def test_measured_memory_replaces_the_estimate_and_is_remembered(tmp_path:
     assert h.scheduler.loaded()[0].memory_mb == 400.0
 
 
+async def test_a_fresh_runner_is_charged_the_remembered_peak(tmp_path: Path) -> None:
+    # Seen in CI: a runner measured right after its load holds less than it will once it
+    # serves; charged only that, the next model squeezed in beside it and overcommitted.
+    h = Harness(tmp_path, budget=500, sizes={"a:x": 300.0, "b:x": 300.0})
+    await h.touch("a:x")
+    await h.touch("b:x")  # evicts a:x; both peaks (300) are remembered
+    assert h.loaded() == ["b:x"]
+    h.probe.sizes["a:x"] = 120.0  # a new a:x runner holds little just after its load
+    await h.touch("a:x")
+    assert h.loaded() == ["a:x"]  # b:x (300) + a:x (charged 300, not 120) > 500: evicted
+    (model,) = h.scheduler.loaded()
+    assert (model.peak_mb, model.memory_mb) == (120.0, 300.0)
+    assert json.loads((tmp_path / "memory.json").read_text())["a:x@cpu"] == 300.0
+
+
 async def test_cancelled_waiter_releases_nothing_and_leaks_no_reference(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     task = asyncio.create_task(h.touch("a:b"))

@@ -160,9 +160,7 @@ async def open_synthesis(
     manifest = services.manifest(name, "tts")
     stack = contextlib.AsyncExitStack()
     try:
-        model = await stack.enter_async_context(
-            services.scheduler.use(name, keep_alive=keep_alive)
-        )
+        model = await stack.enter_async_context(services.scheduler.use(name, keep_alive=keep_alive))
         runner = model.runner
         request = Synthesize(
             id=runner.next_id(),

@@ -14,7 +14,6 @@ log = logging.getLogger("vox.scheduler")
 
 GPU_FREE_WAIT = 10.0  # longest wait for a GPU to report an unloaded runner's memory free
 DEFAULT_NEED_MB = 512.0  # a model with no estimate and no measurement yet
-MEASURE_EVERY = 1.0  # seconds between memory reads of one runner
 
 
 class Ledger:
@@ -33,15 +32,19 @@ class Ledger:
         remembered = self.measurements.get(spec.name, spec.pool)
         return remembered or spec.memory_mb or DEFAULT_NEED_MB
 
-    def measure(self, model: LoadedModel, now: float, *, force: bool = False) -> None:
-        if not force and now - model.measured_at < MEASURE_EVERY:
-            return
-        model.measured_at = now
+    def measure(self, model: LoadedModel) -> None:
+        """Read a runner's use; charge it its peak, never less than an earlier runner's peak.
+
+        A runner just loaded holds less than it will once it serves (inference buffers, arenas),
+        so charging only what it holds now would let the next load squeeze in and overcommit.
+        """
         mb = self.probe.usage_mb(model.runner.pid, model.pool)
         if mb is None:
             return
-        # The peak is what the next load must plan for (inference grows a runner past its load).
-        model.memory_mb = mb if not model.measured else max(model.memory_mb, mb)
+        if not model.measured:
+            model.floor_mb = self.measurements.get(model.name, model.pool) or 0.0
+        model.peak_mb = max(model.peak_mb, mb)
+        model.memory_mb = max(model.peak_mb, model.floor_mb)
         model.measured = True
         self.measurements.put(model.name, model.pool, model.memory_mb)
 

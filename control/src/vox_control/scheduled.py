@@ -59,7 +59,7 @@ class LoadedModel:
     loaded_wall: float  # time.time(), for ps
     last_used: float
     load_seconds: float
-    memory_mb: float  # measured peak once measured, the estimate before
+    memory_mb: float  # what the budget charges: max(peak_mb, floor_mb) once measured
     keep_alive: float
     measured: bool = False
     refcount: int = 0
@@ -67,7 +67,8 @@ class LoadedModel:
     unloading: bool = False
     # Mean request duration (seconds), for an honest Retry-After.
     avg_seconds: float = 0.0
-    measured_at: float = 0.0
+    peak_mb: float = 0.0  # the most this runner has held
+    floor_mb: float = 0.0  # the remembered peak of this model when this runner started
     timer: asyncio.Task[None] | None = None
 
     @property

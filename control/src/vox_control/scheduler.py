@@ -182,7 +182,7 @@ class Scheduler:
             seconds if not model.avg_seconds else 0.8 * model.avg_seconds + 0.2 * seconds
         )
         if model.refcount == 0:
-            self._ledger.measure(model, self._clock.now())
+            self._ledger.measure(model)
             self._arm_expiry(model)
             self._changed.set()
 
@@ -334,7 +334,7 @@ class Scheduler:
             await model.runner.close(grace=1.0)
             raise Unavailable("the server is shutting down", code="shutting_down")
         self._loaded[spec.name] = model
-        self._ledger.measure(model, self._clock.now(), force=True)
+        self._ledger.measure(model)
         self._spawn_task(self._watch(model))
         return model
 

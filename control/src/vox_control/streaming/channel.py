@@ -95,7 +95,6 @@ class Channel:
             return bytes(data)
         return str(message.get("text") or "")
 
-
     async def receive_config(self) -> dict[str, Any]:
         """A session's first message: a JSON ``config``, else the matching StreamError."""
         first = await self.receive()
@@ -113,6 +112,7 @@ class Channel:
                 POLICY,
             )
         return message
+
     async def send_event(self, event: dict[str, Any]) -> None:
         await self._send(msgspec.json.encode(event).decode(), None)
 
