@@ -19,6 +19,15 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def held(h: Harness, name: str, refs: int = 1) -> None:
+    """Until ``refs`` requests hold ``name``: in flight, not a fixed sleep (CI is slow at times)."""
+    for _ in range(5000):
+        if any(m.refcount >= refs for m in h.scheduler.loaded() if m.name == name):
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"{name} never had {refs} requests in flight")
+
+
 async def test_concurrent_first_requests_share_one_load(tmp_path: Path) -> None:
     h = Harness(tmp_path)
 
@@ -128,7 +137,7 @@ async def test_a_waiting_load_proceeds_when_the_busy_model_goes_idle(tmp_path: P
             await release.wait()
 
     holder = asyncio.create_task(hold())
-    await asyncio.sleep(0.03)
+    await held(h, "a:x")
     waiter = asyncio.create_task(h.touch("b:x"))
     await asyncio.sleep(0.03)
     assert not waiter.done()
@@ -161,7 +170,7 @@ async def test_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
             await gate.wait()
 
     holders = [asyncio.create_task(hold()) for _ in range(3)]
-    await asyncio.sleep(0.05)
+    await held(h, "a:b", 3)
     with pytest.raises(Overloaded) as err:
         await h.touch("a:b")
     assert err.value.status == 429
@@ -247,7 +256,7 @@ async def test_stop_drains_then_reaps_and_refuses_new_work(tmp_path: Path) -> No
         done.set()
 
     task = asyncio.create_task(request())
-    await asyncio.sleep(0.03)
+    await held(h, "a:b")
     await h.scheduler.stop(drain=5)
     assert done.is_set()  # the in-flight request finished before runners were stopped
     await task
@@ -265,7 +274,7 @@ async def test_stop_drain_is_bounded(tmp_path: Path) -> None:
             await never.wait()
 
     task = asyncio.create_task(stuck())
-    await asyncio.sleep(0.03)
+    await held(h, "a:b")
     await asyncio.wait_for(h.scheduler.stop(drain=0.05), 2)
     assert h.spawned[0].closed
     task.cancel()

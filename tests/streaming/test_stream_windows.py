@@ -16,17 +16,22 @@ def test_regular_windows_overlap_and_come_when_complete() -> None:
     assert planner.ready(400) == [Window(1, 90, 190), Window(2, 180, 280), Window(3, 270, 370)]
 
 
-def test_final_window_reaches_back_a_whole_chunk() -> None:
+def test_final_window_overlaps_like_a_regular_one() -> None:
     planner = WindowPlanner(chunk=100, overlap=10)
     planner.ready(250)  # windows at 0 and 90
-    assert planner.finish(250) == [Window(2, 150, 250)]
+    assert planner.finish(250) == [Window(2, 180, 250)]
+
+
+def test_a_short_final_tail_reaches_back_to_a_third_of_a_chunk() -> None:
+    planner = WindowPlanner(chunk=99, overlap=9)
+    planner.ready(200)  # windows at 0 and 90 (ends 189)
+    assert planner.finish(200) == [Window(2, 167, 200)]  # not 180..200: 20 samples alone
 
 
 def test_final_window_starts_after_the_previous_one() -> None:
     planner = WindowPlanner(chunk=100, overlap=10)
-    planner.ready(195)
-    # total - chunk = 95 would nearly repeat window 1 (90..190): start halfway into its step.
-    assert planner.finish(195) == [Window(2, 135, 195)]
+    planner.ready(195)  # windows at 0 and 90 (ends 190): a 5-sample tail
+    assert planner.finish(195) == [Window(2, 162, 195)]
 
 
 def test_short_session_is_one_window_and_covered_tail_adds_none() -> None:
