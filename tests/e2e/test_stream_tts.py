@@ -159,3 +159,20 @@ def test_disconnect_mid_synthesis_frees_the_runner(pulled: VoxServer) -> None:
             client.post("/api/synthesize", json={"model": TTS, "input": "Free."}).status_code == 200
         )
         assert time.perf_counter() - started < 10
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/audio/speech/stream",
+        "/v1/audio/transcriptions/stream",
+        "/v1/realtime/tts?model=piper:en-us-joe-medium",
+    ],
+)
+def test_audio_sockets_decline_per_message_deflate(pulled: VoxServer, path: str) -> None:
+    # The client offers it (websockets does by default); zlib on pcm16 cost ~20 ms per sentence
+    # before the first audio frame left, for almost no saving.
+    with open_ws(pulled.url, path) as ws:
+        assert ws.response is not None
+        assert "permessage-deflate" in ws.request.headers.get("Sec-WebSocket-Extensions", "")
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers

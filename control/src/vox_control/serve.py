@@ -126,6 +126,9 @@ def serve(settings: Settings) -> None:
         # SIGTERM drains in-flight requests this long, then the lifespan reaps the runners.
         timeout_graceful_shutdown=max(1, round(settings.drain_timeout)),
         log_config=None,
+        # Audio barely compresses: permessage-deflate cost ~20 ms of zlib per sentence of
+        # pcm16 before the first frame left (bench/streaming.py), for a few percent of bytes.
+        ws_per_message_deflate=False,
     )
     if not settings.socket:
         _announce(settings, token)
