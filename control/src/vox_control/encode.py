@@ -190,16 +190,23 @@ async def encode_stream(
     loop must not spend); each sentence's bytes are yielded as soon as they are encoded.
     """
     encoder: RawEncoder | CodecEncoder | None = None
-    finished = False
+    finished = started = False
     try:
         async for pcm, rate in chunks:
             if encoder is None:
                 target = out_rate or output_rate(response_format, rate, None)
                 encoder = make_encoder(response_format, rate, target)
             if isinstance(encoder, CodecEncoder):
-                data = await asyncio.to_thread(encoder.push, pcm)
-            else:
-                data = encoder.push(pcm)
+                # The first bytes leave after encoding a fifth of a second, not a whole
+                # sentence (mp3/opus of a 5 s sentence is ~60 ms of codec work).
+                lead = 0 if started else (rate // 5) * 2
+                started = True
+                for piece in (pcm[:lead], pcm[lead:]) if 0 < lead < len(pcm) else (pcm,):
+                    data = await asyncio.to_thread(encoder.push, piece)
+                    if data:
+                        yield data
+                continue
+            data = encoder.push(pcm)
             if data:
                 yield data
         if encoder is not None:
