@@ -23,7 +23,12 @@ def planned(adapter: str, device: str, tmp_path: Path) -> list[str]:
     excludes = tmp_path / "excludes.txt"
     excludes.write_text(uvcli.excludes_text(swaps))
     cmd = uvcli.install_command(
-        uv, venv / "bin" / "python", source, adapter, swaps, excludes if swaps else None
+        uv,
+        venv / "bin" / "python",
+        source,
+        adapter,
+        swaps,
+        excludes if any(s.cpu for s in swaps) else None,
     )
     out = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -46,3 +51,12 @@ def test_cpu_kokoro_sandbox_gets_plain_onnxruntime(tmp_path: Path) -> None:
     assert "onnxruntime" in names
     assert "onnxruntime-gpu" not in names
     assert "kokoro-onnx" in names
+
+
+def test_cuda_faster_whisper_sandbox_gets_ctranslate2s_cuda_12_libraries(tmp_path: Path) -> None:
+    names = [p.split("==")[0] for p in planned("faster-whisper", "cuda", tmp_path)]
+    assert "ctranslate2" in names
+    assert "nvidia-cublas-cu12" in names
+    assert "nvidia-cudnn-cu12" in names
+    assert "onnxruntime" in names  # the Silero VAD, on CPU
+    assert "onnxruntime-gpu" not in names  # would bring CUDA 13 beside CTranslate2's CUDA 12

@@ -115,3 +115,27 @@ def test_parakeet_words_and_segments() -> None:
     segments = segments_from_words(words)
     assert [s.text for s in segments] == [" the cats sat.", " a dog"]
     assert segments[1].start == 0.8
+
+
+def test_cuda_libraries_come_from_the_nvidia_wheels_in_dependency_order(tmp_path: Path) -> None:
+    from vox_runner.adapters.faster_whisper import cuda_libraries
+
+    names = [
+        "cublas/lib/libcublas.so.12",
+        "cublas/lib/libcublasLt.so.12",
+        "cublas/lib/libnvblas.so.12",  # not CTranslate2's: left alone
+        "cudnn/lib/libcudnn.so.9",
+        "cudnn/lib/libcudnn_ops.so.9",
+        "cudnn/lib/libcudnn_graph.so.9",
+    ]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()
+    assert [p.name for p in cuda_libraries([tmp_path])] == [
+        "libcublasLt.so.12",
+        "libcublas.so.12",
+        "libcudnn_graph.so.9",
+        "libcudnn.so.9",
+        "libcudnn_ops.so.9",
+    ]
+    assert cuda_libraries([tmp_path / "nowhere"]) == []

@@ -43,10 +43,17 @@ def test_local_dirs_are_refreshed_and_never_editable(tmp_path: Path) -> None:
     assert "--editable" not in cmd
 
 
-@pytest.mark.parametrize(
-    ("adapter", "device"), [("piper", "cpu"), ("faster-whisper", "cuda"), ("faster-whisper", "cpu")]
-)
-def test_no_swap_off_gpu_or_for_adapters_without_onnxruntime_gpu(adapter: str, device: str) -> None:
+def test_faster_whisper_on_cuda_adds_cuda_12_libraries_and_keeps_onnxruntime() -> None:
+    swaps = gpu_swaps("faster-whisper", "cuda:1")
+    assert {s.gpu.split(">")[0] for s in swaps} == {"nvidia-cublas-cu12", "nvidia-cudnn-cu12"}
+    cmd = install_command("uv", Path("/sb/bin/python"), PINNED, "faster-whisper", swaps)
+    assert "--excludes" not in cmd  # nothing to exclude: only additions
+    assert not any("onnxruntime-gpu" in arg for arg in cmd)
+    assert excludes_text(swaps) == ""
+
+
+@pytest.mark.parametrize(("adapter", "device"), [("piper", "cpu"), ("faster-whisper", "cpu")])
+def test_no_swap_off_gpu(adapter: str, device: str) -> None:
     assert gpu_swaps(adapter, device) == ()
     cmd = install_command("uv", Path("/sb/bin/python"), PINNED, adapter)
     assert "--excludes" not in cmd
@@ -62,7 +69,7 @@ def test_every_swap_table_entry_is_well_formed() -> None:
     for adapter, swaps in ADAPTER_GPU_SWAPS.items():
         assert adapter == adapter.lower()
         for swap in swaps:
-            assert swap.gpu.startswith(f"{swap.cpu}-gpu")
+            assert swap.gpu.startswith(f"{swap.cpu}-gpu" if swap.cpu else "nvidia-")
 
 
 def test_pinned_requirements_get_the_extra_after_the_name() -> None:
@@ -90,7 +97,8 @@ def test_device_flavor_is_in_the_fingerprint_only_where_it_matters(tmp_path: Pat
     cpu = SandboxManager(tmp_path / "sb", source, device="cpu")
     gpu = SandboxManager(tmp_path / "sb", source, device="cuda:1")
     assert cpu.fingerprint("piper") != gpu.fingerprint("piper")
-    assert cpu.fingerprint("faster-whisper") == gpu.fingerprint("faster-whisper")
+    assert cpu.fingerprint("faster-whisper") != gpu.fingerprint("faster-whisper")  # + cuDNN
+    assert cpu.fingerprint("sesame") == gpu.fingerprint("sesame")  # no swaps: one venv
     assert cpu.fingerprint("piper") != cpu.fingerprint("faster-whisper")
 
 

@@ -320,7 +320,7 @@ class SandboxManager:
         uv(uvcli.venv_command(self.uv, self.python, staging))
         python = staging / "bin" / "python"
         swaps = uvcli.gpu_swaps(name, self.device)
-        excludes = staging / ".vox-excludes.txt" if swaps else None
+        excludes = staging / ".vox-excludes.txt" if any(s.cpu for s in swaps) else None
         if excludes is not None:
             excludes.write_text(uvcli.excludes_text(swaps))
         cmd = uvcli.install_command(self.uv, python, self.source, name, swaps, excludes)

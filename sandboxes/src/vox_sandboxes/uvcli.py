@@ -22,15 +22,21 @@ MISSING_EXTRA_MARKER = "does not have an extra named"
 class GpuSwap:
     """On a CUDA device, resolve `gpu` in place of `cpu` (excluded, so never both)."""
 
-    cpu: str  # package name excluded from resolution
+    cpu: str | None  # package name excluded from resolution; None: `gpu` is only added
     gpu: str  # requirement added in its place
 
 
 # onnxruntime and onnxruntime-gpu ship the same `onnxruntime` import package, so installing both
-# makes one overwrite the other's files. faster-whisper is deliberately absent: it uses
-# onnxruntime only for the Silero VAD on CPU, and onnxruntime-gpu (CUDA 13) would drag a second
-# CUDA runtime next to ctranslate2's CUDA 12.
+# makes one overwrite the other's files. faster-whisper keeps plain onnxruntime: it uses it only
+# for the Silero VAD on CPU, and onnxruntime-gpu (CUDA 13) would drag a second CUDA runtime next
+# to CTranslate2's CUDA 12. What CTranslate2 needs instead is cuBLAS 12 and cuDNN 9, which its
+# wheel does not bring (faster-whisper's README: "pip install nvidia-cublas-cu12
+# nvidia-cudnn-cu12==9.*"); the adapter preloads them from the sandbox.
 ADAPTER_GPU_SWAPS: Mapping[str, tuple[GpuSwap, ...]] = {
+    "faster-whisper": (
+        GpuSwap(None, "nvidia-cublas-cu12>=12.4,<13"),
+        GpuSwap(None, "nvidia-cudnn-cu12>=9.1,<10"),
+    ),
     "piper": (GpuSwap("onnxruntime", "onnxruntime-gpu>=1.20,<2"),),
     # The [cuda,cudnn] extras bring the CUDA 13 and cuDNN 9 wheels onnxruntime-gpu links
     # against; the adapters preload them (onnxruntime.preload_dlls), so no system CUDA is needed.
@@ -77,7 +83,7 @@ def install_command(
             # directory is only pyproject.toml's mtime; be explicit that a wheel built earlier
             # from this dir must not be reused, since the sandbox must hold exactly this source.
             cmd += ["--refresh-package", name]
-    if swaps:
+    if any(swap.cpu for swap in swaps):
         if excludes_file is None:
             raise ValueError("GPU swaps need an excludes file")
         cmd += ["--excludes", str(excludes_file)]
@@ -98,7 +104,7 @@ def runner_requirement(source: RunnerSource, adapter: str) -> str:
 
 def excludes_text(swaps: Sequence[GpuSwap]) -> str:
     """The requirements-file body for `--excludes`."""
-    return "".join(f"{swap.cpu}\n" for swap in swaps)
+    return "".join(f"{swap.cpu}\n" for swap in swaps if swap.cpu)
 
 
 def freeze_command(uv: str, target_python: Path) -> list[str]:

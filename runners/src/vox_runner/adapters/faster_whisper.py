@@ -37,6 +37,47 @@ def _cuda_devices() -> int:
         return 0
 
 
+def cuda_libraries(roots: list[Path]) -> list[Path]:
+    """cuBLAS 12 and cuDNN 9 from the sandbox's nvidia-* wheels, in dependency order."""
+    found: list[Path] = []
+    for pattern in ("cublas/lib/libcublasLt.so.12", "cublas/lib/libcublas.so.12"):
+        found += [hit for root in roots for hit in sorted(root.glob(pattern))]
+    # libcudnn.so.9 dlopens its sub-libraries (graph, ops, cnn, adv, engines) on demand.
+    cudnn = [hit for root in roots for hit in sorted(root.glob("cudnn/lib/libcudnn*.so.9"))]
+    found += sorted(cudnn, key=lambda p: (p.name != "libcudnn_graph.so.9", p.name))
+    return found
+
+
+def preload_cuda_libraries() -> int:
+    """Load CTranslate2's CUDA 12 libraries by path, before it looks for them by name.
+
+    The sandbox installs them as wheels (nvidia-cublas-cu12, nvidia-cudnn-cu12), which no
+    loader path names; a library already loaded with a matching soname satisfies dlopen, and
+    LD_LIBRARY_PATH cannot be changed for a process that has already started.
+    """
+    import ctypes
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia")
+    if spec is None or not spec.submodule_search_locations:
+        return 0
+    pending = cuda_libraries([Path(p) for p in spec.submodule_search_locations])
+    loaded = 0
+    while pending:  # a few passes: a library whose dependency is not loaded yet fails once
+        failed = []
+        for path in pending:
+            try:
+                ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+                loaded += 1
+            except OSError:
+                failed.append(path)
+        if len(failed) == len(pending):
+            log.warning("could not preload %s", ", ".join(p.name for p in failed))
+            break
+        pending = failed
+    return loaded
+
+
 def parse_device(device: str) -> tuple[str, int]:
     """``cpu`` / ``auto`` / ``cuda`` / ``cuda:N`` -> (ctranslate2 device, device index)."""
     kind, colon, index = device.strip().lower().partition(":")
@@ -86,6 +127,8 @@ class FasterWhisperAdapter(Adapter):
                 local_files_only=True,
             )
 
+        if kind == "cuda":
+            log.info("preloaded %d CUDA libraries", preload_cuda_libraries())
         try:
             model = build(kind)
         except (RuntimeError, ValueError) as exc:
