@@ -22,8 +22,8 @@ from vox_runner.adapter import (
     option_float,
     option_int,
     option_str,
+    parse_device,
 )
-from vox_runner.adapters.faster_whisper import parse_device
 from vox_runner.adapters.piper import (
     PiperAdapter,
     _language_matches,

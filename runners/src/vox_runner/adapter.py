@@ -140,6 +140,15 @@ def load_adapter(name: str) -> type[Adapter]:
 # Options come from catalog entries and user config, so numbers may arrive as strings.
 
 
+def parse_device(device: str) -> tuple[str, int]:
+    """``cpu`` / ``auto`` / ``cuda`` / ``cuda:N`` -> (kind, device index)."""
+    kind, colon, index = device.strip().lower().partition(":")
+    valid = kind in ("cpu", "cuda", "auto") and (not colon or (kind == "cuda" and index.isdigit()))
+    if not valid:
+        raise AdapterError("bad_request", f"unsupported device {device!r} (cpu, cuda[:N], auto)")
+    return kind, int(index or 0)
+
+
 def option_str(options: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
     value = options.get(key)
     return default if value is None else str(value)

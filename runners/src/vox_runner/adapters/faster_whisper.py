@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from vox_protocol import ModelInfo, Segment, Transcribe, Transcript, Word
 
-from vox_runner.adapter import Adapter, AdapterError, option_int, option_str
+from vox_runner.adapter import Adapter, AdapterError, option_int, option_str, parse_device
 
 log = logging.getLogger("vox_runner.adapters.faster_whisper")
 
@@ -76,15 +76,6 @@ def preload_cuda_libraries() -> int:
             break
         pending = failed
     return loaded
-
-
-def parse_device(device: str) -> tuple[str, int]:
-    """``cpu`` / ``auto`` / ``cuda`` / ``cuda:N`` -> (ctranslate2 device, device index)."""
-    kind, colon, index = device.strip().lower().partition(":")
-    valid = kind in ("cpu", "cuda", "auto") and (not colon or (kind == "cuda" and index.isdigit()))
-    if not valid:
-        raise AdapterError("bad_request", f"unsupported device {device!r} (cpu, cuda[:N], auto)")
-    return kind, int(index or 0)
 
 
 class FasterWhisperAdapter(Adapter):

@@ -15,8 +15,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from vox_protocol import ModelInfo, Synthesize, Voice
 
-from vox_runner.adapter import Adapter, AdapterError, SynthChunk, iterate_in_thread
-from vox_runner.adapters.ort import parse_device
+from vox_runner.adapter import Adapter, AdapterError, SynthChunk, iterate_in_thread, parse_device
 from vox_runner.adapters.piper import split_sentences
 
 log = logging.getLogger("vox_runner.adapters.gpu")

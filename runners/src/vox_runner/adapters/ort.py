@@ -5,21 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from vox_runner.adapter import AdapterError
+from vox_runner.adapter import parse_device
 
 log = logging.getLogger("vox_runner.adapters.ort")
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
-
-
-def parse_device(device: str) -> tuple[str, int]:
-    """``cpu`` / ``auto`` / ``cuda`` / ``cuda:N`` -> (kind, device index)."""
-    kind, colon, index = device.strip().lower().partition(":")
-    valid = kind in ("cpu", "cuda", "auto") and (not colon or (kind == "cuda" and index.isdigit()))
-    if not valid:
-        raise AdapterError("bad_request", f"unsupported device {device!r} (cpu, cuda[:N], auto)")
-    return kind, int(index or 0)
 
 
 def providers_for(device: str, available: list[str]) -> list[Any]:
