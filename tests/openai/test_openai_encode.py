@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 from vox_control.audio import wav_header
 from vox_control.encode import (
@@ -9,6 +11,7 @@ from vox_control.encode import (
     SPEECH_FORMATS,
     CodecEncoder,
     encode_all,
+    encode_stream,
     make_encoder,
     output_rate,
 )
@@ -47,6 +50,24 @@ def test_bytes_leave_after_each_sentence(fmt: str) -> None:
     # Everything but the header must be audio: the first sentence already carries some.
     assert all(size > 1000 for size in sizes), (fmt, sizes)
     assert len(tail) < sum(sizes)
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac"])
+async def test_first_codec_bytes_leave_before_the_whole_first_sentence_is_encoded(
+    fmt: str,
+) -> None:
+    async def sentences() -> AsyncIterator[tuple[bytes, int]]:
+        for _ in range(2):
+            yield tone(4.0, RATE).tobytes(), RATE
+
+    pieces = [piece async for piece in encode_stream(sentences(), fmt, None)]
+    # The first sentence goes out as a fifth of a second, then its rest; the second whole.
+    assert len(pieces) >= 4, (fmt, [len(p) for p in pieces])
+    assert len(pieces[0]) * 5 < len(pieces[1]), (fmt, [len(p) for p in pieces])
+    decoded = decode(b"".join(pieces))
+    # Splitting adds no audio: only the codec's priming and last-frame padding (aac up to
+    # 2 x 1024 samples, 0.093 s at 22.05 kHz).
+    assert decoded.duration == pytest.approx(8.0, abs=0.1), fmt
 
 
 def test_abandoned_codec_encoder_closes() -> None:

@@ -190,17 +190,17 @@ async def encode_stream(
     loop must not spend); each sentence's bytes are yielded as soon as they are encoded.
     """
     encoder: RawEncoder | CodecEncoder | None = None
-    finished = started = False
+    finished = False
     try:
         async for pcm, rate in chunks:
+            first = encoder is None
             if encoder is None:
                 target = out_rate or output_rate(response_format, rate, None)
                 encoder = make_encoder(response_format, rate, target)
             if isinstance(encoder, CodecEncoder):
                 # The first bytes leave after encoding a fifth of a second, not a whole
                 # sentence (mp3/opus of a 5 s sentence is ~60 ms of codec work).
-                lead = 0 if started else (rate // 5) * 2
-                started = True
+                lead = (rate // 5) * 2 if first else 0
                 for piece in (pcm[:lead], pcm[lead:]) if 0 < lead < len(pcm) else (pcm,):
                     data = await asyncio.to_thread(encoder.push, piece)
                     if data:
