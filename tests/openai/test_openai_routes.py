@@ -20,6 +20,7 @@ from vox_control.settings import Settings
 from vox_protocol import (
     AudioChunk,
     ListVoices,
+    ModelInfo,
     Segment,
     Synthesize,
     Transcribe,
@@ -88,7 +89,10 @@ class FakeScheduler:
             raise self.error
         self.uses.append(name)
         rate = 16000 if name == STT else RATE
-        yield SimpleNamespace(runner=self.runner, info=SimpleNamespace(sample_rate=rate))
+        kind = "stt" if name == STT else "tts"
+        voices = [] if name == STT else [Voice(id="joe", language="en-US")]
+        info = ModelInfo(adapter="fake", kind=kind, sample_rate=rate, device="cpu", voices=voices)
+        yield SimpleNamespace(runner=self.runner, info=info)
 
     def loaded(self) -> list[Any]:
         return []
@@ -327,7 +331,8 @@ BAD_SPEECH = [
     ({"input": "Hi.", "stream_format": "chunks"}, 400, "stream_format"),
     ({"input": "Hi.", "response_format": "opus", "sample_rate": 44100}, 422, "sample_rate"),
     ({"input": "Hi.", "sample_rate": 5}, 400, "sample_rate"),
-    ({"input": "Hi.", "voice": "nobody"}, 400, None),
+    # The catalog entry lists no voices: the loaded runner's list makes it a 400 on `voice`.
+    ({"input": "Hi.", "voice": "nobody"}, 400, "voice"),
     ({"input": "Hi.", "model": STT}, 400, "model"),
     ({"input": "Hi.", "model": "kokoro:v1.0"}, 404, "model"),
 ]

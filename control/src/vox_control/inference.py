@@ -165,7 +165,7 @@ async def open_synthesis(
         request = Synthesize(
             id=runner.next_id(),
             text=text,
-            voice=services.voice_for(manifest, voice),
+            voice=services.voice_for(manifest, voice, [v.id for v in model.info.voices]),
             speed=speed,
             language=language or None,
         )

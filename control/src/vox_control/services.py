@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,8 +232,14 @@ class Services:
             )
         return manifest
 
-    def voice_for(self, manifest: Manifest, voice: str | None) -> str | None:
-        """Map OpenAI voice names through the entry's voice map; unknown ones fall to default."""
+    def voice_for(
+        self, manifest: Manifest, voice: str | None, loaded: Sequence[str] = ()
+    ) -> str | None:
+        """Map OpenAI voice names through the entry's voice map; unknown ones fall to default.
+
+        Other names must be one of the catalog's voices, else of ``loaded`` (what the model's
+        runner reported), so a wrong voice is a 400 on ``voice`` whoever knows the list.
+        """
         if not voice:
             return None
         entry = manifest.entry
@@ -241,13 +247,18 @@ class Services:
             return entry.voice_map[voice]
         if voice in OPENAI_VOICES:
             return entry.default_voice
+        known = entry.voices or loaded
         parts = blend_voices(voice)  # kokoro's "a+b" / "a*0.7+b*0.3": each part must exist
-        unknown = [v for v in parts or [voice] if entry.voices and v not in entry.voices]
+        unknown = [v for v in parts or [voice] if known and v not in known]
         if unknown:
-            # Catalog voices are checked here, before a runner is started for nothing.
+            # Catalog voices are checked before a runner is started for nothing.
             raise BadRequest(
                 f"unknown voice '{unknown[0]}' for {manifest.name}; "
-                f"GET /api/voices?model={manifest.name} lists them",
+                + (
+                    f"available: {', '.join(known)}"
+                    if len(known) <= 12
+                    else f"GET /api/voices?model={manifest.name} lists them"
+                ),
                 param="voice",
             )
         return voice

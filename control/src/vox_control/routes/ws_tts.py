@@ -94,19 +94,13 @@ class TtsSession:
         try:
             name = self.services.model_name(config.model, "tts")
             manifest = self.services.manifest(name, "tts")
-            config.voice = self.services.voice_for(manifest, config.voice)
             async with self.services.scheduler.use(name) as model:
                 info = model.info
+            config.voice = self.services.voice_for(
+                manifest, config.voice, [v.id for v in info.voices]
+            )
         except Exception as exc:
             raise model_error(exc) from None
-        voices = [v.id for v in info.voices]
-        if config.voice and voices and config.voice not in voices:
-            raise StreamError(
-                "invalid_config",
-                f"unknown voice {config.voice!r}; available: {', '.join(voices)}",
-                BAD_CONFIG,
-                param="voice",
-            )
         self.model_rate = info.sample_rate
         await self.channel.send_event(
             {"type": "ready", "model": name, "response_format": config.response_format}
