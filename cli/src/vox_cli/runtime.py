@@ -66,7 +66,11 @@ def ps(*, host: Host = None) -> None:
         )
     for f in body.get("failed") or []:
         table.add_row(f["name"], "-", "-", "-", "-", f"failed: {f['error']}", "0", "0", "-")
-    Console().print(table)
+    # One line per runner, as `ollama ps` prints (and `vox ps | grep` needs): a narrow
+    # terminal folds long lines, rather than rich wrapping every cell into a column of words.
+    console = Console()
+    natural = console.measure(table, options=console.options.update(max_width=10_000)).maximum
+    Console(width=max(console.width, natural)).print(table)
 
 
 def stop(name: str, /, *, host: Host = None) -> None:
