@@ -142,6 +142,12 @@ def list_models(*, host: Host = None) -> None:
     console.print(table)
 
 
+# What `vox run` takes for a file to transcribe, never for text to speak.
+AUDIO_SUFFIXES = frozenset(
+    {".wav", ".flac", ".mp3", ".ogg", ".opus", ".oga", ".webm", ".m4a", ".aac", ".mp4", ".mka"}
+)
+
+
 @app.command
 def run(
     name: str,
@@ -156,6 +162,9 @@ def run(
 ) -> None:
     """Transcribe an audio file, or speak a text into a WAV file (-o, default output.wav)."""
     path = Path(input)
+    if path.suffix.lower() in AUDIO_SUFFIXES and not path.is_file():
+        # Not spoken as text: "a.wav" that is not there is a typo, not a sentence.
+        raise CLIError(f"no such audio file: {path}")
     with VoxClient(host) as client:
         if path.is_file():
             with path.open("rb") as fh:
@@ -169,11 +178,14 @@ def run(
             body["voice"] = voice
         written = 0
         tmp = out.with_name(f".{out.name}.part")
-        with tmp.open("wb") as fh:
-            for chunk in client.stream_bytes("/api/synthesize", body):
-                fh.write(chunk)
-                written += len(chunk)
-        tmp.replace(out)  # never leave a half-written file under the requested name
+        try:
+            with tmp.open("wb") as fh:
+                for chunk in client.stream_bytes("/api/synthesize", body):
+                    fh.write(chunk)
+                    written += len(chunk)
+            tmp.replace(out)  # never leave a half-written file under the requested name
+        finally:
+            tmp.unlink(missing_ok=True)
     err.print(f"wrote {out} ({_size(written)})")
 
 
