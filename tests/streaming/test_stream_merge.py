@@ -102,3 +102,37 @@ def test_random_speech_through_many_seams_keeps_every_word_once(seed: int) -> No
         windows.append(_window(start, end, seen))
         start += chunk - overlap
     assert _words(merge_windows(windows)) == [w for w, _, _ in truth]
+
+
+def test_a_phrase_both_windows_dropped_shows_as_a_gap_and_a_repair_restores_it() -> None:
+    # Seen in CI: "for morning light" spoke across the seam at 9.5; A stopped at "waited"
+    # and B began at "children". Only a third transcription of the seam's audio has it.
+    a = _window(0, 10, [("the", 6.0, 6.3), ("mast", 6.4, 7.0), ("waited", 7.1, 7.5)])
+    b = _window(9, 19, [("children", 10.4, 10.9), ("asked", 11.0, 11.4)])
+    stitcher = Stitcher()
+    stitcher.add(a)
+    assert stitcher.gap(b) == (7.5, 10.4)
+    repair = _window(
+        5.5,
+        12.4,
+        [
+            ("waited", 7.1, 7.5),
+            ("for", 8.6, 8.8),
+            ("morning", 8.9, 9.3),
+            ("light", 9.4, 9.9),
+            ("children", 10.4, 10.9),
+        ],
+    )
+    stitcher.add(repair, repair=True)
+    stitcher.add(b)
+    assert _words(stitcher.segments()) == [
+        "the", "mast", "waited", "for", "morning", "light", "children", "asked"
+    ]  # fmt: skip
+    assert stitcher.windows == 2  # the repair is not one of the session's windows
+
+
+def test_an_ordinary_pause_at_a_seam_is_no_gap() -> None:
+    stitcher = Stitcher()
+    stitcher.add(_window(0, 10, [("end", 8.6, 9.1)]))
+    assert stitcher.gap(_window(9, 19, [("next", 9.9, 10.3)])) is None  # 0.8 s apart
+    assert stitcher.gap(_window(9, 19, [])) is None  # silence after the seam: nothing lost

@@ -90,7 +90,7 @@ class NvmlProbe:
     @classmethod
     def create(cls) -> NvmlProbe | None:
         try:
-            import pynvml  # type: ignore[import-not-found,unused-ignore]
+            import pynvml  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
             pynvml.nvmlInit()
         except Exception as exc:  # no package, no driver, no GPU: all mean "no NVML"

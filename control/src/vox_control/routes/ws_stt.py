@@ -38,6 +38,7 @@ InputFormat = Literal["pcm16", "wav", "flac", "mp3", "ogg", "webm"]
 # Windows waiting for the runner; past this the session stops reading from the socket, so a
 # client sending faster than real time is slowed by TCP instead of filling our memory.
 _QUEUED_WINDOWS = 2
+SEAM_PAD = 2.0  # seconds of speech kept on each side of a silent seam when it is redone
 
 
 class SttConfig(msgspec.Struct, forbid_unknown_fields=False):
@@ -249,33 +250,19 @@ class SttSession:
         state: dict[str, Any],
     ) -> None:
         """Transcribe queued windows one by one (in order: the stitch needs them so)."""
+        previous: tuple[Window, bytes] | None = None
         while (item := await queue.get()) is not None:
             window, pcm = item
-            try:
-                # Held per window: between windows an idle session pins no runner.
-                async with self.services.scheduler.use(name) as model:
-                    runner = model.runner
-                    reply = await runner.request(
-                        Transcribe(
-                            id=runner.next_id(),
-                            audio=pcm,
-                            sample_rate=WHISPER_RATE,
-                            language=config.language,
-                            prompt=config.prompt,
-                            word_timestamps=True,  # the stitch needs them, asked or not
-                            beam_size=config.beam_size,
-                        )
-                    )
-            except Exception as exc:
-                raise model_error(exc) from None
-            if not isinstance(reply, Transcript):
-                raise StreamError("internal_error", "unexpected reply from the runner", INTERNAL)
+            reply = await self._transcribe(config, name, pcm)
             state["language"] = state["language"] or reply.language
-            stitcher.add(
-                WindowTranscript(
-                    window.start / WHISPER_RATE, window.end / WHISPER_RATE, reply.segments
-                )
+            transcript = WindowTranscript(
+                window.start / WHISPER_RATE, window.end / WHISPER_RATE, reply.segments
             )
+            gap = stitcher.gap(transcript)
+            if gap is not None and previous is not None:
+                await self._repair_seam(config, name, stitcher, previous, item, gap)
+            stitcher.add(transcript)
+            previous = item
             await self.channel.send_event(
                 {
                     "type": "progress",
@@ -292,6 +279,60 @@ class SttSession:
                         "processed_ms": round(window.end * 1000 / WHISPER_RATE),
                     }
                 )
+
+    async def _transcribe(self, config: SttConfig, name: str, pcm: bytes) -> Transcript:
+        try:
+            # Held per window: between windows an idle session pins no runner.
+            async with self.services.scheduler.use(name) as model:
+                runner = model.runner
+                reply = await runner.request(
+                    Transcribe(
+                        id=runner.next_id(),
+                        audio=pcm,
+                        sample_rate=WHISPER_RATE,
+                        language=config.language,
+                        prompt=config.prompt,
+                        word_timestamps=True,  # the stitch needs them, asked or not
+                        beam_size=config.beam_size,
+                    )
+                )
+        except Exception as exc:
+            raise model_error(exc) from None
+        if not isinstance(reply, Transcript):
+            raise StreamError("internal_error", "unexpected reply from the runner", INTERNAL)
+        return reply
+
+    async def _repair_seam(
+        self,
+        config: SttConfig,
+        name: str,
+        stitcher: Stitcher,
+        previous: tuple[Window, bytes],
+        current: tuple[Window, bytes],
+        gap: tuple[float, float],
+    ) -> None:
+        """Transcribe the audio around a silent seam once more, as a window of its own.
+
+        Whisper may drop a phrase cut off at one window's end and skip it at the next one's
+        start; in a clip that has it in the middle it is heard. The clip stays within the
+        later half of the earlier window and the earlier half of the later one, so the
+        stitch's cuts stay in order.
+        """
+        (a, a_pcm), (b, b_pcm) = previous, current
+        start = max(round((gap[0] - SEAM_PAD) * WHISPER_RATE), (a.start + a.end) // 2)
+        end = min(round((gap[1] + SEAM_PAD) * WHISPER_RATE), (b.start + b.end) // 2)
+        if end - start < WHISPER_RATE:
+            return
+        # float32 samples: 4 bytes each; the earlier window's audio, then the later one's.
+        clip = a_pcm[(start - a.start) * 4 : (min(end, a.end) - a.start) * 4]
+        if end > a.end:
+            clip += b_pcm[(a.end - b.start) * 4 : (end - b.start) * 4]
+        reply = await self._transcribe(config, name, clip)
+        log.info("seam at %.1f s: %.1f s silent, transcribed again", gap[0], gap[1] - gap[0])
+        stitcher.add(
+            WindowTranscript(start / WHISPER_RATE, end / WHISPER_RATE, reply.segments),
+            repair=True,
+        )
 
 
 class _Resampler:

@@ -96,6 +96,11 @@ def _seam(before: list[_Unit], after: list[_Unit], cut: float) -> tuple[list[_Un
     return kept_a, kept_b
 
 
+# A pause longer than this across a seam may be speech that neither window kept: Whisper
+# drops a phrase cut off at a window's end, and may skip one that starts just before the next.
+SEAM_GAP = 1.0
+
+
 class Stitcher:
     """Takes window transcripts in order; gives the merged segments at any time."""
 
@@ -105,14 +110,30 @@ class Stitcher:
         self._tail: list[_Unit] | None = None
         self._tail_end = 0.0
         self._count = 0
+        self._repairs = 0
 
     @property
     def windows(self) -> int:
-        return self._count
+        """Windows of the session's plan stitched so far (seam repairs not counted)."""
+        return self._count - self._repairs
 
-    def add(self, window: WindowTranscript) -> None:
+    def gap(self, window: WindowTranscript) -> tuple[float, float] | None:
+        """The silence (absolute seconds) that stitching ``window`` next would leave around
+        the seam, when longer than SEAM_GAP: a stretch worth transcribing again on its own."""
+        if not self._tail:
+            return None
+        cut = (window.start + self._tail_end) / 2
+        kept_a, kept_b = _seam(self._tail, _units(self._count, window), cut)
+        if not kept_a or not kept_b:
+            return None  # one side heard nothing near the seam: silence, not a lost phrase
+        start, end = kept_a[-1].end, kept_b[0].start
+        return (start, end) if end - start > SEAM_GAP else None
+
+    def add(self, window: WindowTranscript, *, repair: bool = False) -> None:
+        """Stitch the next window; a ``repair`` is an extra window across the last seam."""
         index = self._count
         self._count += 1
+        self._repairs += repair
         for s, segment in enumerate(window.segments):
             self._segments[(index, s)] = segment
         units = _units(index, window)
