@@ -38,7 +38,9 @@ InputFormat = Literal["pcm16", "wav", "flac", "mp3", "ogg", "webm"]
 # Windows waiting for the runner; past this the session stops reading from the socket, so a
 # client sending faster than real time is slowed by TCP instead of filling our memory.
 _QUEUED_WINDOWS = 2
-SEAM_PAD = 2.0  # seconds of speech kept on each side of a silent seam when it is redone
+# Audio on each side of a suspect seam's cut transcribed again: its seams with the two
+# windows then have 1.5 s of context on each side (with a 1 s overlap) instead of 0.5 s.
+SEAM_REACH = int(2.5 * WHISPER_RATE)
 
 
 class SttConfig(msgspec.Struct, forbid_unknown_fields=False):
@@ -258,9 +260,11 @@ class SttSession:
             transcript = WindowTranscript(
                 window.start / WHISPER_RATE, window.end / WHISPER_RATE, reply.segments
             )
-            gap = stitcher.gap(transcript)
-            if gap is not None and previous is not None:
-                await self._repair_seam(config, name, stitcher, previous, item, gap)
+            if previous is not None and stitcher.suspect(transcript):
+                cut = round(stitcher.cut(transcript) * WHISPER_RATE)
+                extra = await self._seam_again(config, name, previous, item, cut)
+                if extra is not None:
+                    stitcher.add(extra, extra=True)
             stitcher.add(transcript)
             previous = item
             await self.channel.send_event(
@@ -302,37 +306,33 @@ class SttSession:
             raise StreamError("internal_error", "unexpected reply from the runner", INTERNAL)
         return reply
 
-    async def _repair_seam(
+    async def _seam_again(
         self,
         config: SttConfig,
         name: str,
-        stitcher: Stitcher,
         previous: tuple[Window, bytes],
         current: tuple[Window, bytes],
-        gap: tuple[float, float],
-    ) -> None:
-        """Transcribe the audio around a silent seam once more, as a window of its own.
+        cut: int,
+    ) -> WindowTranscript | None:
+        """Transcribe the audio around a suspect seam once more, as a clip of its own.
 
-        Whisper may drop a phrase cut off at one window's end and skip it at the next one's
-        start; in a clip that has it in the middle it is heard. The clip stays within the
-        later half of the earlier window and the earlier half of the later one, so the
-        stitch's cuts stay in order.
+        Whisper may lose a phrase cut off at one window's end and at the next one's start;
+        in a clip that has it in the middle it is heard. The clip stays within the later
+        half of the earlier window and the earlier half of the later one, so its seams with
+        them lie well inside both.
         """
         (a, a_pcm), (b, b_pcm) = previous, current
-        start = max(round((gap[0] - SEAM_PAD) * WHISPER_RATE), (a.start + a.end) // 2)
-        end = min(round((gap[1] + SEAM_PAD) * WHISPER_RATE), (b.start + b.end) // 2)
+        start = max(cut - SEAM_REACH, (a.start + a.end) // 2)
+        end = min(cut + SEAM_REACH, (b.start + b.end) // 2)
         if end - start < WHISPER_RATE:
-            return
+            return None
         # float32 samples: 4 bytes each; the earlier window's audio, then the later one's.
         clip = a_pcm[(start - a.start) * 4 : (min(end, a.end) - a.start) * 4]
         if end > a.end:
             clip += b_pcm[(a.end - b.start) * 4 : (end - b.start) * 4]
         reply = await self._transcribe(config, name, clip)
-        log.info("seam at %.1f s: %.1f s silent, transcribed again", gap[0], gap[1] - gap[0])
-        stitcher.add(
-            WindowTranscript(start / WHISPER_RATE, end / WHISPER_RATE, reply.segments),
-            repair=True,
-        )
+        log.info("seam at %.1f s: suspect, transcribed again", cut / WHISPER_RATE)
+        return WindowTranscript(start / WHISPER_RATE, end / WHISPER_RATE, reply.segments)
 
 
 class _Resampler:

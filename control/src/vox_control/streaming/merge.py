@@ -13,6 +13,13 @@ repairs make each boundary word appear exactly once:
   speech B missed (cut off at its start): A keeps it;
 * dedupe: when A's last kept word and B's first kept word are the same word and their time
   spans overlap, they are one utterance seen twice: B's copy is dropped.
+
+A phrase spoken across the seam can still be lost by both windows: A hears it cut off and
+leaves it out (or stretches one word over it, ending with "waited for the" as a 1.8 s "the"),
+and B starts after it or skips it at its abrupt start. ``Stitcher.suspect`` finds such a seam
+(over a second between the words both kept, or a word that lasts over a second near it); the
+caller then transcribes the audio around the cut once more and stitches that clip in between
+as an extra window, whose seams with A and B lie well inside all three.
 """
 
 from __future__ import annotations
@@ -88,17 +95,41 @@ def _seam(before: list[_Unit], after: list[_Unit], cut: float) -> tuple[list[_Un
     # until after it ended, A keeps it.
     first_b = kept_b[0].start if kept_b else math.inf
     kept_a += [u for u in before if u.center >= cut and u.end <= first_b + _SLACK]
-    if kept_a and kept_b:
-        a, b = kept_a[-1], kept_b[0]
-        same = normalize(a.text) == normalize(b.text) and normalize(a.text) != ""
-        if same and b.start < a.end + _SLACK:
-            kept_b = kept_b[1:]
-    return kept_a, kept_b
+    return kept_a, _dedupe(kept_a, kept_b)
+
+
+# A run of two or more of B's words repeating A's last ones and starting within this of
+# where A's copy ended is one utterance seen twice (Whisper places words near a window's edge
+# loosely), not said twice. A single word must overlap A's copy: "that that" is real speech.
+_REPEAT = 0.5
+
+
+def _alike(x: str, y: str) -> bool:
+    """The same word, perhaps heard cut off once ("across" / "cross")."""
+    x, y = normalize(x), normalize(y)
+    if not x or not y:
+        return False
+    short, long = sorted((x, y), key=len)
+    return x == y or (len(short) >= 3 and (long.startswith(short) or long.endswith(short)))
+
+
+def _dedupe(kept_a: list[_Unit], kept_b: list[_Unit]) -> list[_Unit]:
+    """Drop B's first words when they repeat A's last ones in the same place (up to three)."""
+    for k in range(min(3, len(kept_a), len(kept_b)), 0, -1):
+        run_a, run_b = kept_a[-k:], kept_b[:k]
+        reach = _REPEAT if k > 1 else _SLACK
+        if run_b[0].start < run_a[-1].end + reach and all(
+            _alike(a.text, b.text) for a, b in zip(run_a, run_b, strict=True)
+        ):
+            return kept_b[k:]
+    return kept_b
 
 
 # A pause longer than this across a seam may be speech that neither window kept: Whisper
 # drops a phrase cut off at a window's end, and may skip one that starts just before the next.
 SEAM_GAP = 1.0
+# No spoken word lasts this long: Whisper stretches one over speech it did not transcribe.
+STRETCHED = 1.0
 
 
 class Stitcher:
@@ -110,38 +141,46 @@ class Stitcher:
         self._tail: list[_Unit] | None = None
         self._tail_end = 0.0
         self._count = 0
-        self._repairs = 0
+        self._extra = 0
 
     @property
     def windows(self) -> int:
-        """Windows of the session's plan stitched so far (seam repairs not counted)."""
-        return self._count - self._repairs
+        """Windows of the session's plan stitched so far (extra seam windows not counted)."""
+        return self._count - self._extra
 
-    def gap(self, window: WindowTranscript) -> tuple[float, float] | None:
-        """The silence (absolute seconds) that stitching ``window`` next would leave around
-        the seam, when longer than SEAM_GAP: a stretch worth transcribing again on its own."""
+    def cut(self, window: WindowTranscript) -> float:
+        """Where the seam between the stitch so far and ``window`` is cut (seconds)."""
+        return (window.start + self._tail_end) / 2
+
+    def suspect(self, window: WindowTranscript) -> bool:
+        """Whether stitching ``window`` next may lose speech at the seam (see the module)."""
         if not self._tail:
-            return None
-        cut = (window.start + self._tail_end) / 2
-        kept_a, kept_b = _seam(self._tail, _units(self._count, window), cut)
+            return False
+        cut = self.cut(window)
+        after = _units(self._count, window)
+        kept_a, kept_b = _seam(self._tail, after, cut)
         if not kept_a or not kept_b:
-            return None  # one side heard nothing near the seam: silence, not a lost phrase
-        start, end = kept_a[-1].end, kept_b[0].start
-        return (start, end) if end - start > SEAM_GAP else None
+            return False  # one side heard nothing near the seam: silence, not a lost phrase
+        if kept_b[0].start - kept_a[-1].end > SEAM_GAP:
+            return True
+        return any(
+            u.word is not None and u.end - u.start > STRETCHED and abs(u.center - cut) < 2.0
+            for u in (*self._tail, *after)
+        )
 
-    def add(self, window: WindowTranscript, *, repair: bool = False) -> None:
-        """Stitch the next window; a ``repair`` is an extra window across the last seam."""
+    def add(self, window: WindowTranscript, *, extra: bool = False) -> None:
+        """Stitch the next window; an ``extra`` one is the audio around the last seam
+        transcribed again (it is stitched like any other, but is not one of the plan's)."""
         index = self._count
         self._count += 1
-        self._repairs += repair
+        self._extra += extra
         for s, segment in enumerate(window.segments):
             self._segments[(index, s)] = segment
         units = _units(index, window)
         if self._tail is None:
             self._tail = units
         else:
-            cut = (window.start + self._tail_end) / 2
-            kept_a, kept_b = _seam(self._tail, units, cut)
+            kept_a, kept_b = _seam(self._tail, units, self.cut(window))
             self._done.extend(kept_a)
             self._tail = kept_b
         self._tail_end = window.end
