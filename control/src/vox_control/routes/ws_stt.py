@@ -29,7 +29,8 @@ from vox_control.streaming.channel import (
     model_error,
     parse_message,
 )
-from vox_control.streaming.merge import Stitcher, WindowTranscript
+from vox_control.streaming.merge import SEAM_NEAR, Stitcher, WindowTranscript
+from vox_control.streaming.voiced import speech_level, voiced_spans
 from vox_control.streaming.windows import Window, WindowPlanner
 
 log = logging.getLogger("vox.streaming.stt")
@@ -260,8 +261,10 @@ class SttSession:
             transcript = WindowTranscript(
                 window.start / WHISPER_RATE, window.end / WHISPER_RATE, reply.segments
             )
-            if previous is not None and stitcher.suspect(transcript):
-                cut = round(stitcher.cut(transcript) * WHISPER_RATE)
+            cut = round(stitcher.cut(transcript) * WHISPER_RATE)
+            if previous is not None and stitcher.suspect(
+                transcript, await asyncio.to_thread(_voiced_near, previous, item, cut)
+            ):
                 extra = await self._seam_again(config, name, previous, item, cut)
                 if extra is not None:
                     stitcher.add(extra, extra=True)
@@ -321,18 +324,38 @@ class SttSession:
         half of the earlier window and the earlier half of the later one, so its seams with
         them lie well inside both.
         """
-        (a, a_pcm), (b, b_pcm) = previous, current
+        a, b = previous[0], current[0]
         start = max(cut - SEAM_REACH, (a.start + a.end) // 2)
         end = min(cut + SEAM_REACH, (b.start + b.end) // 2)
         if end - start < WHISPER_RATE:
             return None
-        # float32 samples: 4 bytes each; the earlier window's audio, then the later one's.
-        clip = a_pcm[(start - a.start) * 4 : (min(end, a.end) - a.start) * 4]
-        if end > a.end:
-            clip += b_pcm[(a.end - b.start) * 4 : (end - b.start) * 4]
-        reply = await self._transcribe(config, name, clip)
+        reply = await self._transcribe(config, name, _span(previous, current, start, end))
         log.info("seam at %.1f s: suspect, transcribed again", cut / WHISPER_RATE)
         return WindowTranscript(start / WHISPER_RATE, end / WHISPER_RATE, reply.segments)
+
+
+def _span(
+    previous: tuple[Window, bytes], current: tuple[Window, bytes], start: int, end: int
+) -> bytes:
+    """Samples ``[start, end)`` of the session from two neighbouring windows' audio."""
+    (a, a_pcm), (b, b_pcm) = previous, current
+    start, end = max(start, a.start), min(end, b.end)
+    # float32 samples: 4 bytes each; the earlier window's audio, then the later one's.
+    out = a_pcm[(start - a.start) * 4 : (min(end, a.end) - a.start) * 4]
+    if end > a.end:
+        out += b_pcm[(max(start, a.end) - b.start) * 4 : (end - b.start) * 4]
+    return out
+
+
+def _voiced_near(
+    previous: tuple[Window, bytes], current: tuple[Window, bytes], cut: int
+) -> list[tuple[float, float]]:
+    """Where the audio within SEAM_NEAR of the cut has speech, at the earlier window's level."""
+    near = round(SEAM_NEAR * WHISPER_RATE)
+    start = max(cut - near, previous[0].start)
+    samples = np.frombuffer(_span(previous, current, start, cut + near), dtype=np.float32)
+    level = speech_level(np.frombuffer(previous[1], dtype=np.float32), WHISPER_RATE)
+    return voiced_spans(samples, WHISPER_RATE, start / WHISPER_RATE, level)
 
 
 class _Resampler:
