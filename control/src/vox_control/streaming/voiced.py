@@ -28,7 +28,10 @@ def voiced_spans(
     # Edges of runs of voiced frames: +1 where one begins, -1 just past where one ends.
     edges = np.diff(np.concatenate(([0], on.astype(np.int8), [0])))
     begins, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [(start + b * FRAME_S, start + e * FRAME_S) for b, e in zip(begins, ends, strict=True)]
+    return [
+        (start + float(b) * FRAME_S, start + float(e) * FRAME_S)
+        for b, e in zip(begins, ends, strict=True)
+    ]
 
 
 def _frame_rms(samples: npt.NDArray[np.float32], rate: int) -> npt.NDArray[np.float64]:
