@@ -86,19 +86,28 @@ def ws_first_audio(url: str, text: str) -> tuple[float, float]:
                 return first, time.perf_counter() - started
 
 
-def ws_transcribe(url: str, pcm: bytes, rate: int) -> tuple[float, str]:
+def ws_transcribe_events(
+    url: str, pcm: bytes, rate: int, *, word_timestamps: bool = False
+) -> dict[str, Any]:
+    """Stream pcm16 as fast as the server takes it; the `done` event."""
+    config = {"type": "config", "model": STT, "sample_rate": rate, "partial": False}
     with connect(url + "/v1/audio/transcriptions/stream", max_size=None) as ws:
-        started = time.perf_counter()
-        ws.send(json.dumps({"type": "config", "model": STT, "sample_rate": rate, "partial": False}))
+        ws.send(json.dumps({**config, "word_timestamps": word_timestamps}))
         for i in range(0, len(pcm), rate * 2):
             ws.send(pcm[i : i + rate * 2])
         ws.send(json.dumps({"type": "end"}))
         while True:
-            event = json.loads(ws.recv())
+            event: dict[str, Any] = json.loads(ws.recv())
             if event["type"] == "done":
-                return time.perf_counter() - started, str(event["text"])
+                return event
             if event["type"] == "error":
                 raise RuntimeError(event)
+
+
+def ws_transcribe(url: str, pcm: bytes, rate: int) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = ws_transcribe_events(url, pcm, rate)
+    return time.perf_counter() - started, str(done["text"])
 
 
 def sandbox_python(home: Path, adapter: str) -> Path:
