@@ -21,7 +21,6 @@ import difflib
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -33,8 +32,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.streaming import STT, TTS, ws_transcribe_events  # noqa: E402
-from tests.conftest import VoxServer, normalize, wer  # noqa: E402
+from bench.streaming import start_server, ws_transcribe_events  # noqa: E402
+from tests.conftest import normalize, wer  # noqa: E402
 from tests.streaming.helpers import SCRIPT, Recording, make_recording  # noqa: E402
 
 CHUNK_S, OVERLAP_S = 30.0, 1.0
@@ -88,16 +87,10 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--recordings", type=int, default=5)
     args = parser.parse_args()
-    home = args.home or Path(tempfile.mkdtemp(prefix="vox-bench-seams-"))
-    log = home / "bench-seams.log"
-    server = VoxServer(home, log)
-    server.start()
-    ws_url = "ws" + server.url.removeprefix("http")
+    server, _, ws_url = start_server(args.home, "seams")
     takes: list[dict[str, Any]] = []
     try:
         with httpx.Client(base_url=server.url, timeout=600) as client:
-            for name in (STT, TTS):
-                client.post("/api/pull", json={"model": name, "stream": False}).raise_for_status()
             for take in range(args.recordings):
                 recording = make_recording(client)
                 before = server.log().count("transcribed again")

@@ -110,6 +110,22 @@ def ws_transcribe(url: str, pcm: bytes, rate: int) -> tuple[float, str]:
     return time.perf_counter() - started, str(done["text"])
 
 
+def start_server(home: Path | None, name: str) -> tuple[VoxServer, Path, str]:
+    """`vox serve` on ``home`` (default a fresh temp one), logging to ``bench-<name>.log`` in
+    it, with the STT and TTS defaults pulled; (server, home, its WS base URL)."""
+    home = home or Path(tempfile.mkdtemp(prefix=f"vox-bench-{name}-"))
+    server = VoxServer(home, home / f"bench-{name}.log")
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=600) as client:
+            for model in (STT, TTS):
+                client.post("/api/pull", json={"model": model, "stream": False}).raise_for_status()
+    except BaseException:
+        server.stop()
+        raise
+    return server, home, "ws" + server.url.removeprefix("http")
+
+
 def sandbox_python(home: Path, adapter: str) -> Path:
     return home / "sandboxes" / adapter / "bin" / "python"
 
@@ -119,15 +135,10 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=None)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    home = args.home or Path(tempfile.mkdtemp(prefix="vox-bench-stream-"))
-    server = VoxServer(home, home / "bench-streaming.log")
-    server.start()
-    ws_url = "ws" + server.url.removeprefix("http")
+    server, home, ws_url = start_server(args.home, "streaming")
     results: dict[str, Any] = {"runs": args.runs}
     try:
         with httpx.Client(base_url=server.url, timeout=600) as client:
-            for name in (STT, TTS):
-                client.post("/api/pull", json={"model": name, "stream": False}).raise_for_status()
             text = text_of(1000)
             ws_first_audio(ws_url, "Warm up.")  # loads the runner
             firsts, totals = [], []

@@ -170,3 +170,17 @@ def test_an_ordinary_seam_is_not_suspect() -> None:
     stitcher.add(_window(0, 10, [("end", 8.6, 9.1)]))
     assert not stitcher.suspect(_window(9, 19, [("next", 9.9, 10.3)]))  # 0.8 s apart
     assert not stitcher.suspect(_window(9, 19, []))  # silence after the seam: nothing lost
+
+
+def test_speech_that_no_kept_word_covers_makes_a_seam_suspect() -> None:
+    # Seen in CI: A ended at "mud." and heard "its owner called it back" as "a"; B began
+    # at "and". No pause between kept words is a second long: only the audio tells.
+    a = _window(0, 10, [("the", 6.8, 7.0), ("mud.", 7.0, 7.3), ("a", 7.9, 8.2)])
+    b = _window(9, 19, [("and", 9.0, 9.15), ("wiped", 9.9, 10.2), ("paws", 10.4, 10.8)])
+    stitcher = Stitcher()
+    stitcher.add(a)
+    speech = [(6.8, 7.35), (7.5, 9.6), (9.9, 10.8)]
+    assert not stitcher.suspect(b)  # the words alone look like an ordinary seam
+    assert stitcher.suspect(b, speech)
+    covered = [(6.8, 7.35), (7.9, 8.2), (9.0, 9.15), (9.9, 10.8)]
+    assert not stitcher.suspect(b, covered)  # every bit of speech has a word on it

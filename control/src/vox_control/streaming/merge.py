@@ -194,7 +194,7 @@ class Stitcher:
         if _unheard([*kept_a, *kept_b], voiced, cut) > UNHEARD:
             return True
         return any(
-            u.word is not None and u.end - u.start > STRETCHED and abs(u.center - cut) < 2.0
+            u.word is not None and u.end - u.start > STRETCHED and abs(u.center - cut) < SEAM_NEAR
             for u in (*self._tail, *after)
         )
 
