@@ -31,8 +31,8 @@ from typing import Any
 import av
 import httpx
 import numpy as np
-from vox_control.audio import decode_audio
-from vox_control.encode import SPEECH_FORMATS, encode_all, output_rate
+from vox_control.audio.decode import decode_audio
+from vox_control.audio.encode import SPEECH_FORMATS, encode_all, output_rate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TTS = "piper:en-us-joe-medium"

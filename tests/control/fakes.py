@@ -7,10 +7,10 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from vox_control.memory import Measurements
 from vox_control.runner_client import RunnerDied
-from vox_control.scheduled import LoadSpec
-from vox_control.scheduler import Scheduler
+from vox_control.scheduler.loop import Scheduler
+from vox_control.scheduler.memory import Measurements
+from vox_control.scheduler.scheduled import LoadSpec
 from vox_control.settings import Settings
 from vox_protocol import Load, Loaded, ModelInfo
 

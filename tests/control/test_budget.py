@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from vox_control.budget import (
+from vox_control.scheduler.budget import (
     FOREVER,
     Pool,
     Resident,

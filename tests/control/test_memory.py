@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from vox_control.memory import Measurements, MemoryProbe, NvmlProbe, pool_of, rss_mb
+from vox_control.scheduler.memory import Measurements, MemoryProbe, NvmlProbe, pool_of, rss_mb
 
 
 def test_pool_of() -> None:

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from vox_control.budget import FOREVER
 from vox_control.errors import LoadError, Overloaded, Unavailable
-from vox_control.scheduler import FAILED_AFTER
+from vox_control.scheduler.budget import FOREVER
+from vox_control.scheduler.loop import FAILED_AFTER
 
 from tests.control.fakes import Harness
 

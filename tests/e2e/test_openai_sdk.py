@@ -166,7 +166,7 @@ def test_speech_in_every_format(pulled: VoxServer) -> None:
         wav = http.post("/api/synthesize", json={"input": TEXT, "response_format": "wav"}).content
     reference = decode(wav)
     pcm = (reference.samples * 32767).astype(np.int16).tobytes()
-    from vox_control.encode import SPEECH_FORMATS, encode_all, output_rate
+    from vox_control.audio.encode import SPEECH_FORMATS, encode_all, output_rate
 
     for fmt in SPEECH_FORMATS:
         data = encode_all(pcm, reference.rate, fmt)

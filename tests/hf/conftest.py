@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vox_control.registry import Registry
 from vox_control.settings import Settings
-from vox_control.sources import pull_pypi
-from vox_control.store import Store
+from vox_control.store.disk import Store
+from vox_control.store.registry import Registry
+from vox_control.store.sources import pull_pypi
 
 from tests.hf.hub import CACHE, OlahHub, OlahUnavailable
 

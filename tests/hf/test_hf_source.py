@@ -9,7 +9,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from vox_control.registry import (
+from vox_control.store.disk import Store
+from vox_control.store.registry import (
     CatalogEntry,
     CatalogError,
     HFFile,
@@ -18,9 +19,8 @@ from vox_control.registry import (
     LocalSource,
     Registry,
 )
-from vox_control.sources import IntegrityError, OfflineError, PullError, PullEvent, pull_model
-from vox_control.sources.index import load_remote
-from vox_control.store import Store
+from vox_control.store.sources import IntegrityError, OfflineError, PullError, PullEvent, pull_model
+from vox_control.store.sources.index import load_remote
 
 from tests.hf.hub import OlahHub
 
@@ -230,7 +230,7 @@ async def test_full_disk_is_a_clear_error(
     import errno
     import io
 
-    from vox_control.sources import hf
+    from vox_control.store.sources import hf
 
     class Full(io.BytesIO):
         def write(self, data: object) -> int:

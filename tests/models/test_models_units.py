@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from vox_control.errors import BadRequest
-from vox_control.families import NeedsGpu, blend_voices, check_device, npz_voices
-from vox_control.registry import Registry
+from vox_control.store.families import NeedsGpu, blend_voices, check_device, npz_voices
+from vox_control.store.registry import Registry
 
 RUNNERS_SRC = Path(__file__).resolve().parents[2] / "runners" / "src"
 if str(RUNNERS_SRC) not in sys.path:

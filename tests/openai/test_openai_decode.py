@@ -7,7 +7,7 @@ import io
 import av
 import numpy as np
 import pytest
-from vox_control.audio import AudioDecodeError, decode_audio
+from vox_control.audio.decode import AudioDecodeError, decode_audio
 
 from tests.openai.media import CONTAINERS, encode_container, tone
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from vox_control.audio import wav_header
-from vox_control.encode import (
+from vox_control.audio.decode import wav_header
+from vox_control.audio.encode import (
     OPENAI_PCM_RATE,
     SPEECH_FORMATS,
     CodecEncoder,

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import srt
 import webvtt
-from vox_control.subtitles import render, timestamp, verbose_json
+from vox_control.text.subtitles import render, timestamp, verbose_json
 from vox_protocol import Segment, Transcript, Word
 
 TRANSCRIPT = Transcript(

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vox_control.store import Store
+from vox_control.store.disk import Store
 
 from .helpers import FakeIndex
 

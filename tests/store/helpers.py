@@ -13,7 +13,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from vox_control.registry import CatalogEntry, FileSpec, PyPIPackage, PyPISource
+from vox_control.store.registry import CatalogEntry, FileSpec, PyPIPackage, PyPISource
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 

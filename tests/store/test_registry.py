@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from vox_control.registry import (
+from vox_control.store.registry import (
     CatalogEntry,
     CatalogError,
     HFSource,
@@ -158,7 +158,9 @@ def test_bundled_catalog_has_seed_and_pypi_models() -> None:
 
 def test_every_bundled_entry_validates() -> None:
     files = [
-        p for p in resources.files("vox_control.catalog").iterdir() if p.name.endswith(".json")
+        p
+        for p in resources.files("vox_control.store.catalog").iterdir()
+        if p.name.endswith(".json")
     ]
     assert len(files) == len(Registry())
     for path in files:

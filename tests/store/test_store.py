@@ -13,8 +13,8 @@ from pathlib import Path
 import filelock
 import msgspec
 import pytest
-from vox_control.registry import InvalidModelName, Registry
-from vox_control.store import Manifest, ManifestFile, NotInstalled, Store, StoreError
+from vox_control.store.disk import Manifest, ManifestFile, NotInstalled, Store, StoreError
+from vox_control.store.registry import InvalidModelName, Registry
 
 
 def manifest_for(name: str, content: bytes = b"weights") -> Manifest:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 from vox_control.errors import ModelNotFound
-from vox_control.routes.ws_stt import SttConfig, check_config
-from vox_control.streaming.channel import (
+from vox_control.sessions.channel import (
     BAD_CONFIG,
     MODEL_NOT_FOUND,
     POLICY,
@@ -14,6 +13,7 @@ from vox_control.streaming.channel import (
     model_error,
     parse_message,
 )
+from vox_control.sessions.ws_stt import SttConfig, check_config
 
 
 @pytest.mark.parametrize("text", ["{", "[1, 2]", '{"no": "type"}', '{"type": 3}', "null"])

@@ -6,7 +6,7 @@ import io
 
 import av
 import numpy as np
-from vox_control.streaming.encoders import OggOpusEncoder, PCM16Encoder
+from vox_control.audio.stream_encode import OggOpusEncoder, PCM16Encoder
 
 
 def _tone(seconds: float, rate: int) -> bytes:

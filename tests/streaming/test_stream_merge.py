@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from vox_control.streaming.merge import Stitcher, WindowTranscript, merge_windows
+from vox_control.sessions.merge import Stitcher, WindowTranscript, merge_windows
 from vox_protocol import Segment, Word
 
 

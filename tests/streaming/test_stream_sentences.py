@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vox_control.streaming.sentences import SentenceSplitter
+from vox_control.text.sentences import SentenceSplitter
 
 
 def test_sentence_leaves_once_the_next_one_begins() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from vox_control.streaming.windows import Window, WindowPlanner
+from vox_control.sessions.windows import Window, WindowPlanner
 
 
 def test_regular_windows_overlap_and_come_when_complete() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from vox_control.streaming.voiced import speech_level, voiced_spans
+from vox_control.sessions.voiced import speech_level, voiced_spans
 
 RATE = 16_000
 

@@ -17,9 +17,9 @@ from vox_control.routes.openai import OpenAIController
 from vox_control.routes.realtime import REALTIME_ROUTES
 from vox_control.routes.runtime import RuntimeController
 from vox_control.routes.voices import VoicesController
-from vox_control.routes.ws_stt import transcription_stream
-from vox_control.routes.ws_tts import speech_stream
 from vox_control.services import Services
+from vox_control.sessions.ws_stt import transcription_stream
+from vox_control.sessions.ws_tts import speech_stream
 from vox_control.settings import Settings
 
 

@@ -9,11 +9,11 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from vox_control.audio import AudioDecodeError
-from vox_control.registry import CatalogError, InvalidModelName, UnknownModel
+from vox_control.audio.decode import AudioDecodeError
 from vox_control.runner_client import RunnerDied, RunnerRequestError
-from vox_control.sources.base import IntegrityError, OfflineError, PullError
-from vox_control.store import NotInstalled
+from vox_control.store.disk import NotInstalled
+from vox_control.store.registry import CatalogError, InvalidModelName, UnknownModel
+from vox_control.store.sources.base import IntegrityError, OfflineError, PullError
 
 log = logging.getLogger("vox.errors")
 

@@ -12,11 +12,11 @@ import soxr
 from litestar.datastructures import UploadFile
 from vox_protocol import ListVoices, Synthesize, Transcribe, Transcript, Voice, Voices
 
-from vox_control.audio import WHISPER_RATE, AudioDecodeError, decode_audio
-from vox_control.budget import parse_keep_alive
+from vox_control.audio.decode import WHISPER_RATE, AudioDecodeError, decode_audio
 from vox_control.errors import BadRequest, UpstreamFailed
-from vox_control.families import npz_voices
+from vox_control.scheduler.budget import parse_keep_alive
 from vox_control.services import Services
+from vox_control.store.families import npz_voices
 
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
 

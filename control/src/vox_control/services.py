@@ -14,20 +14,20 @@ import msgspec
 from vox_sandboxes import RunnerSource, SandboxError, SandboxManager
 
 from vox_control.errors import BadRequest, ModelNotFound, Unavailable
-from vox_control.families import blend_voices, check_device
-from vox_control.registry import (
+from vox_control.runner_client import RunnerClient
+from vox_control.scheduler.loop import LoadSpec, Scheduler
+from vox_control.settings import Settings
+from vox_control.store.disk import Manifest, NotInstalled, Store
+from vox_control.store.families import blend_voices, check_device
+from vox_control.store.registry import (
     CatalogEntry,
     InvalidModelName,
     Registry,
     UnknownModel,
     validate_name,
 )
-from vox_control.runner_client import RunnerClient
-from vox_control.scheduler import LoadSpec, Scheduler
-from vox_control.settings import Settings
-from vox_control.sources import PullEvent, pull_model
-from vox_control.sources.index import load_remote
-from vox_control.store import Manifest, NotInstalled, Store
+from vox_control.store.sources import PullEvent, pull_model
+from vox_control.store.sources.index import load_remote
 
 log = logging.getLogger("vox.services")
 

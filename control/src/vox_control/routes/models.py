@@ -10,7 +10,9 @@ from litestar import Controller, delete, get, post
 from litestar.params import Parameter
 
 from vox_control.errors import BadRequest, VoxError
-from vox_control.registry import (
+from vox_control.services import Services
+from vox_control.store.disk import NotInstalled
+from vox_control.store.registry import (
     CatalogEntry,
     CatalogError,
     HFSource,
@@ -19,8 +21,6 @@ from vox_control.registry import (
     Source,
     validate_name,
 )
-from vox_control.services import Services
-from vox_control.store import NotInstalled
 
 
 class Conflict(VoxError):

@@ -6,11 +6,11 @@ from typing import Any
 
 from litestar import WebSocket, websocket
 
-from vox_control.realtime.stt import SttRealtime
-from vox_control.realtime.tts import TtsRealtime
-from vox_control.realtime.wire import error_event, refusal
 from vox_control.services import Services
-from vox_control.streaming.channel import Channel
+from vox_control.sessions.channel import Channel
+from vox_control.sessions.pipecat_stt import SttRealtime
+from vox_control.sessions.pipecat_tts import TtsRealtime
+from vox_control.sessions.pipecat_wire import error_event, refusal
 
 
 async def _serve(socket: WebSocket[Any, Any, Any], services: Services, kind: str | None) -> None:

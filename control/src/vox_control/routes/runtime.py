@@ -11,7 +11,7 @@ from litestar import Controller, get, post
 
 from vox_control.errors import BadRequest
 from vox_control.inference import check_keep_alive
-from vox_control.scheduled import LoadedModel
+from vox_control.scheduler.scheduled import LoadedModel
 from vox_control.services import Services
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from litestar.response import Stream
 
-from vox_control.encode import MEDIA_TYPES, SPEECH_FORMATS, encode_stream, output_rate
+from vox_control.audio.encode import MEDIA_TYPES, SPEECH_FORMATS, encode_stream, output_rate
 from vox_control.errors import BadRequest, VoxError, error_body
 from vox_control.inference import check_keep_alive, check_speed, check_text, open_synthesis
 from vox_control.services import Services

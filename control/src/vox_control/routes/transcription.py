@@ -24,7 +24,7 @@ from vox_control.inference import (
 from vox_control.routes.forms import bool_field, float_field, int_field, list_field, text_field
 from vox_control.routes.speech import sse_event
 from vox_control.services import Services
-from vox_control.subtitles import MEDIA_TYPES, TRANSCRIPT_FORMATS, render, verbose_json
+from vox_control.text.subtitles import MEDIA_TYPES, TRANSCRIPT_FORMATS, render, verbose_json
 
 SSE = "text/event-stream"
 GRANULARITIES = ("word", "segment")

@@ -10,7 +10,7 @@ import av
 import numpy as np
 from av.audio.stream import AudioStream
 
-from vox_control.audio import PCMResampler, wav_header
+from vox_control.audio.decode import PCMResampler, wav_header
 from vox_control.errors import BadRequest, Unprocessable
 
 OPENAI_PCM_RATE = 24000

@@ -11,9 +11,9 @@ import msgspec
 from litestar import WebSocket
 
 from vox_control.errors import ModelNotFound, VoxError
-from vox_control.registry import InvalidModelName, UnknownModel
 from vox_control.runner_client import RunnerDied, RunnerRequestError
-from vox_control.scheduler import LoadError
+from vox_control.scheduler.loop import LoadError
+from vox_control.store.registry import InvalidModelName, UnknownModel
 
 log = logging.getLogger("vox.streaming")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from vox_control.registry import CatalogEntry, HFSource, LocalSource, PyPISource
-from vox_control.sources.base import (
+from vox_control.store.disk import Manifest, Store
+from vox_control.store.registry import CatalogEntry, HFSource, LocalSource, PyPISource
+from vox_control.store.sources.base import (
     IntegrityError,
     OfflineError,
     ProgressCallback,
@@ -13,10 +14,9 @@ from vox_control.sources.base import (
     PullEvent,
     UnsupportedSource,
 )
-from vox_control.sources.hf import DEFAULT_ENDPOINT, pull_hf
-from vox_control.sources.local import pull_local
-from vox_control.sources.pypi import DEFAULT_INDEX_URL, pull_pypi
-from vox_control.store import Manifest, Store
+from vox_control.store.sources.hf import DEFAULT_ENDPOINT, pull_hf
+from vox_control.store.sources.local import pull_local
+from vox_control.store.sources.pypi import DEFAULT_INDEX_URL, pull_pypi
 
 
 def where(entry: CatalogEntry, index_url: str, endpoint: str) -> str:

@@ -13,10 +13,11 @@ import msgspec
 from litestar import WebSocket, websocket
 from vox_protocol import Synthesize
 
+from vox_control.audio.stream_encode import StreamEncoder, make_encoder
 from vox_control.errors import BadRequest
 from vox_control.inference import check_speed
 from vox_control.services import Services
-from vox_control.streaming.channel import (
+from vox_control.sessions.channel import (
     BAD_CONFIG,
     NORMAL,
     POLICY,
@@ -29,8 +30,7 @@ from vox_control.streaming.channel import (
     model_error,
     parse_message,
 )
-from vox_control.streaming.encoders import StreamEncoder, make_encoder
-from vox_control.streaming.sentences import SentenceSplitter
+from vox_control.text.sentences import SentenceSplitter
 
 log = logging.getLogger("vox.streaming.tts")
 

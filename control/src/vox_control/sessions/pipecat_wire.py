@@ -10,17 +10,17 @@ from typing import Any, Protocol
 
 from vox_control import __version__
 from vox_control.errors import Overloaded, VoxError
-from vox_control.registry import InvalidModelName, UnknownModel
 from vox_control.runner_client import RunnerDied, RunnerRequestError
-from vox_control.scheduled import LoadedModel
-from vox_control.scheduler import LoadError
+from vox_control.scheduler.loop import LoadError
+from vox_control.scheduler.scheduled import LoadedModel
 from vox_control.services import Services
-from vox_control.streaming.channel import (
+from vox_control.sessions.channel import (
     BAD_CONFIG,
     INTERNAL,
     MODEL_NOT_FOUND,
     ClientGone,
 )
+from vox_control.store.registry import InvalidModelName, UnknownModel
 
 __all__ = ["ClientGone", "Transport"]
 

@@ -23,8 +23,9 @@ from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils._headers import build_hf_headers
 from huggingface_hub.utils._paths import filter_repo_objects
 
-from vox_control.registry import RESERVED_FILES, CatalogEntry, HFSource
-from vox_control.sources.base import (
+from vox_control.store.disk import Manifest, ManifestFile, Store
+from vox_control.store.registry import RESERVED_FILES, CatalogEntry, HFSource
+from vox_control.store.sources.base import (
     CHUNK,
     Emitter,
     IntegrityError,
@@ -36,7 +37,6 @@ from vox_control.sources.base import (
     install,
     run_blocking,
 )
-from vox_control.store import Manifest, ManifestFile, Store
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 

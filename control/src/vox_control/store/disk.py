@@ -13,7 +13,7 @@ from pathlib import Path
 import filelock
 import msgspec
 
-from vox_control.registry import CatalogEntry, Source, split_name, validate_name
+from vox_control.store.registry import CatalogEntry, Source, split_name, validate_name
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 from vox_control.errors import BadRequest, Unprocessable
-from vox_control.registry import CatalogEntry
+from vox_control.store.registry import CatalogEntry
 
 _BLEND_PART = re.compile(r"^\s*(?P<id>[A-Za-z0-9_.-]+)\s*(?:\*\s*(?P<w>[0-9]*\.?[0-9]+)\s*)?$")
 

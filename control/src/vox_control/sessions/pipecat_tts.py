@@ -12,10 +12,12 @@ from typing import Any
 
 from vox_protocol import Synthesize
 
-from vox_control.audio import PCMResampler
+from vox_control.audio.decode import PCMResampler
 from vox_control.errors import BadRequest
 from vox_control.inference import MAX_SPEED, MIN_SPEED
-from vox_control.realtime.wire import (
+from vox_control.scheduler.scheduled import LoadedModel
+from vox_control.services import Services
+from vox_control.sessions.pipecat_wire import (
     AUDIO_FORMAT,
     BUSY_RETRY_AFTER_MS,
     PROTOCOL_VERSION,
@@ -36,10 +38,8 @@ from vox_control.realtime.wire import (
     reply,
     vox_status,
 )
-from vox_control.scheduled import LoadedModel
-from vox_control.services import Services
-from vox_control.store import Manifest
-from vox_control.streaming.sentences import SentenceSplitter
+from vox_control.store.disk import Manifest
+from vox_control.text.sentences import SentenceSplitter
 
 log = logging.getLogger("vox.realtime.tts")
 

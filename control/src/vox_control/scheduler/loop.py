@@ -19,7 +19,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from vox_control.budget import (
+from vox_control.errors import LoadError, Overloaded, Unavailable
+from vox_control.scheduler.budget import (
     FOREVER,
     Plan,
     Resident,
@@ -27,11 +28,17 @@ from vox_control.budget import (
     parse_size_mb,
     plan,
 )
-from vox_control.errors import LoadError, Overloaded, Unavailable
-from vox_control.ledger import Ledger
-from vox_control.loader import SpawnFn, start_runner
-from vox_control.memory import Measurements, MemoryProbe
-from vox_control.scheduled import Clock, LoadedModel, LoadFailure, Loading, LoadSpec, MonotonicClock
+from vox_control.scheduler.ledger import Ledger
+from vox_control.scheduler.loader import SpawnFn, start_runner
+from vox_control.scheduler.memory import Measurements, MemoryProbe
+from vox_control.scheduler.scheduled import (
+    Clock,
+    LoadedModel,
+    LoadFailure,
+    Loading,
+    LoadSpec,
+    MonotonicClock,
+)
 from vox_control.settings import Settings
 
 __all__ = ["LoadError", "LoadSpec", "LoadedModel", "Scheduler"]

@@ -138,7 +138,7 @@ class MemoryProbe:
 
     def pool(self, name: str) -> tuple[float, float, float]:
         """(budget, driver free, headroom) in MB for a pool."""
-        from vox_control.budget import parse_size_mb
+        from vox_control.scheduler.budget import parse_size_mb
 
         if name == "cpu":
             total, free = system_memory_mb(self._proc)

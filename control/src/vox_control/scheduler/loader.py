@@ -11,7 +11,7 @@ from vox_protocol import Load, Loaded, ModelInfo
 
 from vox_control.errors import LoadError
 from vox_control.runner_client import RunnerClient, RunnerDied, RunnerRequestError
-from vox_control.scheduled import LoadSpec
+from vox_control.scheduler.scheduled import LoadSpec
 
 log = logging.getLogger("vox.scheduler")
 

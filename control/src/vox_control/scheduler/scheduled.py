@@ -10,8 +10,8 @@ from typing import Protocol
 
 from vox_protocol import ModelInfo
 
-from vox_control.memory import pool_of
 from vox_control.runner_client import RunnerClient
+from vox_control.scheduler.memory import pool_of
 
 
 @dataclass(frozen=True)

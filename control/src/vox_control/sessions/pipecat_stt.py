@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 from vox_protocol import Transcribe, Transcript
 
-from vox_control.audio import WHISPER_RATE
+from vox_control.audio.decode import WHISPER_RATE
 from vox_control.inference import resample
-from vox_control.realtime.wire import (
+from vox_control.scheduler.scheduled import LoadedModel
+from vox_control.services import Services
+from vox_control.sessions.pipecat_wire import (
     AUDIO_FORMAT,
     PROTOCOL_VERSION,
     ClientGone,
@@ -35,8 +37,6 @@ from vox_control.realtime.wire import (
     reply,
     vox_status,
 )
-from vox_control.scheduled import LoadedModel
-from vox_control.services import Services
 
 log = logging.getLogger("vox.realtime.stt")
 

@@ -6,9 +6,9 @@ import asyncio
 import logging
 import time
 
-from vox_control.budget import Pool
-from vox_control.memory import Measurements, MemoryProbe
-from vox_control.scheduled import LoadedModel, LoadSpec
+from vox_control.scheduler.budget import Pool
+from vox_control.scheduler.memory import Measurements, MemoryProbe
+from vox_control.scheduler.scheduled import LoadedModel, LoadSpec
 
 log = logging.getLogger("vox.scheduler")
 

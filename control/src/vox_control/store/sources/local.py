@@ -8,8 +8,9 @@ import threading
 import time
 from pathlib import Path
 
-from vox_control.registry import RESERVED_FILES, CatalogEntry, LocalSource
-from vox_control.sources.base import (
+from vox_control.store.disk import Manifest, ManifestFile, Store
+from vox_control.store.registry import RESERVED_FILES, CatalogEntry, LocalSource
+from vox_control.store.sources.base import (
     Emitter,
     IntegrityError,
     ProgressCallback,
@@ -20,7 +21,6 @@ from vox_control.sources.base import (
     install,
     run_blocking,
 )
-from vox_control.store import Manifest, ManifestFile, Store
 
 
 def list_files(source: LocalSource) -> list[tuple[Path, str]]:

@@ -15,7 +15,7 @@ from typing import IO, TypeVar
 import filelock
 import msgspec
 
-from vox_control.store import Manifest, ManifestFile, Store
+from vox_control.store.disk import Manifest, ManifestFile, Store
 
 T = TypeVar("T")
 

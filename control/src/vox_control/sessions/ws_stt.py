@@ -13,9 +13,9 @@ import numpy as np
 from litestar import WebSocket, websocket
 from vox_protocol import Transcribe, Transcript
 
-from vox_control.audio import WHISPER_RATE, AudioDecodeError, decode_audio
+from vox_control.audio.decode import WHISPER_RATE, AudioDecodeError, decode_audio
 from vox_control.services import Services
-from vox_control.streaming.channel import (
+from vox_control.sessions.channel import (
     BAD_CONFIG,
     INTERNAL,
     NORMAL,
@@ -29,9 +29,9 @@ from vox_control.streaming.channel import (
     model_error,
     parse_message,
 )
-from vox_control.streaming.merge import SEAM_NEAR, Stitcher, WindowTranscript
-from vox_control.streaming.voiced import speech_level, voiced_spans
-from vox_control.streaming.windows import Window, WindowPlanner
+from vox_control.sessions.merge import SEAM_NEAR, Stitcher, WindowTranscript
+from vox_control.sessions.voiced import speech_level, voiced_spans
+from vox_control.sessions.windows import Window, WindowPlanner
 
 log = logging.getLogger("vox.streaming.stt")
 

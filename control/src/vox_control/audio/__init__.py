@@ -1,0 +1,1 @@
+"""Audio in and out: decode any input once, encode each output format once."""

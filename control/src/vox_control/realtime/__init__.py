@@ -1,1 +1,0 @@
-"""Pipecat-compatible realtime TTS and STT protocols, independent of the transport serving them."""

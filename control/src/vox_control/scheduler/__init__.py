@@ -1,0 +1,1 @@
+"""The scheduler: one load loop, the memory budget, measurement, runner loading."""

@@ -1,0 +1,1 @@
+"""Streaming session engines: WebSocket STT/TTS, pipecat realtime, and the protocols to come."""

@@ -1,1 +1,0 @@
-"""WebSocket streaming: windowing, word-timestamp stitching, sentence splitting, framing."""

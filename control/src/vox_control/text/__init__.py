@@ -1,0 +1,1 @@
+"""Text rules with one home each: sentence splitting, subtitles."""
