@@ -80,6 +80,29 @@ def serve(
     insecure: Annotated[
         bool | None, Parameter(help="Allow a non-loopback --host without an API key.")
     ] = None,
+    cors_origins: Annotated[
+        str | None,
+        Parameter(help="Web origins beyond loopback ones that may call, comma-separated; *: any."),
+    ] = None,
+    allowed_hosts: Annotated[
+        str | None,
+        Parameter(help="Host names answered beyond loopback, IPs and this machine; *: any."),
+    ] = None,
+    limit_concurrency: Annotated[
+        int | None, Parameter(help="Most open connections; idle ones close first (1000).")
+    ] = None,
+    timeout_keep_alive: Annotated[
+        int | None, Parameter(help="Seconds an idle keep-alive connection stays open (5).")
+    ] = None,
+    timeout_header: Annotated[
+        float | None, Parameter(help="Seconds a client has to send a request's headers (10).")
+    ] = None,
+    ws_ping_interval: Annotated[
+        float | None, Parameter(help="Seconds between WebSocket pings (20; 0: none).")
+    ] = None,
+    ws_ping_timeout: Annotated[
+        float | None, Parameter(help="Seconds a WebSocket pong may take (20; 0: no limit).")
+    ] = None,
 ) -> None:
     """Start the Vox server. Each flag also reads VOX_*: --max-loaded from VOX_MAX_LOADED."""
     from vox_control.serve import serve as run_server
@@ -90,7 +113,7 @@ def serve(
         port=port,
         device=device,
         home=home,
-        preload=tuple(p.strip() for p in preload.split(",") if p.strip()) if preload else None,
+        preload=_split(preload),
         max_loaded=max_loaded,
         keep_alive=keep_alive,
         memory_budget=memory_budget,
@@ -104,8 +127,19 @@ def serve(
         realtime_model=realtime_model,
         api_key_file=api_key_file,
         insecure=insecure,
+        cors_origins=_split(cors_origins),
+        allowed_hosts=_split(allowed_hosts),
+        limit_concurrency=limit_concurrency,
+        timeout_keep_alive=timeout_keep_alive,
+        timeout_header=timeout_header,
+        ws_ping_interval=ws_ping_interval,
+        ws_ping_timeout=ws_ping_timeout,
     )
     run_server(settings)
+
+
+def _split(value: str | None) -> tuple[str, ...] | None:
+    return tuple(p.strip() for p in value.split(",") if p.strip()) if value else None
 
 
 @app.command

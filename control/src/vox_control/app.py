@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 
 from vox_control import __version__
 from vox_control.errors import EXCEPTION_HANDLERS
+from vox_control.guard import cors_config
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
@@ -51,6 +52,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             *REALTIME_ROUTES,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        # Loopback origins and --cors-origins; serve.py's guard refuses the others' writes.
+        cors_config=cors_config(settings),
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_upload_bytes,

@@ -9,11 +9,14 @@ import socket
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from vox_control.app import create_app
 from vox_control.auth import AuthConfigError, check_bind, protect, resolve_token
+from vox_control.guard import guard
+from vox_control.limits import GuardedH11Protocol, bound_repeats, fit_concurrency, raise_nofile
 from vox_control.settings import Settings
 
 log = logging.getLogger("vox")
@@ -109,14 +112,27 @@ def _announce(settings: Settings, token: str | None) -> None:
     )
 
 
+def connection_limits(settings: Settings) -> dict[str, Any]:
+    """uvicorn's connection settings, after raising the descriptor limit they must fit in."""
+    return {
+        "http": GuardedH11Protocol.configured(settings.timeout_header),
+        "limit_concurrency": fit_concurrency(settings.limit_concurrency, raise_nofile()),
+        "timeout_keep_alive": settings.timeout_keep_alive,
+        "ws_ping_interval": settings.ws_ping_interval or None,
+        "ws_ping_timeout": settings.ws_ping_timeout or None,
+    }
+
+
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
+    bound_repeats()  # a flood of one warning (accept() failures, refusals) stays a few lines
     try:
         token = resolve_token(settings)
         check_bind(settings, token)
     except AuthConfigError as exc:
         raise SystemExit(f"vox serve: {exc}") from None
-    app = protect(create_app(settings), token)
+    # Outermost first: the Origin/Host checks, then the token, then the routes.
+    app = guard(protect(create_app(settings), token), settings)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -129,6 +145,7 @@ def serve(settings: Settings) -> None:
         # Audio barely compresses: permessage-deflate cost ~20 ms of zlib per sentence of
         # pcm16 before the first frame left (bench/streaming.py), for a few percent of bytes.
         ws_per_message_deflate=False,
+        **connection_limits(settings),
     )
     if not settings.socket:
         _announce(settings, token)

@@ -1,0 +1,202 @@
+"""Connection limits uvicorn lacks: a request-head timeout, idle connections closed to make room,
+the descriptor limit raised at start, and a bound on repeated log lines.
+
+uvicorn's h11 protocol arms its keep-alive timer only after a response, and cancels it on the
+first byte: a connection that never sends anything, or trickles its headers (slowloris), stays
+open forever. 20,400 such connections exhausted 20,000 descriptors; accept() then failed in a
+loop and asyncio logged each failure with a traceback (198 MB in a minute).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+import time
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("vox.limits")
+
+# Descriptors kept back from --limit-concurrency for runners' pipes, spooled uploads, model
+# files and logs.
+RESERVED_FDS = 256
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a head timeout, and room made by closing idle connections.
+
+    A connection is idle while it waits for a request's head: just opened, between keep-alive
+    requests, or mid-way through a slow head. Each idle stretch may last ``header_timeout``
+    seconds, however the bytes trickle in. When a new connection brings the count to
+    ``limit_concurrency``, the oldest idle connection is closed, so a flood of silent sockets
+    cannot crowd out real clients; connections busy with a request are never closed for room.
+    """
+
+    header_timeout: float = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._idle_since = 0.0
+
+    @classmethod
+    def configured(cls, header_timeout: float) -> type[GuardedH11Protocol]:
+        """A subclass carrying the timeout: uvicorn builds protocols from a class and its config."""
+        return type(cls.__name__, (cls,), {"header_timeout": header_timeout})
+
+    def waiting_for_head(self) -> bool:
+        return (self.cycle is None or self.cycle.response_complete) and not (
+            self.transport.is_closing()
+        )
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._sync_head_timer()
+        limit = self.limit_concurrency
+        if limit is None:
+            return
+        while len([c for c in self.connections if not _closing(c)]) >= limit:
+            idle = [
+                c
+                for c in self.connections
+                if isinstance(c, GuardedH11Protocol) and c is not self and c.waiting_for_head()
+            ]
+            if not idle:
+                return  # all busy: uvicorn answers this connection's requests with 503
+            oldest = min(idle, key=lambda c: c._idle_since)
+            log.debug("closing an idle connection to make room (limit %d)", limit)
+            oldest.drop()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._sync_head_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._sync_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def drop(self) -> None:
+        """Close the connection; h11 is told first, as uvicorn's keep-alive timeout does."""
+        self._cancel_head_timer()
+        if self.transport.is_closing():
+            return
+        with contextlib.suppress(h11.LocalProtocolError):
+            self.conn.send(h11.ConnectionClosed())
+        self.transport.close()
+
+    def _sync_head_timer(self) -> None:
+        # Armed once per idle stretch, never pushed back by incoming bytes.
+        if not self.waiting_for_head() or self.transport.get_protocol() is not self:
+            self._cancel_head_timer()  # a request is in progress, or the socket is a WebSocket now
+        elif self._head_timer is None:
+            self._idle_since = time.monotonic()
+            self._head_timer = self.loop.call_later(self.header_timeout, self._head_timeout)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self.waiting_for_head():
+            log.debug("closing a connection that sent no request head in %ss", self.header_timeout)
+            self.drop()
+
+
+def _closing(connection: Any) -> bool:
+    transport = getattr(connection, "transport", None)
+    return transport is not None and transport.is_closing()
+
+
+def raise_nofile() -> int:
+    """Raise the soft descriptor limit to the hard one; returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit cannot become the soft one for descriptors; 2**20 is Linux's
+    # usual fs.nr_open ceiling.
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft if soft != resource.RLIM_INFINITY else target
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+        return soft
+    return target
+
+
+def fit_concurrency(limit: int, nofile: int) -> int:
+    """``limit`` lowered to what the descriptor limit can hold beside RESERVED_FDS (0: that)."""
+    room = max(16, nofile - RESERVED_FDS)
+    if limit <= 0:
+        return room
+    if limit > room:
+        log.warning(
+            "--limit-concurrency %d does not fit the open-file limit %d; using %d",
+            limit,
+            nofile,
+            room,
+        )
+        return room
+    return limit
+
+
+class RepeatFilter(logging.Filter):
+    """At most ``burst`` records per ``window`` seconds for each warning or error template.
+
+    A flood repeats one message (accept() failures, refused Origins, 503s at the limit): the
+    first few say what happens, then one line per window counts the ones left out, so the log
+    grows by a bounded amount whatever the rate. Records below WARNING pass untouched.
+    """
+
+    def __init__(self, burst: int = 10, window: float = 10.0) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window = window
+        # (logger, template) -> [window start, records let through, records left out]
+        self._seen: dict[tuple[str, str], list[float]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        state = self._seen.get(key)
+        if state is None or now - state[0] >= self.window:
+            left_out = int(state[2]) if state else 0
+            if len(self._seen) > 1000:
+                self._seen.clear()  # templates are few; this bounds a pathological caller
+            self._seen[key] = [now, 1, 0]
+            if left_out:
+                record.msg = f"{record.msg} ({left_out} like it left out of the log)"
+            return True
+        if state[1] < self.burst:
+            state[1] += 1
+            return True
+        state[2] += 1
+        return False
+
+
+def bound_repeats(burst: int = 10, window: float = 10.0) -> RepeatFilter:
+    """Install a RepeatFilter on every root handler (asyncio and uvicorn log through them)."""
+    repeat = RepeatFilter(burst, window)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(repeat)
+    return repeat
+
+
+__all__ = [
+    "GuardedH11Protocol",
+    "RepeatFilter",
+    "bound_repeats",
+    "fit_concurrency",
+    "raise_nofile",
+]
