@@ -24,6 +24,8 @@ log = logging.getLogger("vox.limits")
 # Descriptors kept back from --limit-concurrency for runners' pipes, spooled uploads, model
 # files and logs.
 RESERVED_FDS = 256
+# How much of a log message's start names its kind for RepeatFilter.
+KEY_CHARS = 48
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -150,11 +152,14 @@ def fit_concurrency(limit: int, nofile: int) -> int:
 
 
 class RepeatFilter(logging.Filter):
-    """At most ``burst`` records per ``window`` seconds for each warning or error template.
+    """At most ``burst`` records per ``window`` seconds for each kind of warning or error.
 
     A flood repeats one message (accept() failures, refused Origins, 503s at the limit): the
     first few say what happens, then one line per window counts the ones left out, so the log
     grows by a bounded amount whatever the rate. Records below WARNING pass untouched.
+    Measured: with descriptors exhausted under a flood, CPython 3.11's accept loop logs one
+    failure and schedules one retry per backlog slot (2,048), and each retry that fires after
+    the listener closed logs a traceback: 46,034 of them, 74 MB, in one test run before this.
     """
 
     def __init__(self, burst: int = 10, window: float = 10.0) -> None:
@@ -167,7 +172,9 @@ class RepeatFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, str(record.msg))
+        # The template's start: asyncio puts a timer's repr (its due time) into each
+        # "Exception in callback ..." message, so whole texts never repeat exactly.
+        key = (record.name, str(record.msg)[:KEY_CHARS])
         now = time.monotonic()
         state = self._seen.get(key)
         if state is None or now - state[0] >= self.window:
