@@ -5,11 +5,28 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
+from cyclopts import Parameter
+from vox_control.settings import DEFAULT_PORT, split_host
 
-DEFAULT_SERVER = "http://127.0.0.1:11435"
+if TYPE_CHECKING:
+    import httpx
+
+# The one --host option of every command that talks to a server.
+Host = Annotated[
+    str | None,
+    Parameter(
+        help="Server address: host, host:port or URL (default $VOX_HOST, else "
+        "127.0.0.1:11435). `vox serve` binds it; every other command talks to it.",
+        env_var="VOX_HOST",
+    ),
+]
+# The one --json option of every listing command.
+Json = Annotated[bool, Parameter(name="--json", help="Print the server's JSON instead.")]
+
+# A server bound to every address is reached on loopback, as the ollama CLI does.
+_ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
 class CLIError(Exception):
@@ -18,11 +35,13 @@ class CLIError(Exception):
 
 def server_url(host: str | None) -> str:
     """VOX_HOST / --host accept ``host``, ``host:port`` or a full URL, as vox-runtime's CLI does."""
-    value = (host or os.environ.get("VOX_HOST") or DEFAULT_SERVER).strip().rstrip("/")
-    url = httpx.URL(value if "://" in value else f"http://{value}")
-    if url.port is None:
-        url = url.copy_with(port=11435)
-    return str(url).rstrip("/")
+    try:
+        scheme, name, port = split_host(host or os.environ.get("VOX_HOST") or "")
+    except ValueError as exc:
+        raise CLIError(f"--host / VOX_HOST: {exc}") from None
+    name = _ANY.get(name, name)
+    name = f"[{name}]" if ":" in name else name
+    return f"{scheme}://{name}:{port or DEFAULT_PORT}"
 
 
 def _message(response: httpx.Response) -> str:
@@ -42,6 +61,9 @@ class VoxClient:
         headers = {}
         if key := os.environ.get("VOX_API_KEY"):
             headers["Authorization"] = f"Bearer {key}"
+        # httpx is imported by the commands that talk HTTP, not by `vox --help`.
+        import httpx
+
         self._http = httpx.Client(base_url=self.base, timeout=timeout, headers=headers)
 
     def __enter__(self) -> VoxClient:
@@ -57,6 +79,8 @@ class VoxClient:
         return response
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
         try:
             return self._check(self._http.request(method, path, **kwargs))
         except httpx.ConnectError:
@@ -81,6 +105,8 @@ class VoxClient:
         return self._call("POST", path, files=files, data=data).json()
 
     def stream_lines(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        import httpx
+
         try:
             with self._http.stream("POST", path, json=body) as response:
                 self._check(response)
@@ -93,6 +119,8 @@ class VoxClient:
             ) from None
 
     def stream_bytes(self, path: str, body: dict[str, Any]) -> Iterator[bytes]:
+        import httpx
+
         try:
             with self._http.stream("POST", path, json=body) as response:
                 self._check(response)
