@@ -39,7 +39,7 @@ def register(
         body["type"] = type
     if revision:
         body["revision"] = revision
-    return str(client.post_json("/api/register", body).json()["model"])
+    return str(client.post_json("/api/register", body)["model"])
 
 
 def suggest_tags(client: VoxClient, family: str) -> None:
@@ -95,7 +95,7 @@ def show(name: str, /, *, json: Json = False, host: Host = None) -> None:
         A model name (family:tag) or alias.
     """
     with VoxClient(host) as client:
-        m = client.post_json("/api/show", {"model": name}).json()
+        m = client.post_json("/api/show", {"model": name})
     if json:
         return print_json(m)
     source = m["source"]

@@ -61,7 +61,7 @@ def stop(name: str, /, *, host: Host = None) -> None:
         A loaded model (`vox ps`).
     """
     with VoxClient(host) as client:
-        body = client.post_json("/api/unload", {"model": name}).json()
+        body = client.post_json("/api/unload", {"model": name})
     if body["status"] == "not_loaded":
         # As `ollama stop` of a model that is not running: an error, exit 1.
         raise CLIError(f"{name} is not loaded")
