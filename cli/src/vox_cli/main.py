@@ -92,6 +92,9 @@ def serve(
         bool | None, _flag("pull_defaults", "Pull the default models when the store is empty.")
     ] = None,
     log_level: Annotated[str | None, _flag("log_level", "debug, info, warning, error.")] = None,
+    log_format: Annotated[
+        str | None, _flag("log_format", "text, or json: one object a line.")
+    ] = None,
     socket: Annotated[
         str | None, _flag("socket", "Also serve on this Unix socket (mode 0600).")
     ] = None,
@@ -123,6 +126,7 @@ def serve(
         drain_timeout=drain_timeout,
         pull_defaults=pull_defaults,
         log_level=log_level,
+        log_format=log_format,
         socket=socket,
         realtime_model=realtime_model,
         api_key_file=api_key_file,

@@ -100,6 +100,7 @@ class Settings:
     load_timeout: float = 600.0
     request_timeout: float = 1800.0
     log_level: str = "info"
+    log_format: str = "text"  # or json: one object a line (vox-runtime's VOX_LOG_FORMAT)
     # Also serve everything on this Unix socket (mode 0600); the realtime protocols' `/`
     # there serves realtime_model (empty: default_tts), for clients that cannot pick a path.
     socket: str = ""
