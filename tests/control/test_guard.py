@@ -41,6 +41,7 @@ def test_host_check_defaults() -> None:
         "box.local",
     ):
         assert check.allows(ok), ok
+    assert check.allows("vox:11435")  # a compose service name: no dot, no public DNS
     for bad in ("evil.example", "localhost.evil.example", "box.evil.example", "127.0.0.1.nip.io"):
         assert not check.allows(bad), bad
     assert check.allows(None)  # HTTP/1.0 without a Host: no browser sends that

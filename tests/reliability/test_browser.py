@@ -170,6 +170,7 @@ def test_same_origin_pages_of_this_server_are_allowed(server: VoxServer) -> None
         ("127.0.0.1", 200),
         ("[::1]", 200),
         ("10.1.2.3", 200),  # an IP literal: no DNS, nothing to rebind
+        ("vox", 200),  # no dot: a container service name, never a public DNS name
         ("vox.lan", 200),  # VOX_ALLOWED_HOSTS
         ("build.corp.example", 200),
         ("corp.example", 200),

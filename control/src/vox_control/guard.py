@@ -11,9 +11,13 @@ both, as Ollama does, without touching clients that are not browsers:
   could change or spend anything: every method but GET/HEAD/OPTIONS, and every WebSocket. Content
   types stay as liberal as before, so ``curl -d '{...}'`` (form content type) keeps working.
 - **Host.** A rebinding page reaches the server under the attacker's DNS name, so its requests
-  carry that name in ``Host``. Only loopback names, IP literals (no DNS, so nothing to rebind),
-  this machine's name, the bind host and ``--allowed-hosts`` are answered; ``*`` turns it off.
-  On the Unix socket there is no Host to trust or to check (a browser cannot open one): skipped.
+  carry that name in ``Host``. Answered are: loopback names, IP literals (no DNS, so nothing to
+  rebind), names without a dot (container service names, short host names: a name an attacker
+  can point anywhere is a public one, and those have dots), this machine's name, the bind host
+  and ``--allowed-hosts``; ``*`` turns the check off. Unlike Ollama it stays on when bound off
+  loopback: a container binds 0.0.0.0 behind a port published on the host's loopback, where a
+  rebinding page reaches it just the same. On the Unix socket there is no Host to trust or to
+  check (a browser cannot open one): skipped.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ class HostCheck:
         if self.any or not header:
             return True  # only HTTP/1.0 omits Host, and browsers never do
         name = host_name(header)
-        return _is_ip(name) or name in self.names or name.endswith(self.suffixes)
+        return _is_ip(name) or "." not in name or name in self.names or name.endswith(self.suffixes)
 
 
 def origin_netloc(origin: str) -> str | None:

@@ -111,7 +111,7 @@ class Settings:
     insecure: bool = False  # allow a non-loopback bind without a token
     # Browser safety (guard.py, docs/security.md): origins beyond loopback ones whose pages may
     # call the server (CORS and the Origin check; "*": any), and Host names answered beyond
-    # loopback names, IP literals, this machine's name and the bind host ("*": any).
+    # loopback and dotless names, IP literals, this machine's name and the bind host ("*": any).
     cors_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     # Connections (limits.py): most open at once (idle ones are closed first to make room;
