@@ -124,6 +124,7 @@ def test_loopback_and_configured_origins_are_allowed(server: VoxServer, origin: 
         response = client.post("/api/show", json={"model": "nope:x"}, headers={"Origin": origin})
         assert response.status_code == 404, response.text  # reached the route
         assert response.headers["access-control-allow-origin"] == origin
+        assert "Retry-After" in response.headers["access-control-expose-headers"]
 
 
 @pytest.mark.parametrize(

@@ -139,6 +139,17 @@ def test_a_slow_header_client_is_dropped(server: VoxServer) -> None:
     assert elapsed < HEADER_TIMEOUT + 10
 
 
+def test_an_oversized_head_is_refused(server: VoxServer) -> None:
+    # h11 buffers at most 16 KiB of an unfinished head (uvicorn's default), then answers 400.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as big:
+        big.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for _ in range(100):
+                big.sendall(b"X-Pad: " + b"a" * 1000 + b"\r\n")
+        answer = big.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
 def test_a_silent_connection_is_dropped(server: VoxServer) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as silent:
         assert closed_by_server(silent, HEADER_TIMEOUT + 10)

@@ -55,6 +55,9 @@ def cors_config(settings: Settings) -> CORSConfig:
         allow_origin_regex=LOOPBACK_ORIGINS,
         allow_methods=["*"],
         allow_headers=["*"],
+        # Beyond the CORS-safelisted ones, what a page needs to read: when to retry after
+        # 429/503, and the id to quote in a bug report.
+        expose_headers=["Retry-After", "X-Request-Id"],
     )
 
 
