@@ -4,7 +4,8 @@
 accept-error log grew 198 MB in a minute. Here a flood a few hundred sockets beyond a low
 --limit-concurrency leaves health answering, descriptors bounded and the log small, a client
 that trickles its headers is dropped after --timeout-header, and when descriptors do run out
-the log stays a few lines while the server recovers.
+the log stays a few lines while the server recovers. A request body that stops coming is
+dropped after --timeout-body, one that keeps coming however slowly is served.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.e2e
 
 LIMIT = 40
 HEADER_TIMEOUT = 3.0
+BODY_TIMEOUT = 6.0
 FLOOD = 400
 
 
@@ -36,6 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoxServer]:
         "VOX_PULL_DEFAULTS": "false",
         "VOX_LIMIT_CONCURRENCY": str(LIMIT),
         "VOX_TIMEOUT_HEADER": str(HEADER_TIMEOUT),
+        "VOX_TIMEOUT_BODY": str(BODY_TIMEOUT),
     }
     vox = VoxServer(root / "home", root / "server.log", env=env)
     vox.start()
@@ -83,6 +86,13 @@ def closed_by_server(sock: socket.socket, within: float) -> bool:
         return False
 
 
+def post_head(length: int) -> bytes:
+    return (
+        b"POST /api/show HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % length
+    )
+
+
 def test_silent_flood_leaves_health_answering(server: VoxServer) -> None:
     baseline = open_fds(server)
     log_before = Path(server.log_path).stat().st_size
@@ -102,10 +112,7 @@ def test_silent_flood_leaves_health_answering(server: VoxServer) -> None:
 def test_a_busy_connection_is_not_closed_for_room(server: VoxServer) -> None:
     body = b'{"model": "nope:x"}'
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as busy:
-        busy.sendall(
-            b"POST /api/show HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:5])
-        )
+        busy.sendall(post_head(len(body)) + body[:5])
         # Once a request on another connection has been answered, the server has read this
         # head too (it was sent first): the connection is busy, not idle.
         health_within(server, 5.0)
@@ -137,6 +144,29 @@ def test_a_slow_header_client_is_dropped(server: VoxServer) -> None:
     assert dropped, "the server kept a connection that never finished its headers"
     assert elapsed >= HEADER_TIMEOUT - 0.5  # not before the timeout
     assert elapsed < HEADER_TIMEOUT + 10
+
+
+def test_a_paused_body_is_dropped(server: VoxServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as paused:
+        paused.sendall(post_head(100) + b'{"model"')
+        start = time.monotonic()
+        assert closed_by_server(paused, BODY_TIMEOUT + 10)
+        assert time.monotonic() - start >= BODY_TIMEOUT - 0.5
+
+
+def test_a_slow_steady_body_is_served(server: VoxServer) -> None:
+    body = b'{"model": "nope:x"}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as slow:
+        slow.sendall(post_head(len(body)))
+        # Longer in all than the body timeout, but never a pause as long as it.
+        chunks = [body[i : i + 3] for i in range(0, len(body), 3)]
+        pause = (BODY_TIMEOUT + 2) / len(chunks)
+        assert pause < BODY_TIMEOUT / 2
+        for chunk in chunks:
+            slow.sendall(chunk)
+            time.sleep(pause)
+        answer = slow.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
 
 
 def test_an_oversized_head_is_refused(server: VoxServer) -> None:

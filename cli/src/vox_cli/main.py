@@ -128,6 +128,9 @@ def serve(
     timeout_header: Annotated[
         float | None, _flag("timeout_header", "Seconds a client has to send a request's headers.")
     ] = None,
+    timeout_body: Annotated[
+        float | None, _flag("timeout_body", "Seconds a request body may pause between bytes.")
+    ] = None,
     ws_ping_interval: Annotated[
         float | None, _flag("ws_ping_interval", "Seconds between WebSocket pings (0: none).")
     ] = None,
@@ -162,6 +165,7 @@ def serve(
         limit_concurrency=limit_concurrency,
         timeout_keep_alive=timeout_keep_alive,
         timeout_header=timeout_header,
+        timeout_body=timeout_body,
         ws_ping_interval=ws_ping_interval,
         ws_ping_timeout=ws_ping_timeout,
     )

@@ -1,5 +1,5 @@
-"""Connection limits uvicorn lacks: a request-head timeout, idle connections closed to make room,
-the descriptor limit raised at start, and a bound on repeated log lines.
+"""Connection limits uvicorn lacks: request-head and body timeouts, idle connections closed to
+make room, the descriptor limit raised at start, and a bound on repeated log lines.
 
 uvicorn's h11 protocol arms its keep-alive timer only after a response, and cancels it on the
 first byte: a connection that never sends anything, or trickles its headers (slowloris), stays
@@ -14,9 +14,11 @@ import contextlib
 import logging
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 import h11
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("vox.limits")
@@ -28,35 +30,64 @@ RESERVED_FDS = 256
 KEY_CHARS = 48
 
 
+class _Flow(FlowControl):
+    """uvicorn's read pausing, telling the protocol when the app asks for more body."""
+
+    def __init__(self, transport: asyncio.Transport, on_resume: Callable[[], None]) -> None:
+        super().__init__(transport)
+        self._on_resume = on_resume
+
+    def resume_reading(self) -> None:
+        super().resume_reading()
+        self._on_resume()
+
+
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a head timeout, and room made by closing idle connections.
+    """uvicorn's h11 protocol with head and body timeouts, and room made by closing idle ones.
 
     A connection is idle while it waits for a request's head: just opened, between keep-alive
     requests, or mid-way through a slow head. Each idle stretch may last ``header_timeout``
-    seconds, however the bytes trickle in. When a new connection brings the count to
-    ``limit_concurrency``, the oldest idle connection is closed, so a flood of silent sockets
-    cannot crowd out real clients; connections busy with a request are never closed for room.
+    seconds, however the bytes trickle in. While the app waits for more of a request's body,
+    the client may pause ``body_timeout`` seconds between bytes. When a new connection brings
+    the count to ``limit_concurrency``, the oldest idle connection is closed, so a flood of
+    silent sockets cannot crowd out real clients; connections busy with a request are never
+    closed for room.
     """
 
     header_timeout: float = 10.0
+    body_timeout: float = 30.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._idle_since = 0.0
 
     @classmethod
-    def configured(cls, header_timeout: float) -> type[GuardedH11Protocol]:
-        """A subclass carrying the timeout: uvicorn builds protocols from a class and its config."""
-        return type(cls.__name__, (cls,), {"header_timeout": header_timeout})
+    def configured(cls, header_timeout: float, body_timeout: float) -> type[GuardedH11Protocol]:
+        """A subclass carrying the timeouts: uvicorn builds protocols from a class and a config."""
+        return type(
+            cls.__name__, (cls,), {"header_timeout": header_timeout, "body_timeout": body_timeout}
+        )
 
     def waiting_for_head(self) -> bool:
         return (self.cycle is None or self.cycle.response_complete) and not (
             self.transport.is_closing()
         )
 
+    def waiting_for_body(self) -> bool:
+        cycle = self.cycle
+        return (
+            cycle is not None
+            and cycle.more_body
+            and not (cycle.response_complete or cycle.disconnected)
+            and not self.flow.read_paused  # the app has not asked for more yet: not the client's
+            and not self.transport.is_closing()
+        )
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = _Flow(transport, lambda: self._sync_body_timer(progressed=False))
         self._sync_head_timer()
         limit = self.limit_concurrency
         if limit is None:
@@ -76,18 +107,22 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         self._sync_head_timer()
+        self._sync_body_timer(progressed=True)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._sync_head_timer()
+        self._sync_body_timer(progressed=False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
     def drop(self) -> None:
         """Close the connection; h11 is told first, as uvicorn's keep-alive timeout does."""
         self._cancel_head_timer()
+        self._cancel_body_timer()
         if self.transport.is_closing():
             return
         with contextlib.suppress(h11.LocalProtocolError):
@@ -111,6 +146,26 @@ class GuardedH11Protocol(H11Protocol):
         self._head_timer = None
         if self.waiting_for_head():
             log.debug("closing a connection that sent no request head in %ss", self.header_timeout)
+            self.drop()
+
+    def _sync_body_timer(self, *, progressed: bool) -> None:
+        # Pushed back by every byte: it bounds a pause, not the whole upload.
+        if not self.waiting_for_body():
+            self._cancel_body_timer()
+        elif progressed or self._body_timer is None:
+            self._cancel_body_timer()
+            self._body_timer = self.loop.call_later(self.body_timeout, self._body_timeout)
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timeout(self) -> None:
+        self._body_timer = None
+        if self.waiting_for_body():
+            # The app sees a disconnect; no answer can be sent while it may still write one.
+            log.debug("closing a request whose body paused over %ss", self.body_timeout)
             self.drop()
 
 

@@ -109,7 +109,7 @@ def _announce(settings: Settings, token: str | None) -> None:
 def connection_limits(settings: Settings) -> dict[str, Any]:
     """uvicorn's connection settings, after raising the descriptor limit they must fit in."""
     return {
-        "http": GuardedH11Protocol.configured(settings.timeout_header),
+        "http": GuardedH11Protocol.configured(settings.timeout_header, settings.timeout_body),
         "limit_concurrency": fit_concurrency(settings.limit_concurrency, raise_nofile()),
         "timeout_keep_alive": settings.timeout_keep_alive,
         "ws_ping_interval": settings.ws_ping_interval or None,

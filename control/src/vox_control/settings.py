@@ -116,10 +116,12 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     # Connections (limits.py): most open at once (idle ones are closed first to make room;
     # beyond it requests get 503), seconds an idle keep-alive connection stays open, seconds
-    # a client has to send a request's head, WebSocket ping interval and pong timeout (0: off).
+    # a client has to send a request's head, seconds a request body may pause, WebSocket ping
+    # interval and pong timeout (0: off).
     limit_concurrency: int = 1000
     timeout_keep_alive: int = 5
     timeout_header: float = 10.0
+    timeout_body: float = 30.0
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
 
