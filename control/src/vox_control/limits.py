@@ -85,7 +85,10 @@ class GuardedH11Protocol(H11Protocol):
             and not self.transport.is_closing()
         )
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's signature; uvicorn narrows it. Stream servers always hand a Transport.
+        if not isinstance(transport, asyncio.Transport):
+            raise TypeError(f"an HTTP connection needs a stream transport, not {transport!r}")
         super().connection_made(transport)
         self.flow = _Flow(transport, lambda: self._sync_body_timer(progressed=False))
         self._sync_head_timer()
