@@ -14,6 +14,7 @@ import contextlib
 import logging
 import resource
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,15 @@ class _Flow(FlowControl):
         self._on_resume()
 
 
+class _Room:
+    """One server's idle connections, oldest first, and those it closed that are not gone yet:
+    making room costs O(1) per connection, not a scan of every open one."""
+
+    def __init__(self) -> None:
+        self.idle: OrderedDict[GuardedH11Protocol, None] = OrderedDict()
+        self.dropping = 0
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with head and body timeouts, and room made by closing idle ones.
 
@@ -56,19 +66,20 @@ class GuardedH11Protocol(H11Protocol):
 
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    room = _Room()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
-        self._idle_since = 0.0
+        self._dropped = False
 
     @classmethod
     def configured(cls, header_timeout: float, body_timeout: float) -> type[GuardedH11Protocol]:
-        """A subclass carrying the timeouts: uvicorn builds protocols from a class and a config."""
-        return type(
-            cls.__name__, (cls,), {"header_timeout": header_timeout, "body_timeout": body_timeout}
-        )
+        """A subclass for one server: its timeouts, and its own room (uvicorn builds protocols
+        from a class and its config)."""
+        fields = {"header_timeout": header_timeout, "body_timeout": body_timeout, "room": _Room()}
+        return type(cls.__name__, (cls,), fields)
 
     def waiting_for_head(self) -> bool:
         return (self.cycle is None or self.cycle.response_complete) and not (
@@ -93,17 +104,12 @@ class GuardedH11Protocol(H11Protocol):
         self.flow = _Flow(transport, lambda: self._sync_body_timer(progressed=False))
         self._sync_head_timer()
         limit = self.limit_concurrency
-        if limit is None:
-            return
-        while len([c for c in self.connections if not _closing(c)]) >= limit:
-            idle = [
-                c
-                for c in self.connections
-                if isinstance(c, GuardedH11Protocol) and c is not self and c.waiting_for_head()
-            ]
-            if not idle:
+        room = self.room
+        # Connections this server closed stay in the set until asyncio reports them lost.
+        while limit is not None and len(self.connections) - room.dropping >= limit:
+            oldest = next((c for c in room.idle if c is not self), None)
+            if oldest is None:
                 return  # all busy: uvicorn answers this connection's requests with 503
-            oldest = min(idle, key=lambda c: c._idle_since)
             log.debug("closing an idle connection to make room (limit %d)", limit)
             oldest.drop()
 
@@ -120,6 +126,9 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
         self._cancel_body_timer()
+        if self._dropped:
+            self._dropped = False
+            self.room.dropping -= 1
         super().connection_lost(exc)
 
     def drop(self) -> None:
@@ -128,6 +137,8 @@ class GuardedH11Protocol(H11Protocol):
         self._cancel_body_timer()
         if self.transport.is_closing():
             return
+        self._dropped = True
+        self.room.dropping += 1
         with contextlib.suppress(h11.LocalProtocolError):
             self.conn.send(h11.ConnectionClosed())
         self.transport.close()
@@ -137,10 +148,11 @@ class GuardedH11Protocol(H11Protocol):
         if not self.waiting_for_head() or self.transport.get_protocol() is not self:
             self._cancel_head_timer()  # a request is in progress, or the socket is a WebSocket now
         elif self._head_timer is None:
-            self._idle_since = time.monotonic()
+            self.room.idle[self] = None  # the newest idle one
             self._head_timer = self.loop.call_later(self.header_timeout, self._head_timeout)
 
     def _cancel_head_timer(self) -> None:
+        self.room.idle.pop(self, None)
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
@@ -170,11 +182,6 @@ class GuardedH11Protocol(H11Protocol):
             # The app sees a disconnect; no answer can be sent while it may still write one.
             log.debug("closing a request whose body paused over %ss", self.body_timeout)
             self.drop()
-
-
-def _closing(connection: Any) -> bool:
-    transport = getattr(connection, "transport", None)
-    return transport is not None and transport.is_closing()
 
 
 def raise_nofile() -> int:
