@@ -281,6 +281,7 @@ def test_framework_errors_share_the_envelope(env: Env) -> None:
         (client.delete("/v1/audio/speech"), 405, "method_not_allowed"),
         (client.post("/v1/audio/speech", content=b"x" * 2_100_000), 413, "payload_too_large"),
         (client.post("/v1/audio/speech", json={"input": 5}), 400, "invalid_request"),
+        (client.post("/v1/audio/speech", json={"input": "a\u0000b"}), 400, "invalid_request"),
     ]
     for response, status, code in cases:
         assert response.status_code == status, response.text
@@ -296,6 +297,27 @@ def test_deeply_nested_json_is_a_400(env: Env) -> None:
     )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_deeply_nested_json_on_the_sockets(env: Env) -> None:
+    client, _ = env
+    with client.websocket_connect("/v1/audio/transcriptions/stream") as socket:
+        socket.send_text(DEEP)
+        event = socket.receive_json()
+        assert (event["code"], event["close_code"]) == ("invalid_json", 1008)
+        assert _close_code(socket) == 1008
+    with client.websocket_connect("/v1/realtime/stt") as socket:
+        assert socket.receive_json()["type"] == "server.hello"
+        socket.receive_json()
+        socket.receive_json()  # the two session.created events
+        socket.send_text(DEEP)
+        event = socket.receive_json()
+        assert event["error"]["code"] == "invalid_json"  # and the session goes on
+        socket.send_text(json.dumps({"type": "input_audio_buffer.clear"}))
+        assert socket.receive_json()["type"] == "input_audio_buffer.cleared"
 
 
 def test_request_id_is_the_clients_when_sane(env: Env) -> None:

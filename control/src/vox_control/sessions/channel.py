@@ -67,7 +67,7 @@ def parse_message(text: str) -> dict[str, Any]:
     """A text frame as a JSON object with a string ``type``, else a protocol error."""
     try:
         message = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # deep nesting: msgspec's depth limit
         raise StreamError(
             "invalid_json", f"a text frame is not valid JSON: {exc}", POLICY
         ) from None

@@ -107,7 +107,7 @@ def parse(frame: str) -> dict[str, Any]:
     """A text frame as a JSON object with a string ``type``."""
     try:
         message = json.loads(frame)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ProtocolError("invalid_json", str(exc)) from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("invalid_event", "missing type")
