@@ -206,3 +206,10 @@ def test_fix_wav_sizes_skips_extra_chunks(tmp_path: Path) -> None:
     fix_wav_sizes(path)
     with wave.open(str(path)) as w:
         assert w.getnframes() == 100
+
+
+def test_stream_transcribe_word_lines() -> None:
+    from vox_cli.stream import word_lines
+
+    segments = [{"words": [{"start": 0.0, "end": 0.42, "word": " Hello"}]}, {"words": []}]
+    assert list(word_lines(segments)) == ["    0.000 -->     0.420  Hello"]

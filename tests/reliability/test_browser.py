@@ -81,6 +81,7 @@ def test_cross_site_post_is_refused_and_curl_works(server: VoxServer, content_ty
         )
         assert refused.status_code == 403, refused.text
         error = refused.json()["error"]
+        assert refused.json()["request_id"] == refused.headers["x-request-id"]
         assert error["code"] == "origin_not_allowed"
         assert "--cors-origins" in error["message"]
         assert name not in names(client)  # nothing was done

@@ -9,10 +9,14 @@ import logging
 import stat
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vox_control.errors import error_body
+from vox_control.renderers import REQUEST_ID_HEADER, scope_request_id
 from vox_control.settings import Settings
+
+if TYPE_CHECKING:
+    from litestar.types import Scope as LitestarScope
 
 log = logging.getLogger("vox.auth")
 
@@ -136,11 +140,15 @@ async def deny(
     code: str,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """Refuse an HTTP request or a WebSocket handshake with the API's error body."""
-    body = json.dumps(error_body(message, type_, code=code)).encode()
+    """Refuse an HTTP request or a WebSocket handshake with the API's error body and its id."""
+    scope.setdefault("state", {})
+    # The same id the routes would have given it (renderers.py takes Litestar's scope type).
+    rid = scope_request_id(cast("LitestarScope", scope))
+    body = json.dumps(error_body(message, type_, code=code, request_id=rid)).encode()
     head = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        (REQUEST_ID_HEADER.lower().encode(), rid.encode()),
         *(headers or []),
     ]
     if scope["type"] == "http":

@@ -26,6 +26,7 @@ from vox_control.store.registry import (
 class Conflict(VoxError):
     status = 409
     type = "invalid_request_error"
+    code = "conflict"
 
 
 class ModelBody(msgspec.Struct, forbid_unknown_fields=False):
