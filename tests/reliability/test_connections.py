@@ -109,6 +109,23 @@ def test_silent_flood_leaves_health_answering(server: VoxServer) -> None:
     assert grown < 20_000, server.log()[-3000:]
 
 
+def test_the_oldest_idle_connections_make_room(tmp_path: Path) -> None:
+    # A head timeout far beyond the test, so every close seen here is one made for room.
+    env = {"VOX_PULL_DEFAULTS": "false", "VOX_LIMIT_CONCURRENCY": str(LIMIT)}
+    server = VoxServer(tmp_path / "home", tmp_path / "server.log", env=env)
+    server.start()
+    try:
+        with flood(server.port, LIMIT - 5) as old:
+            health_within(server, 5.0)  # answered after the server took the older ones in
+            with flood(server.port, 20) as new:
+                health_within(server, 5.0)
+                assert closed_by_server(old[0], 5.0)  # the oldest went first
+                assert not closed_by_server(old[-1], 0.5)  # 15 were enough
+                assert not closed_by_server(new[-1], 0.5)
+    finally:
+        server.stop()
+
+
 def test_a_busy_connection_is_not_closed_for_room(server: VoxServer) -> None:
     body = b'{"model": "nope:x"}'
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as busy:
