@@ -16,7 +16,7 @@ import resource
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import h11
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -97,9 +97,9 @@ class GuardedH11Protocol(H11Protocol):
         )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # asyncio's signature; uvicorn narrows it. Stream servers always hand a Transport.
-        if not isinstance(transport, asyncio.Transport):
-            raise TypeError(f"an HTTP connection needs a stream transport, not {transport!r}")
+        # asyncio's signature; uvicorn narrows it. A stream server always hands a Transport,
+        # though uvloop's is not an isinstance of asyncio's class.
+        transport = cast("asyncio.Transport", transport)
         super().connection_made(transport)
         self.flow = _Flow(transport, lambda: self._sync_body_timer(progressed=False))
         self._sync_head_timer()
