@@ -134,7 +134,8 @@ class VoxIngress:
 
 def _summary(info: dict[str, Any]) -> dict[str, Any]:
     models = [m["name"] for m in info["ps"].get("models", [])]
-    return {"node": info["node"], "host": info["host"], "pid": info["pid"], "models": models}
+    keys = ("node", "host", "pid", "url")
+    return {**{k: info[k] for k in keys}, "models": models}
 
 
 async def _read(request: Request) -> bytes | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -203,7 +204,15 @@ class VoxNode:
         upstream = self.client.build_request(
             request.method, url, headers=headers, content=request.body
         )
-        response = await self.client.send(upstream, stream=True)
+        try:
+            response = await self.client.send(upstream, stream=True)
+        except httpx.TransportError as exc:
+            # The node died (Ray's health probe will replace this replica): a clear 503
+            # rather than a traceback, so clients retry.
+            message = f"Vox node {self.name} is unavailable: {exc}"
+            yield self._head(503, [("content-type", "application/json"), ("retry-after", "5")])
+            yield json.dumps({"error": {"message": message, "type": "unavailable"}}).encode()
+            return
         try:
             dropped = HOP_BY_HOP | PROXY_SET
             kept = [(k, v) for k, v in response.headers.items() if k.lower() not in dropped]
@@ -231,7 +240,12 @@ class VoxNode:
             ps = (await self.client.get("/api/ps")).json()
         except (httpx.HTTPError, ValueError):
             return
-        info = {"node": self.name, "pid": self.proc.pid, "host": socket.gethostname()}
+        info = {
+            "node": self.name,
+            "pid": self.proc.pid,
+            "host": socket.gethostname(),
+            "url": self.url,
+        }
         await self.registry.put.remote(self.name, {**info, "ps": ps})
 
     async def check_health(self) -> None:
