@@ -84,18 +84,33 @@ def workload(url: str, rounds: int) -> dict[str, Any]:
 
 
 def overhead(ingress: str, node: str, n: int) -> dict[str, float]:
-    """p50 of a short speech request through the ingress and straight to the node."""
-    body = {"model": TTS, "input": "Hi.", "response_format": "pcm"}
+    """p50 per request through the ingress and straight to the node, alternating the two.
+
+    Two requests: GET /api/list (no model: it measures the hop alone) and a short speech
+    request to the node that holds piper.
+    """
+    speech = {"model": TTS, "input": "Hi.", "response_format": "pcm"}
+    calls = {
+        "list": lambda c: c.get("/api/list"),
+        "speech": lambda c: c.post("/v1/audio/speech", json=speech),
+    }
     out: dict[str, float] = {}
-    for side, url in (("ingress", ingress), ("direct", node)):
-        times: list[float] = []
-        with httpx.Client(base_url=url, timeout=600) as client:
+    with (
+        httpx.Client(base_url=ingress, timeout=600) as via,
+        httpx.Client(base_url=node, timeout=600) as direct,
+    ):
+        for name, call in calls.items():
+            times: dict[str, list[float]] = {"ingress": [], "direct": []}
             for _ in range(n):
-                t = time.perf_counter()
-                client.post("/v1/audio/speech", json=body).raise_for_status()
-                times.append(time.perf_counter() - t)
-        out[f"{side}_p50_ms"] = statistics.median(times) * 1000
-    out["overhead_p50_ms"] = out["ingress_p50_ms"] - out["direct_p50_ms"]
+                for side, client in (("ingress", via), ("direct", direct)):
+                    t = time.perf_counter()
+                    call(client).raise_for_status()
+                    times[side].append(time.perf_counter() - t)
+            for side, values in times.items():
+                out[f"{name}_{side}_p50_ms"] = statistics.median(values) * 1000
+            out[f"{name}_overhead_p50_ms"] = (
+                out[f"{name}_ingress_p50_ms"] - out[f"{name}_direct_p50_ms"]
+            )
     return out
 
 
@@ -150,10 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name:<22} {r['rps']:>7.2f} {r['p50_s']:>7.3f} {r['p99_s']:>7.3f} {r['reloads']:>8}"
         )
-    print(
-        f"ingress overhead p50: {cost['overhead_p50_ms']:.1f} ms "
-        f"({cost['ingress_p50_ms']:.1f} ms via ingress, {cost['direct_p50_ms']:.1f} ms direct)"
-    )
+    for name in ("list", "speech"):
+        print(
+            f"ingress overhead p50 ({name}): {cost[f'{name}_overhead_p50_ms']:.1f} ms "
+            f"({cost[f'{name}_ingress_p50_ms']:.1f} ms via ingress, "
+            f"{cost[f'{name}_direct_p50_ms']:.1f} ms direct)"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"when": stamp, "rounds": args.rounds, "budget": args.budget,
               "one_node": one, "two_nodes": two, "ingress": cost}  # fmt: skip

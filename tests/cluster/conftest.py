@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import free_port
 
@@ -19,7 +18,6 @@ from tests.conftest import free_port
 # (a fresh venv without Ray); they must use this venv's interpreter as it is. Ray reads the
 # variable when it is first imported.
 os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
-ray = pytest.importorskip("ray", reason="the cluster tests need `uv sync --group cluster`")
 
 
 @dataclass
@@ -49,6 +47,7 @@ class VoxCluster:
 @contextlib.contextmanager
 def ray_cluster(tmp: Path) -> Iterator[str]:
     """A head and one worker node on loopback, each with one CPU and a resource of its own."""
+    import ray
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+pytest.importorskip("ray", reason="the cluster tests need `uv sync --group cluster`")
+
 from tests.cluster.conftest import VoxCluster, deploy, ray_cluster, reap
 from tests.conftest import wer
 
