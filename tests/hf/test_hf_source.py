@@ -230,13 +230,13 @@ async def test_full_disk_is_a_clear_error(
     import errno
     import io
 
-    from vox_control.store.sources import hf
+    from vox_control.store.sources import transfer
 
     class Full(io.BytesIO):
         def write(self, data: object) -> int:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(hf, "_open_for_write", lambda path: Full())
+    monkeypatch.setattr(transfer, "_open_for_append", lambda path: Full())
     with pytest.raises(PullError, match="not enough disk space to pull demo:full"):
         await pull(store, hub, entry("demo:full", HFSource(repo="vox-test/demo", revision="v1")))
     assert store.list() == []

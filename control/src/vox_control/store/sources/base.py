@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import shutil
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from vox_control.store.disk import Manifest, ManifestFile, Store
 T = TypeVar("T")
 
 CHUNK = 1 << 20
+ETAG = ".etag"  # suffix of the file that keeps a partial download's validator
 EVENT_INTERVAL = 0.1  # seconds between two progress events of one file
 
 
@@ -152,6 +154,16 @@ async def acquire(lock: filelock.BaseFileLock, emit: Emitter, name: str) -> None
 Fetch = Callable[[Path, Emitter], Awaitable[list[ManifestFile]]]
 
 
+def _drop_if_empty(partial: Path) -> None:
+    """Remove a model's partial directory unless it holds bytes worth resuming."""
+    try:
+        worth = any(p.stat().st_size for p in partial.iterdir() if not p.name.endswith(ETAG))
+    except OSError:
+        return  # not there
+    if not worth:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 async def install(
     store: Store,
     name: str,
@@ -162,7 +174,8 @@ async def install(
     """Fetch ``name`` into a staging dir under its model lock and commit it atomically.
 
     Already installed (before or after waiting for the lock): returns its manifest with only a
-    "success" event. Any failure or cancellation leaves no staging dir and nothing installed.
+    "success" event. Any failure or cancellation leaves nothing installed and no staging dir,
+    except the model's partial downloads, which the next pull of it resumes.
     """
     emit = Emitter(progress, asyncio.get_running_loop())
     if store.is_installed(name):
@@ -181,6 +194,7 @@ async def install(
                 emit(PullEvent(status="writing manifest"))
                 manifest = build(files)
                 store.commit(staging, manifest)
+            shutil.rmtree(store.partial(name), ignore_errors=True)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise PullError(
@@ -188,6 +202,7 @@ async def install(
                 ) from exc
             raise PullError(f"cannot write {name} into {store.root}: {exc}") from exc
     finally:
+        _drop_if_empty(store.partial(name))
         lock.release()
     emit(PullEvent(status="success"))
     return manifest
