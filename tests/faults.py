@@ -35,8 +35,8 @@ class Fault:
     ``kind``: "drop" (close cleanly after ``after`` body bytes), "reset" (TCP reset after
     ``after`` bytes), "busy" (answer ``status`` with ``Retry-After: retry_after``), "stall"
     (send ``after`` bytes, then nothing for ``seconds``), "pause" (send ``after`` bytes, then
-    wait for ``release``, then close). ``match``: a substring of the path it is for; None:
-    the next file response.
+    wait for ``release``, then close). ``match``: a regular expression searched in the path
+    of the request it is for; None: the next file response.
     """
 
     kind: str
@@ -122,9 +122,10 @@ class FaultProxy:
             with self._lock:
                 self._bodies[path] = (resp.content, {**headers, ":status": "200"})
 
-    def sent_for(self, fragment: str) -> list[Sent]:
+    def sent_for(self, pattern: str) -> list[Sent]:
+        """The file responses whose path matches ``pattern`` (a regular expression)."""
         with self._lock:
-            return [r for r in self.responses if fragment in r.path]
+            return [r for r in self.responses if re.search(pattern, r.path.split("?")[0])]
 
     # ------------------------------------------------------------------ serving
 
@@ -132,7 +133,7 @@ class FaultProxy:
         with self._lock:
             for i, fault in enumerate(self.faults):
                 if (fault.match is None and is_file) or (
-                    fault.match is not None and fault.match in path
+                    fault.match is not None and re.search(fault.match, path.split("?")[0])
                 ):
                     return self.faults.pop(i)
         return None

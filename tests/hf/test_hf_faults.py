@@ -64,12 +64,12 @@ async def test_parallel_files_resume_independently_after_drops(
     repo: str, proxy: FaultProxy, store: Store
 ) -> None:
     proxy.add(
-        Fault("drop", after=2 * CHUNK + 777, match="/a.bin"),
-        Fault("drop", after=CHUNK + 5, match="/sub/b.bin"),
-        Fault("reset", after=CHUNK, match="/a.bin"),
+        Fault("drop", after=2 * CHUNK + 777, match=r"/a\.bin$"),
+        Fault("drop", after=CHUNK + 5, match=r"/sub/b\.bin$"),
+        Fault("reset", after=CHUNK, match=r"/a\.bin$"),
     )
     events = await pull(store, proxy)
-    for path, size in (("/a.bin", len(A)), ("/sub/b.bin", len(B))):
+    for path, size in ((r"/a\.bin$", len(A)), (r"/sub/b\.bin$", len(B))):
         sent = proxy.sent_for(path)
         assert sent[0].start == 0, sent
         assert sent[1].start == sent[0].sent, sent
@@ -88,8 +88,8 @@ async def test_503_on_the_api_and_the_file_and_a_stall(
 ) -> None:
     proxy.add(
         Fault("busy", retry_after=1, match=f"/api/models/{REPO}"),
-        Fault("busy", retry_after=1, match="/a.bin"),
-        Fault("stall", after=3 * CHUNK, seconds=30, match="/a.bin"),
+        Fault("busy", retry_after=1, match=r"/a\.bin$"),
+        Fault("stall", after=3 * CHUNK, seconds=30, match=r"/a\.bin$"),
     )
     started = time.monotonic()
     events = await pull(store, proxy)
@@ -97,5 +97,5 @@ async def test_503_on_the_api_and_the_file_and_a_stall(
     seen = [s for _, s in retries(events)]
     assert seen.count("retrying in 1 s: HTTP 503") == 2, seen
     assert any(s.endswith(": stalled") for s in seen), seen
-    sent = proxy.sent_for("/a.bin")
+    sent = proxy.sent_for(r"/a\.bin$")
     assert [r.start for r in sent] == [0, 3 * CHUNK], (sent, events)

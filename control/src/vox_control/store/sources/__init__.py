@@ -17,7 +17,7 @@ from vox_control.store.sources.base import (
 from vox_control.store.sources.hf import DEFAULT_ENDPOINT, pull_hf
 from vox_control.store.sources.local import pull_local
 from vox_control.store.sources.pypi import DEFAULT_INDEX_URL, pull_pypi, resolve_index
-from vox_control.store.sources.transfer import DEFAULT_POLICY, RetryPolicy
+from vox_control.store.sources.retry import DEFAULT_POLICY, RetryPolicy
 
 
 def where(entry: CatalogEntry, index_url: str, endpoint: str) -> str:

@@ -36,16 +36,8 @@ from vox_control.store.sources.base import (
     install,
     run_blocking,
 )
-from vox_control.store.sources.transfer import (
-    DEFAULT_POLICY,
-    Download,
-    RetryPolicy,
-    Tries,
-    download,
-    each,
-    keep_only,
-    retrying,
-)
+from vox_control.store.sources.retry import DEFAULT_POLICY, RetryPolicy, Tries, retrying
+from vox_control.store.sources.transfer import Download, download, each, keep_only
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 

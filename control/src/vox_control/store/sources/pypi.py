@@ -31,17 +31,9 @@ from vox_control.store.sources.base import (
     run_blocking,
 )
 from vox_control.store.sources.configured import DEFAULT_INDEX_URL, configured_index
+from vox_control.store.sources.retry import DEFAULT_POLICY, RetryPolicy, Tries, retrying
 from vox_control.store.sources.simple import Index, IndexFile, fetch_page
-from vox_control.store.sources.transfer import (
-    DEFAULT_POLICY,
-    Download,
-    RetryPolicy,
-    Tries,
-    download,
-    each,
-    keep_only,
-    retrying,
-)
+from vox_control.store.sources.transfer import Download, download, each, keep_only
 
 __all__ = ["DEFAULT_INDEX_URL", "pull_pypi", "resolve_index", "resolve_wheel"]
 

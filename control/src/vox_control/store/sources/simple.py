@@ -14,7 +14,7 @@ import httpx
 import msgspec
 
 from vox_control.store.sources.base import PullError
-from vox_control.store.sources.transfer import check_status
+from vox_control.store.sources.retry import check_status
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 SIMPLE_HTML = "application/vnd.pypi.simple.v1+html"
