@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
 import shutil
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Protocol, TypeVar
 
 import filelock
 import msgspec
@@ -23,6 +22,12 @@ T = TypeVar("T")
 CHUNK = 1 << 20
 ETAG = ".etag"  # suffix of the file that keeps a partial download's validator
 EVENT_INTERVAL = 0.1  # seconds between two progress events of one file
+
+
+class Hasher(Protocol):
+    """What copy_hashing needs of a hashlib object (whose class is private to hashlib)."""
+
+    def update(self, data: bytes, /) -> None: ...
 
 
 class PullEvent(msgspec.Struct, omit_defaults=True):
@@ -116,7 +121,7 @@ async def run_blocking(fn: Callable[[threading.Event], T]) -> T:
 def copy_hashing(
     src: IO[bytes],
     out: IO[bytes],
-    digest: hashlib._Hash,
+    digest: Hasher,
     done: int,
     limit: int | None,
     on_chunk: Callable[[int], None],
