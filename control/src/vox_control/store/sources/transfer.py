@@ -159,7 +159,8 @@ def _attempt(
     item = part.item
     if part.total is not None and part.size >= part.total:
         return  # complete already (or too long, which verify() says)
-    headers: dict[str, str] = {}
+    # Ranges, sizes and digests are of the file's own bytes: no transfer compression.
+    headers = {"Accept-Encoding": "identity"}
     if part.size:
         headers["Range"] = f"bytes={part.size}-"
         if etag := part.etag():
