@@ -83,6 +83,12 @@ def test_gives_up_after_attempts_or_total_wait() -> None:
         patient.again(RetryableStatus(429, retry_after=60))
     assert not tries(RetryPolicy(), []).again(ValueError("not transient"))
 
+    def bad_url() -> None:
+        raise httpx.UnsupportedProtocol("Request URL has an unsupported protocol 'ftp://'.")
+
+    with pytest.raises(PullError, match=r"w\.bin: Request URL has an unsupported protocol"):
+        retrying(bad_url, tries(RetryPolicy(), []))
+
 
 def test_stopping_interrupts_the_wait() -> None:
     stop = threading.Event()

@@ -14,6 +14,7 @@ from pathlib import Path
 import filelock
 import msgspec
 
+from vox_control.errors import ModelNotFound, ServerFault
 from vox_control.store.registry import CatalogEntry, Source, split_name, validate_name
 
 MANIFEST = "manifest.json"
@@ -24,11 +25,13 @@ PARTIAL = ".partial"  # suffix of a model's resumable downloads in the staging d
 PARTIAL_MAX_AGE = 7 * 24 * 3600.0  # seconds untouched before a partial download is dropped
 
 
-class StoreError(Exception):
+class StoreError(ServerFault):
     """The store was asked to do something inconsistent (a bug in the caller, usually)."""
 
+    code = "store_error"
 
-class NotInstalled(KeyError):
+
+class NotInstalled(ModelNotFound, KeyError):
     """The model is not in the store; ``args[0]`` is the message."""
 
     def __init__(self, name: str) -> None:

@@ -84,7 +84,9 @@ def check_status(resp: httpx.Response, what: str) -> None:
 
 # Transport failures by class name, most specific first: httpx and its fork httpx2 (which
 # huggingface_hub 2.x speaks through) share the names but not the classes.
-_TRANSPORT = (
+_TRANSPORT: tuple[tuple[str, str | None], ...] = (
+    ("UnsupportedProtocol", None),  # a URL no retry can fix
+    ("LocalProtocolError", None),
     ("ConnectTimeout", "connect timed out"),
     ("ReadTimeout", "stalled"),
     ("WriteTimeout", "write timed out"),
@@ -188,4 +190,7 @@ def retrying(attempt: Callable[[], T], tries: Tries) -> T:
             return attempt()
         except Exception as exc:
             if not tries.again(exc):
+                if isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
+                    # A bad URL, say: still the pull's failure, in its words.
+                    raise PullError(f"{tries.label}: {exc}") from exc
                 raise
