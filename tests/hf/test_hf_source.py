@@ -241,3 +241,13 @@ async def test_full_disk_is_a_clear_error(
         await pull(store, hub, entry("demo:full", HFSource(repo="vox-test/demo", revision="v1")))
     assert store.list() == []
     assert [p for p in store.staging_root.iterdir() if p.suffix != ".lock"] == []
+
+
+def test_unsafe_paths_from_the_hub_are_refused() -> None:
+    from huggingface_hub.hf_api import RepoFile
+    from vox_control.store.sources import hf
+
+    for bad in ("../x", "a/../../x", "/etc/passwd", "a//b", "a\\..\\b"):
+        listing = [RepoFile(path=bad, size=1, oid="abc", type="file")]
+        with pytest.raises(PullError, match="unsafe path"):
+            hf._select(HFSource(repo="vox-test/demo"), listing)

@@ -111,6 +111,10 @@ def _select(source: HFSource, tree: list[RepoFile]) -> list[RemoteFile]:
         raise PullError(f"{source.repo}@{source.revision}: no file matches {patterns}")
     chosen = []
     for rel in sorted(wanted):
+        parts = rel.split("/")
+        if rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
+            # The listing comes from the server: a path must stay inside the model dir.
+            raise PullError(f"{source.repo}: the Hub listed an unsafe path {rel!r}")
         if rel in RESERVED_FILES:
             raise PullError(f"{source.repo} has a file named {rel}, which the store reserves")
         item = by_rel[rel]
