@@ -20,7 +20,9 @@ from tests.hf.hub import OlahHub
 REPO = "vox-test/faults"
 A = os.urandom(5 * CHUNK + 4321)
 B = os.urandom(3 * CHUNK + 99)
-FAST = RetryPolicy(base_delay=0.05, max_delay=0.2, stall_timeout=2.0)
+FAST = RetryPolicy(base_delay=0.05, max_delay=0.2)
+# Only where a stall is injected: short enough to be quick, long enough for a busy machine.
+STALL = RetryPolicy(base_delay=0.05, max_delay=0.2, stall_timeout=3.0)
 
 
 def sha(data: bytes) -> str:
@@ -45,10 +47,10 @@ def entry(name: str = "faults:all") -> CatalogEntry:
     return CatalogEntry(name=name, type="tts", adapter="piper", source=HFSource(repo=REPO))
 
 
-async def pull(store: Store, proxy: FaultProxy) -> list[PullEvent]:
+async def pull(store: Store, proxy: FaultProxy, policy: RetryPolicy = FAST) -> list[PullEvent]:
     events: list[PullEvent] = []
     manifest = await pull_model(
-        entry(), store, hf_endpoint=proxy.url, progress=events.append, retry=FAST
+        entry(), store, hf_endpoint=proxy.url, progress=events.append, retry=policy
     )
     digests = {f.path: f.sha256 for f in manifest.files}
     assert digests == {"a.bin": sha(A), "sub/b.bin": sha(B), "notes.txt": sha(b"plain git blob")}
@@ -92,7 +94,7 @@ async def test_503_on_the_api_and_the_file_and_a_stall(
         Fault("stall", after=3 * CHUNK, seconds=30, match=r"/a\.bin$"),
     )
     started = time.monotonic()
-    events = await pull(store, proxy)
+    events = await pull(store, proxy, STALL)
     assert time.monotonic() - started >= 2.0
     seen = [s for _, s in retries(events)]
     assert seen.count("retrying in 1 s: HTTP 503") == 2, seen

@@ -22,7 +22,9 @@ from tests.faults import Fault, FaultProxy
 from .helpers import FakeIndex, sha
 
 BLOB = os.urandom(6 * CHUNK + 12345)  # incompressible: the wheel is about as big
-FAST = RetryPolicy(base_delay=0.05, max_delay=0.2, stall_timeout=2.0)
+FAST = RetryPolicy(base_delay=0.05, max_delay=0.2)
+# Only where a stall is injected: short enough to be quick, long enough for a busy machine.
+STALL = RetryPolicy(base_delay=0.05, max_delay=0.2, stall_timeout=3.0)
 
 
 def model(index: FakeIndex, name: str = "big:one", proxy: FaultProxy | None = None) -> CatalogEntry:
@@ -97,7 +99,7 @@ async def test_reset_503_and_stall(index: FakeIndex, proxy: FaultProxy, store: S
         Fault("stall", after=3 * CHUNK, seconds=30),
     )
     started = time.monotonic()
-    events, digest = await pull(entry, store, proxy.url + "/simple")
+    events, digest = await pull(entry, store, proxy.url + "/simple", STALL)
     assert digest == sha(BLOB)
     assert time.monotonic() - started >= 2.0  # Retry-After: 1, honoured twice
     seen = retries(events)
