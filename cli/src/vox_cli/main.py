@@ -80,6 +80,12 @@ def serve(
     insecure: Annotated[
         bool | None, Parameter(help="Allow a non-loopback --host without an API key.")
     ] = None,
+    max_upload_bytes_total: Annotated[
+        int | None, Parameter(help="Upload bytes all requests may hold at once (then 503).")
+    ] = None,
+    max_audio_seconds: Annotated[
+        float | None, Parameter(help="Longest audio one transcription accepts (then 413).")
+    ] = None,
 ) -> None:
     """Start the Vox server. Each flag also reads VOX_*: --max-loaded from VOX_MAX_LOADED."""
     from vox_control.serve import serve as run_server
@@ -104,6 +110,8 @@ def serve(
         realtime_model=realtime_model,
         api_key_file=api_key_file,
         insecure=insecure,
+        max_upload_bytes_total=max_upload_bytes_total,
+        max_audio_seconds=max_audio_seconds,
     )
     run_server(settings)
 

@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 
 from vox_control import __version__
 from vox_control.errors import EXCEPTION_HANDLERS
+from vox_control.routes.forms import UploadBudget
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
@@ -54,6 +55,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.max_upload_bytes,
+        middleware=[UploadBudget(settings.max_upload_bytes_total).middleware],
         openapi_config=OpenAPIConfig(title="Vox", version=__version__, path="/docs"),
         debug=False,
         # Logging is configured once by `vox serve`; Litestar's queue-based default would drop

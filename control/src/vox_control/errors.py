@@ -118,8 +118,9 @@ def vox_error_handler(_: Request[Any, Any, Any], exc: VoxError) -> Response[Any]
 
 
 def audio_error_handler(_: Request[Any, Any, Any], exc: AudioDecodeError) -> Response[Any]:
+    # 400 for what is not audio, 413 for audio past the duration limit (AudioTooLong).
     return _respond(
-        400, error_body(str(exc), "invalid_request_error", param="file", code="invalid_audio")
+        exc.status, error_body(str(exc), "invalid_request_error", param="file", code=exc.code)
     )
 
 

@@ -10,7 +10,8 @@ import av
 import numpy as np
 from av.audio.stream import AudioStream
 
-from vox_control.audio.decode import PCMResampler, wav_header
+from vox_control.audio.decode import wav_header
+from vox_control.audio.resample import Resampler
 from vox_control.errors import BadRequest, Unprocessable
 
 OPENAI_PCM_RATE = 24000
@@ -88,16 +89,16 @@ class RawEncoder:
     """wav (header, then PCM16) or bare pcm."""
 
     def __init__(self, fmt: str, in_rate: int, out_rate: int) -> None:
-        self._resampler = PCMResampler(in_rate, out_rate)
+        self._resampler = Resampler(in_rate, out_rate)
         self._header = wav_header(out_rate) if fmt == "wav" else b""
 
     def push(self, pcm: bytes) -> bytes:
-        data = self._header + self._resampler.push(pcm)
+        data = self._header + self._resampler.push_pcm16(pcm)
         self._header = b""
         return data
 
     def finish(self) -> bytes:
-        return self._header + self._resampler.push(b"", last=True)
+        return self._header + self._resampler.push_pcm16(b"", last=True)
 
 
 class _Sink:
@@ -126,7 +127,7 @@ class CodecEncoder:
 
     def __init__(self, fmt: str, in_rate: int, out_rate: int) -> None:
         muxer, codec, bit_rate, _ = _CODECS[fmt]
-        self._resampler = PCMResampler(in_rate, out_rate)
+        self._resampler = Resampler(in_rate, out_rate)
         self._rate = out_rate
         self._sink = _Sink()
         options = {"flush_packets": "1"}
@@ -141,11 +142,11 @@ class CodecEncoder:
         self._pts = 0
 
     def push(self, pcm: bytes) -> bytes:
-        self._encode(self._resampler.push(pcm))
+        self._encode(self._resampler.push_pcm16(pcm))
         return self._sink.take()
 
     def finish(self) -> bytes:
-        self._encode(self._resampler.push(b"", last=True))
+        self._encode(self._resampler.push_pcm16(b"", last=True))
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
