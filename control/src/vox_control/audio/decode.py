@@ -175,7 +175,7 @@ def _check_header(container: Any, stream: Any, limits: AudioLimits) -> int:
 
 
 def _too_long(limits: AudioLimits, stated: float | None = None) -> AudioTooLong:
-    said = f" ({stated / 60:.0f} minutes)" if stated else ""
+    said = f"; it says {stated:.0f} s" if stated else ""
     return AudioTooLong(
         f"the audio is longer than the limit of {limits.max_seconds:g} s{said} ({limits.setting})"
     )
