@@ -52,7 +52,8 @@ def test_resampler_calls_soxr_in_bounded_blocks(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(resample_module.soxr, "ResampleStream", Spy)
     signal = tone(30.0, 1000, 50.0).astype(np.float32) / 32768
     blocks = list(Resampler(1000, RATE, "float32").blocks(signal, last=True))
-    assert max(seen) <= BLOCK and len(seen) >= 30_000 // BLOCK
+    assert max(seen) <= BLOCK
+    assert len(seen) >= 30_000 // BLOCK
     assert max(b.size for b in blocks) <= BLOCK * 16 + 1024
     streamed = np.concatenate(blocks)
     whole = soxr.resample(signal, 1000, RATE, quality="HQ")
@@ -98,7 +99,7 @@ def test_header_outside_the_limits(data: bytes, words: str) -> None:
 
 
 def test_stated_duration_past_the_limit_is_refused_before_decoding() -> None:
-    with pytest.raises(AudioTooLong, match="limit of 2 s; it says 3 s .VOX_MAX_AUDIO_SECONDS"):
+    with pytest.raises(AudioTooLong, match=r"limit of 2 s; it says 3 s \(VOX_MAX_AUDIO_SECONDS"):
         next(decode_blocks(wav(16000, 1, b"\0\0" * 48000), RATE, AudioLimits(max_seconds=2)))
 
 
@@ -138,11 +139,14 @@ def _unstated_mp3(seconds: float) -> Any:
 
 def test_duration_is_counted_while_decoding() -> None:
     """A stream whose header states no usable length is stopped when it passes the limit."""
-    limits = AudioLimits(max_seconds=3.0)
     decoded = 0
-    with pytest.raises(AudioTooLong, match="limit of 3 s"):
-        for block in decode_blocks(_unstated_mp3(8.0), RATE, limits):
+    refused = False
+    try:
+        for block in decode_blocks(_unstated_mp3(8.0), RATE, AudioLimits(max_seconds=3.0)):
             decoded += block.size
+    except AudioTooLong as exc:
+        refused = "limit of 3 s" in str(exc)
+    assert refused
     assert 2.5 * RATE <= decoded <= 3.2 * RATE  # refused while decoding, not by the header
 
 
@@ -186,7 +190,8 @@ def test_long_audio_is_cut_at_silence_and_joined_with_offsets() -> None:
     assert isinstance(audio, LongAudio)
     sizes: list[int] = []
     joined = asyncio.run(transcribe_long(audio, _fake_runner(sizes)))
-    assert len(sizes) == 4 and max(sizes) <= window
+    assert len(sizes) == 4
+    assert max(sizes) <= window
     assert sum(sizes) == pytest.approx(70 * RATE, abs=16)
     starts = np.cumsum([0, *sizes[:-1]]) / RATE
     for (a, b), cut in zip(GAPS, starts[1:], strict=True):
@@ -205,13 +210,12 @@ def test_long_audio_is_cut_at_silence_and_joined_with_offsets() -> None:
 
 def test_short_audio_is_one_array() -> None:
     pcm = open_audio(io.BytesIO(_noisy_with_gaps(10.0)), RATE, AudioLimits(), 20 * RATE)
-    assert isinstance(pcm, np.ndarray) and pcm.size == 10 * RATE
+    assert isinstance(pcm, np.ndarray)
+    assert pcm.size == 10 * RATE
 
 
 def test_a_window_past_the_duration_limit_ends_the_transcription() -> None:
-    audio = open_audio(
-        _unstated_mp3(30.0), RATE, AudioLimits(max_seconds=12.0), 5 * RATE
-    )
+    audio = open_audio(_unstated_mp3(30.0), RATE, AudioLimits(max_seconds=12.0), 5 * RATE)
     assert isinstance(audio, LongAudio)
     sizes: list[int] = []
     with pytest.raises(AudioTooLong):
@@ -257,7 +261,8 @@ def test_upload_budget_refuses_a_declared_body_that_does_not_fit() -> None:
         assert budget.held == 80
         with pytest.raises(Unavailable, match="limit of 100 bytes") as refused:
             await budget.middleware(_read_all)(*_request(30, [b"y" * 30]), None)
-        assert refused.value.status == 503 and refused.value.headers["Retry-After"]
+        assert refused.value.status == 503
+        assert refused.value.headers["Retry-After"]
         release.set()
         await first
         assert budget.held == 0
