@@ -25,7 +25,7 @@ from vox_control.audio.decode import AudioLimits, PcmBuffer, Source, decode_bloc
 from vox_control.sessions.merge import WindowTranscript, merge_windows
 from vox_control.sessions.voiced import quietest
 
-WINDOW_SECONDS = 20 * 60.0
+WINDOW_SECONDS = 10 * 60.0
 SEARCH_SECONDS = 60.0  # a window ends at the quietest moment of its last minute
 _FRAME_SLACK = 64 * 1024  # a Transcribe frame's fields besides the audio
 
@@ -52,7 +52,7 @@ def window_samples(rate: int, max_frame_bytes: int) -> int:
 def open_audio(source: Source, rate: int, limits: AudioLimits, window: int) -> Pcm | LongAudio:
     """Decode ``source`` up to one window (blocking: run it in a thread); bad headers fail here."""
     blocks = decode_blocks(source, rate, limits)
-    head = PcmBuffer()
+    head = PcmBuffer(min(window + window // 8, rate * 60))  # grows to about one window
     if _fill(head, blocks, window + 1):
         return LongAudio(head, blocks, rate, window)
     return head.take()
