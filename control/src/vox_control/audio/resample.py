@@ -70,3 +70,27 @@ def resample(pcm: npt.NDArray[Any], in_rate: int, out_rate: int) -> npt.NDArray[
     """One whole float32 buffer to ``out_rate`` (a stream of one push)."""
     out = Resampler(in_rate, out_rate, "float32").push(pcm, last=True)
     return np.asarray(out, dtype=np.float32)
+
+
+class ToRate:
+    """PCM16 pushed at any rate, out at ``out_rate``: a stream whose source rate may change
+    between pushes (a rate change flushes the old resampler's tail first, so nothing is lost)."""
+
+    def __init__(self, out_rate: int) -> None:
+        self.out_rate = out_rate
+        self._resampler: Resampler | None = None
+
+    def push(self, pcm: bytes, rate: int) -> bytes:
+        head = b""
+        if self._resampler is None or self._resampler.in_rate != rate:
+            head = self.flush()
+            self._resampler = Resampler(rate, self.out_rate)
+        return head + self._resampler.push_pcm16(pcm)
+
+    def flush(self) -> bytes:
+        """The buffered tail; the next push starts a new stream."""
+        if self._resampler is None:
+            return b""
+        tail = self._resampler.push_pcm16(b"", last=True)
+        self._resampler = None
+        return tail
