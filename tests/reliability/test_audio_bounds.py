@@ -5,7 +5,8 @@ plane peaked at 3.9 GB and answered 500 FrameTooLarge after 12 s. Each case here
 the test, sent over HTTP (and the 1 Hz one over the streaming WebSocket), and the server's
 peak RSS (VmHWM) must stay where it was; a last test repeats the worst case in a control plane
 whose address space is capped a few hundred MB above its size (RLIMIT_AS), and checks it
-still serves a real transcription afterwards.
+still serves a real transcription afterwards; the last one checks the duration limit (413)
+and the global upload budget (503).
 """
 
 from __future__ import annotations
@@ -131,19 +132,35 @@ def test_a_memory_limited_control_plane_survives(server: VoxServer) -> None:
         resource.prlimit(pid, resource.RLIMIT_AS, old)
 
 
-def test_duration_past_the_limit_is_413(tmp_path: Path) -> None:
-    """A file longer than VOX_MAX_AUDIO_SECONDS: 413 from the header, with the limit named."""
+def test_duration_and_upload_budget_limits(tmp_path: Path) -> None:
+    """A file longer than VOX_MAX_AUDIO_SECONDS: 413 from the header, with the limit named;
+    a body past VOX_MAX_UPLOAD_BYTES_TOTAL: 503 with Retry-After before it is read."""
     vox = VoxServer(
         tmp_path / "home",
         tmp_path / "server.log",
-        env={"VOX_MAX_AUDIO_SECONDS": "5", "VOX_PULL_DEFAULTS": "false"},
+        env={
+            "VOX_MAX_AUDIO_SECONDS": "5",
+            "VOX_MAX_UPLOAD_BYTES_TOTAL": "1000000",
+            "VOX_PULL_DEFAULTS": "false",
+        },
     )
     vox.start()
     try:
         pull(vox, MODEL)
         status, body, _ = _post(vox, wav(16000, 1, SECOND * 8))
+        with vox.client() as client:
+            busy = client.post(
+                "/v1/audio/transcriptions",
+                data={"model": MODEL},
+                files={"file": ("big.wav", wav(16000, 1, SECOND * 40), "audio/wav")},
+            )
+            health = client.get("/api/health")
     finally:
         vox.stop()
     assert status == 413, body
     message = body["error"]["message"]
     assert "limit of 5 s; it says 8 s (VOX_MAX_AUDIO_SECONDS)" in message, message
+    assert busy.status_code == 503, busy.text
+    assert busy.headers["Retry-After"]
+    assert "VOX_MAX_UPLOAD_BYTES_TOTAL" in busy.json()["error"]["message"]
+    assert health.status_code == 200
