@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -76,8 +75,9 @@ async def run_transcription(
 ) -> Transcript:
     """Send decoded PCM to the model's runner; the runner never sees a container."""
     if isinstance(pcm, LongAudio):  # longer than one request carries: window by window
-        whole = functools.partial(run_transcription, services, name, rate=rate, options=options)
-        return await transcribe_long(pcm, functools.partial(whole, keep_alive=keep_alive))
+        return await transcribe_long(
+            pcm, lambda part: run_transcription(services, name, part, rate, options, keep_alive)
+        )
     async with services.scheduler.use(name, keep_alive=keep_alive) as model:
         if model.info.sample_rate and model.info.sample_rate != rate:
             # The catalog did not say (or said wrong): one more pass, to the rate the model has.
