@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vox_control.audio.resample import Resampler
+from vox_control.errors import BadRequest
 
 WHISPER_RATE = 16000
 # Upload containers and codecs this decoder is tested with (any format FFmpeg reads works).
@@ -47,11 +48,13 @@ class AudioLimits:
 FRAME_LIMITS = AudioLimits(max_seconds=600.0, setting="one streamed frame's limit")
 
 
-class AudioDecodeError(ValueError):
-    """The upload is empty, not audio, or corrupt (HTTP 400)."""
+class AudioDecodeError(BadRequest, ValueError):
+    """The upload is empty, not audio, or corrupt."""
 
-    status = 400
     code = "invalid_audio"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="file")
 
 
 class AudioTooLong(AudioDecodeError):
