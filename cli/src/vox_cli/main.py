@@ -137,6 +137,14 @@ def serve(
     ws_ping_timeout: Annotated[
         float | None, _flag("ws_ping_timeout", "Seconds a WebSocket pong may take (0: no limit).")
     ] = None,
+    max_upload_bytes_total: Annotated[
+        int | None,
+        _flag("max_upload_bytes_total", "Upload bytes all requests may hold at once (then 503)."),
+    ] = None,
+    max_audio_seconds: Annotated[
+        float | None,
+        _flag("max_audio_seconds", "Longest audio one transcription accepts (then 413)."),
+    ] = None,
 ) -> None:
     from vox_control.serve import serve as run_server
 
@@ -168,6 +176,8 @@ def serve(
         timeout_body=timeout_body,
         ws_ping_interval=ws_ping_interval,
         ws_ping_timeout=ws_ping_timeout,
+        max_upload_bytes_total=max_upload_bytes_total,
+        max_audio_seconds=max_audio_seconds,
     )
     run_server(settings)
 

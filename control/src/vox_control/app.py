@@ -17,6 +17,7 @@ from vox_control.renderers import (
     request_id_middleware,
 )
 from vox_control.routes.compat import VoxRuntimeController
+from vox_control.routes.forms import UploadBudget
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
@@ -63,7 +64,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         exception_handlers=EXCEPTION_HANDLERS,
         # Every request and session gets an id: in its response headers, its error bodies and
         # events, and the server log lines about it.
-        middleware=[request_id_middleware],
+        middleware=[
+            request_id_middleware,
+            UploadBudget(settings.max_upload_bytes_total).middleware,
+        ],
         before_send=[request_id_header],
         lifespan=[lifespan],
         request_max_body_size=settings.max_upload_bytes,

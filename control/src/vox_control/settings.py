@@ -78,6 +78,11 @@ class Settings:
     queue_timeout: float = 30.0  # longest wait for memory before 503
     drain_timeout: float = 10.0  # on SIGTERM, how long in-flight requests may finish
     max_upload_bytes: int = 200 * 1024 * 1024
+    # Upload bytes all requests together may hold at once (spooled to disk, then decoded):
+    # past it, 503 with Retry-After. Decoded audio longer than max_audio_seconds gets 413;
+    # longer than one runner frame holds, it is transcribed in windows (audio.long_audio).
+    max_upload_bytes_total: int = 512 * 1024 * 1024
+    max_audio_seconds: float = 4 * 3600.0
     # WebSocket streaming sessions: the most audio (STT) or text (TTS) one session may carry.
     stream_max_audio_seconds: float = 4 * 3600.0
     stream_max_text_chars: int = 1_000_000
