@@ -77,6 +77,13 @@ class VoxClient:
     def post_json(self, path: str, body: dict[str, Any]) -> httpx.Response:
         return self._call("POST", path, json=body)
 
+    def post_stream(
+        self, path: str, body: Iterator[bytes], content_type: str, params: dict[str, Any]
+    ) -> Any:
+        """POST a body produced as it is sent (chunked), with query ``params``."""
+        headers = {"Content-Type": content_type}
+        return self._call("POST", path, content=body, headers=headers, params=params).json()
+
     def post_files(self, path: str, files: dict[str, Any], data: dict[str, Any]) -> Any:
         return self._call("POST", path, files=files, data=data).json()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -80,6 +81,10 @@ def serve(
     insecure: Annotated[
         bool | None, Parameter(help="Allow a non-loopback --host without an API key.")
     ] = None,
+    allow_local_dir: Annotated[
+        list[str] | None,
+        Parameter(help="A root whose directories HTTP clients may register (repeatable)."),
+    ] = None,
 ) -> None:
     """Start the Vox server. Each flag also reads VOX_*: --max-loaded from VOX_MAX_LOADED."""
     from vox_control.serve import serve as run_server
@@ -104,6 +109,7 @@ def serve(
         realtime_model=realtime_model,
         api_key_file=api_key_file,
         insecure=insecure,
+        allow_local_dir=os.pathsep.join(allow_local_dir) if allow_local_dir else None,
     )
     run_server(settings)
 
@@ -116,15 +122,27 @@ def pull(
     as_: Annotated[str | None, Parameter(name="--as", help="Name for hf:// or a dir.")] = None,
     type: Annotated[str | None, Parameter(help="stt or tts, if the adapter is new.")] = None,
     revision: Annotated[str | None, Parameter(help="Branch, tag or commit (hf://).")] = None,
+    verify: Annotated[
+        bool, Parameter(help="Hash every installed file; fetch again what does not match.")
+    ] = False,
     host: Host = None,
 ) -> None:
-    """Download a model (a name, hf://owner/repo or ./dir with --adapter and --as)."""
+    """Download a model (a name, hf://owner/repo, or ./dir with --adapter and --as).
+
+    A directory is read by this command and sent to the server, which then holds a private
+    copy; it must be re-sent (not re-pulled) to change it.
+    """
     with VoxClient(host) as client, PullProgress(err) as progress:
         if models.is_source(name):
+            is_dir = not name.startswith("hf://")
             name = models.register(
                 client, name, as_name=as_, adapter=adapter, type=type, revision=revision
             )
-        for event in client.stream_lines("/api/pull", {"model": name, "stream": True}):
+            if is_dir:  # uploaded whole, sandbox included: nothing left to pull
+                console.print(f"[green]pulled {name}[/green]")
+                return
+        body = {"model": name, "stream": True, "verify": verify}
+        for event in client.stream_lines("/api/pull", body):
             if event.get("status") == "error":
                 raise CLIError(event.get("error", {}).get("message", "pull failed"))
             progress.update(event)

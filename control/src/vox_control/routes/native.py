@@ -24,6 +24,7 @@ class PullBody(msgspec.Struct, forbid_unknown_fields=False):
     model: str | None = None
     name: str | None = None  # Ollama's older field name
     stream: bool = True
+    verify: bool = False  # hash every installed file; re-fetch what does not match
 
 
 transcript_json = native_json  # the native transcript shape, kept under its first name
@@ -67,12 +68,12 @@ class NativeController(Controller):
         name = services.registry.resolve(name).name
         services.puller.check(name)  # a GPU-only model on a CPU server: 422, nothing fetched
         if not data.stream:
-            manifest = await services.puller.pull(name)
+            manifest = await services.puller.pull(name, verify=data.verify)
             return {"status": "success", "model": manifest.name}
 
         async def events() -> AsyncIterator[bytes]:
             try:
-                async for event in services.puller.events(name):
+                async for event in services.puller.events(name, verify=data.verify):
                     yield msgspec.json.encode(event) + b"\n"
             except Exception as exc:
                 # The stream already started with 200; the error travels as the last event,

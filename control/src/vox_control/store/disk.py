@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import hashlib
 import os
 import secrets
 import shutil
@@ -13,9 +14,13 @@ from pathlib import Path
 import filelock
 import msgspec
 
-from vox_control.store.registry import CatalogEntry, Source, split_name, validate_name
+from vox_control.store.entries import CatalogEntry, Source
+from vox_control.store.names import split_name, validate_name
 
 MANIFEST = "manifest.json"
+# A manifest whose files failed verification is renamed to this: the model is then not
+# installed (not listed, not loaded) until a pull repairs it, and the record stays for a look.
+DAMAGED = "manifest.damaged.json"
 MANIFEST_FORMAT = 1
 STAGING = ".staging"
 LOCKS = ".locks"
@@ -36,10 +41,25 @@ class NotInstalled(KeyError):
         return str(self.args[0])
 
 
+class ModelDamaged(Exception):
+    """Files of an installed model no longer match their manifest; the model was set aside."""
+
+    def __init__(self, name: str, files: builtins.list[str]) -> None:
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        super().__init__(
+            f"model '{name}' is damaged ({shown} no longer match what was pulled); "
+            f"run `vox pull {name}` to repair it"
+        )
+        self.name = name
+        self.files = files
+
+
 class ManifestFile(msgspec.Struct, frozen=True):
     path: str
     size: int
     sha256: str
+    # When the store last saw the file whole: a load re-hashes only files whose mtime moved.
+    mtime_ns: int | None = None
 
 
 class Manifest(msgspec.Struct, kw_only=True):
@@ -90,6 +110,26 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def hash_file(path: Path) -> str:
+    """The sha256 of a file, read in chunks."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _write_manifest(directory: Path, manifest: Manifest) -> None:
+    # Atomic and durable: the manifest's presence is what "installed" means.
+    tmp = directory / f".{MANIFEST}.{secrets.token_hex(4)}.tmp"
+    try:
+        with tmp.open("wb") as out:
+            out.write(msgspec.json.format(msgspec.json.encode(manifest), indent=2))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, directory / MANIFEST)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(directory)
+
+
 def _try_lock(lock: filelock.BaseFileLock) -> bool:
     try:
         lock.acquire(blocking=False)
@@ -105,9 +145,14 @@ class Store:
         self.root = root
         self.staging_root = root / STAGING
         self.locks_root = root / LOCKS
-        self.staging_root.mkdir(parents=True, exist_ok=True)
-        self.locks_root.mkdir(parents=True, exist_ok=True)
+        # Models copied from a user's directories are the user's files: the store is private.
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            root.chmod(0o700)
+        self.staging_root.mkdir(mode=0o700, exist_ok=True)
+        self.locks_root.mkdir(mode=0o700, exist_ok=True)
         self.clear_stale_staging()
+        self.clear_stale_locks()
 
     # ------------------------------------------------------------------ lookups
 
@@ -146,6 +191,39 @@ class Store:
             raise NotInstalled(name)
         return manifest
 
+    def verify(self, name: str, *, full: bool = False) -> None:
+        """Check an installed model's files against its manifest; raise ModelDamaged if not.
+
+        Cheap by default: sizes, and a hash only of files whose mtime moved since the store
+        last saw them whole; ``full`` hashes every file. A damaged model is set aside (its
+        manifest renamed), so it is no longer installed and the next pull fetches it again.
+        """
+        manifest = self.manifest(name)
+        base = self.path(name)
+        bad: builtins.list[str] = []
+        seen: builtins.list[ManifestFile] = []
+        for f in manifest.files:
+            try:
+                st = (base / f.path).stat()
+            except OSError:
+                bad.append(f.path)
+                continue
+            if st.st_size != f.size:
+                bad.append(f.path)
+            elif not full and f.mtime_ns == st.st_mtime_ns:
+                seen.append(f)
+            elif hash_file(base / f.path) != f.sha256:
+                bad.append(f.path)
+            else:
+                seen.append(msgspec.structs.replace(f, mtime_ns=st.st_mtime_ns))
+        if bad:
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(base / MANIFEST, base / DAMAGED)
+            raise ModelDamaged(name, bad)
+        if seen != manifest.files:
+            # Hashed whole just now: record the mtimes so the next load is cheap again.
+            _write_manifest(base, msgspec.structs.replace(manifest, files=seen))
+
     def list(self) -> builtins.list[Manifest]:
         """Every complete installed model, sorted by name."""
         found: builtins.list[Manifest] = []
@@ -172,10 +250,44 @@ class Store:
         family, tag = split_name(name)
         return filelock.FileLock(self.locks_root / f"{family}__{tag}.lock")
 
+    def release_model_lock(self, name: str, lock: filelock.BaseFileLock) -> None:
+        """Release a held model lock, removing its file first unless the model is installed.
+
+        Removing while held is safe: a waiter that opened the old file sees it unlinked once it
+        gets the lock and starts over (filelock checks st_nlink). Unknown names leave nothing.
+        """
+        if not self.path(name).is_dir():
+            with contextlib.suppress(OSError):
+                Path(lock.lock_file).unlink()
+        lock.release()
+
+    def clear_stale_locks(self) -> int:
+        """Remove lock files of models that are not installed and that nobody holds."""
+        removed = 0
+        for stray in sorted(self.locks_root.glob("*.lock")):
+            family, _, tag = stray.stem.partition("__")
+            try:
+                name = validate_name(f"{family}:{tag}")
+            except ValueError:
+                name = None
+            if name is not None and self.path(name).is_dir():
+                continue
+            lock = filelock.FileLock(stray)
+            if _try_lock(lock):
+                with contextlib.suppress(OSError):
+                    stray.unlink()
+                lock.release()
+                removed += 1
+        return removed
+
     def remove(self, name: str) -> None:
         """Delete an installed model (waits for a pull of it that is under way)."""
         target = self.path(name)
-        with self.model_lock(name):
+        if not target.is_dir():
+            raise NotInstalled(name)  # before the lock: an unknown name creates no file
+        lock = self.model_lock(name)
+        lock.acquire()
+        try:
             if not target.is_dir():
                 raise NotInstalled(name)
             # Rename first so the model vanishes at once even if deleting takes a while.
@@ -185,6 +297,8 @@ class Store:
             shutil.rmtree(trash, ignore_errors=True)
             with contextlib.suppress(OSError):
                 target.parent.rmdir()  # only succeeds once the family has no tags left
+        finally:
+            self.release_model_lock(name, lock)
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
@@ -195,7 +309,7 @@ class Store:
         lock.acquire()
         directory = self.staging_root / token
         try:
-            directory.mkdir()
+            directory.mkdir(mode=0o700)
             yield directory
         finally:
             shutil.rmtree(directory, ignore_errors=True)
@@ -233,27 +347,30 @@ class Store:
                     stray.unlink()
         return removed
 
-    def commit(self, staging_dir: Path, manifest: Manifest) -> Path:
-        """Install ``staging_dir`` as ``manifest.name``; call with the model lock held."""
+    def commit(self, staging_dir: Path, manifest: Manifest) -> Manifest:
+        """Install ``staging_dir`` as ``manifest.name``; call with the model lock held.
+
+        Returns the manifest as recorded: with each file's mtime as the store saw it.
+        """
         if staging_dir.parent != self.staging_root or not staging_dir.is_dir():
             raise StoreError(f"{staging_dir} is not a staging directory of this store")
         validate_name(manifest.name)
+        files = []
         for f in manifest.files:
             try:
-                size = (staging_dir / f.path).stat().st_size
+                st = (staging_dir / f.path).stat()
             except OSError as exc:
                 raise StoreError(f"{manifest.name}: file {f.path} is missing: {exc}") from exc
-            if size != f.size:
-                raise StoreError(f"{manifest.name}: file {f.path} is {size} bytes, not {f.size}")
+            if st.st_size != f.size:
+                raise StoreError(
+                    f"{manifest.name}: file {f.path} is {st.st_size} bytes, not {f.size}"
+                )
+            files.append(msgspec.structs.replace(f, mtime_ns=st.st_mtime_ns))
         # The manifest goes in last and durably: its presence is what "installed" means.
-        data = msgspec.json.format(msgspec.json.encode(manifest), indent=2)
-        with (staging_dir / MANIFEST).open("wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        _fsync_dir(staging_dir)
+        manifest = msgspec.structs.replace(manifest, files=files)
+        _write_manifest(staging_dir, manifest)
         target = self.path(manifest.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         old: Path | None = None
         if target.exists():
             old = self.staging_root / f"{secrets.token_hex(8)}.replaced"
@@ -262,7 +379,7 @@ class Store:
         _fsync_dir(target.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        return target
+        return manifest
 
     @classmethod
     def for_home(cls, home: Path) -> Store:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
 import httpx
 
-from vox_control.store.disk import Manifest, Store
+from vox_control.store.disk import Manifest, ModelDamaged, Store
 from vox_control.store.registry import CatalogEntry, HFSource, LocalSource, PyPISource
 from vox_control.store.sources.base import (
     IntegrityError,
@@ -39,13 +43,25 @@ async def pull_model(
     offline: bool = False,
     client: httpx.AsyncClient | None = None,
     progress: ProgressCallback | None = None,
+    verify: bool = False,
+    local_roots: Sequence[Path] = (),
 ) -> Manifest:
-    """Install ``entry`` into ``store`` from wherever its source says; idempotent."""
+    """Install ``entry`` into ``store`` from wherever its source says; idempotent.
+
+    An installed model is checked first (``verify``: every file hashed; else sizes, and hashes
+    of files whose mtime moved); files that no longer match are fetched again.
+    """
     if store.is_installed(entry.name):
-        # Put there before (or by other means): nothing to fetch, no network needed.
-        if progress is not None:
-            progress(PullEvent(status="success"))
-        return store.manifest(entry.name)
+        try:
+            await asyncio.to_thread(store.verify, entry.name, full=verify)
+        except ModelDamaged as exc:
+            if progress is not None:
+                progress(PullEvent(status=f"repairing: {exc}"))
+        else:
+            # Put there before (or by other means): nothing to fetch, no network needed.
+            if progress is not None:
+                progress(PullEvent(status="success"))
+            return store.manifest(entry.name)
     source = entry.source
     if offline and not isinstance(source, LocalSource):
         raise OfflineError(
@@ -57,7 +73,7 @@ async def pull_model(
     if isinstance(source, HFSource):
         return await pull_hf(entry, store, endpoint=hf_endpoint, token=hf_token, progress=progress)
     if isinstance(source, LocalSource):
-        return await pull_local(entry, store, progress=progress)
+        return await pull_local(entry, store, roots=local_roots, progress=progress)
     raise UnsupportedSource(
         f"{entry.name}: downloading from source kind '{entry.source.kind}' is not supported"
     )

@@ -158,20 +158,23 @@ async def install(
     build: Callable[[list[ManifestFile]], Manifest],
     fetch: Fetch,
     progress: ProgressCallback | None,
+    *,
+    replace: bool = False,
 ) -> Manifest:
     """Fetch ``name`` into a staging dir under its model lock and commit it atomically.
 
     Already installed (before or after waiting for the lock): returns its manifest with only a
-    "success" event. Any failure or cancellation leaves no staging dir and nothing installed.
+    "success" event, unless ``replace`` (an upload brings new files whatever is installed).
+    Any failure or cancellation leaves no staging dir and nothing installed.
     """
     emit = Emitter(progress, asyncio.get_running_loop())
-    if store.is_installed(name):
+    if store.is_installed(name) and not replace:
         emit(PullEvent(status="success"))
         return store.manifest(name)
     lock = store.model_lock(name)
     await acquire(lock, emit, name)
     try:
-        if store.is_installed(name):
+        if store.is_installed(name) and not replace:
             # Someone else pulled it while we waited.
             emit(PullEvent(status="success"))
             return store.manifest(name)
@@ -179,8 +182,7 @@ async def install(
             with store.staging() as staging:
                 files = await fetch(staging, emit)
                 emit(PullEvent(status="writing manifest"))
-                manifest = build(files)
-                store.commit(staging, manifest)
+                manifest = store.commit(staging, build(files))
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise PullError(
@@ -188,6 +190,6 @@ async def install(
                 ) from exc
             raise PullError(f"cannot write {name} into {store.root}: {exc}") from exc
     finally:
-        lock.release()
+        store.release_model_lock(name, lock)
     emit(PullEvent(status="success"))
     return manifest
