@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import msgspec
+from vox_protocol import Load, RunnerMessage
 from vox_sandboxes import RunnerSource, SandboxError, SandboxManager
 
 from vox_control.errors import BadRequest, ModelNotFound, Unavailable
-from vox_control.runner_client import RunnerClient
+from vox_control.runner_client import RunnerClient, RunnerDied, RunnerRequestError
 from vox_control.scheduler.loop import LoadSpec, Scheduler
 from vox_control.settings import Settings
 from vox_control.store.disk import Manifest, ModelDamaged, NotInstalled, Store
@@ -315,19 +316,32 @@ class Services:
         self._suspect.discard(name)
 
     async def spawn(self, spec: LoadSpec) -> RunnerClient:
+        runner = await _LoadWatchedRunner.start(
+            spec.name,
+            spec.python,
+            spec.adapter,
+            max_frame=self.settings.max_frame_bytes,
+            timeout=self.settings.runner_start_timeout,
+            extra_args=("--parallel", str(max(self.settings.num_parallel, 1))),
+        )
+        if isinstance(runner, _LoadWatchedRunner):  # start() builds its own class
+            runner.on_load_failed = functools.partial(self._suspect.add, spec.name)
+        return runner
+
+
+class _LoadWatchedRunner(RunnerClient):
+    """A runner client that reports a failed Load: a runner that crashes or errors while
+    reading the model may have met a damaged file whose mtime did not move, so the next
+    load of that model hashes every file first."""
+
+    on_load_failed: Callable[[], None] = staticmethod(lambda: None)
+
+    async def request(self, message: Any) -> RunnerMessage:
         try:
-            return await RunnerClient.start(
-                spec.name,
-                spec.python,
-                spec.adapter,
-                max_frame=self.settings.max_frame_bytes,
-                timeout=self.settings.runner_start_timeout,
-                extra_args=("--parallel", str(max(self.settings.num_parallel, 1))),
-            )
-        except Exception:
-            # A runner that dies while loading may have read a damaged file whose mtime did
-            # not move: the next load of this model hashes every file first.
-            self._suspect.add(spec.name)
+            return await super().request(message)
+        except (RunnerDied, RunnerRequestError):
+            if isinstance(message, Load):
+                self.on_load_failed()
             raise
 
 

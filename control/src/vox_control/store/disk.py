@@ -46,8 +46,9 @@ class ModelDamaged(Exception):
 
     def __init__(self, name: str, files: builtins.list[str]) -> None:
         shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        verb = "does" if len(files) == 1 else "do"
         super().__init__(
-            f"model '{name}' is damaged ({shown} no longer match what was pulled); "
+            f"model '{name}' is damaged: {shown} {verb} not match what was pulled; "
             f"run `vox pull {name}` to repair it"
         )
         self.name = name
