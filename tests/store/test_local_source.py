@@ -176,3 +176,17 @@ def test_an_upload_replaces_the_installed_model_and_leaves_no_staging(
         asyncio.run(install_upload(entry, store, io.BytesIO(b"junk" * 300)))
     assert (store.path("mine:v") / "model.onnx").read_bytes() == b"v2"  # the old one stays
     assert list(store.staging_root.iterdir()) == []
+
+
+def test_an_entry_outside_the_roots_is_refused_at_pull_time(tmp_path: Path, root: Path) -> None:
+    # A user entry written before roots existed, or a directory swapped for a link since.
+    (root / "later").symlink_to(tmp_path)
+    store = Store(tmp_path / "models")
+    for path in (str(tmp_path), str(root / "later")):
+        entry = CatalogEntry(
+            name="old:v", type="tts", adapter="piper", source=LocalSource(path=path)
+        )
+        with pytest.raises(LocalDirRefused):
+            asyncio.run(pull_model(entry, store, local_roots=[root]))
+    assert store.list() == []
+    assert list(store.staging_root.iterdir()) == []
