@@ -9,8 +9,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from vox_control.store.disk import DAMAGED, MANIFEST, ModelDamaged, Store
+from vox_control.store.disk import MANIFEST, Store
 from vox_control.store.entries import LocalSource
+from vox_control.store.integrity import DAMAGED, ModelDamaged, verify
 from vox_control.store.registry import CatalogEntry
 from vox_control.store.sources import pull_model
 
@@ -37,8 +38,8 @@ def test_manifest_records_mtimes_and_a_clean_model_verifies(store: Store) -> Non
     manifest = install(store, NAME)
     model = store.path(NAME) / "model.bin"
     assert manifest.files[0].mtime_ns == model.stat().st_mtime_ns
-    store.verify(NAME)
-    store.verify(NAME, full=True)
+    verify(store, NAME)
+    verify(store, NAME, full=True)
     assert store.is_installed(NAME)
 
 
@@ -46,7 +47,7 @@ def test_same_size_corruption_is_found_by_the_cheap_check(store: Store) -> None:
     install(store, NAME)
     flip_byte(store.path(NAME) / "model.bin")
     with pytest.raises(ModelDamaged, match=r"model.bin does not match.*vox pull whisper:tiny.en"):
-        store.verify(NAME)
+        verify(store, NAME)
     # Set aside: not installed, not listed, the record kept for a look.
     assert not store.is_installed(NAME)
     assert store.list() == []
@@ -57,10 +58,10 @@ def test_same_size_corruption_is_found_by_the_cheap_check(store: Store) -> None:
 def test_corruption_that_keeps_the_mtime_needs_the_full_check(store: Store) -> None:
     install(store, NAME)
     flip_byte(store.path(NAME) / "model.bin", keep_mtime=True)
-    store.verify(NAME)  # cheap: size and mtime agree, so nothing is hashed
+    verify(store, NAME)  # cheap: size and mtime agree, so nothing is hashed
     assert store.is_installed(NAME)
     with pytest.raises(ModelDamaged):
-        store.verify(NAME, full=True)
+        verify(store, NAME, full=True)
     assert not store.is_installed(NAME)
 
 
@@ -69,7 +70,7 @@ def test_a_touched_but_intact_file_is_hashed_once_and_its_mtime_recorded(store: 
     model = store.path(NAME) / "model.bin"
     st = model.stat()
     os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
-    store.verify(NAME)
+    verify(store, NAME)
     assert store.manifest(NAME).files[0].mtime_ns == model.stat().st_mtime_ns
 
 
@@ -78,7 +79,7 @@ def test_a_missing_or_truncated_file_is_damage(store: Store) -> None:
     (store.path(NAME) / "model.bin").write_bytes(b"w")
     assert not store.is_installed(NAME)  # sizes were always checked
     with pytest.raises(KeyError):
-        store.verify(NAME)
+        verify(store, NAME)
 
 
 def test_pull_repairs_a_damaged_local_model(tmp_path: Path, store: Store) -> None:
@@ -131,3 +132,20 @@ def test_the_store_is_private(tmp_path: Path) -> None:
     install(store, NAME)
     for path in (store.root, store.path(NAME), store.path(NAME).parent, store.staging_root):
         assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+
+
+def test_a_model_being_pulled_is_not_set_aside_under_the_pull(store: Store) -> None:
+    # A pull holds the lock and will replace the files: what verify saw may be stale.
+    install(store, NAME)
+    flip_byte(store.path(NAME) / "model.bin")
+    lock = store.model_lock(NAME)
+    lock.acquire()
+    try:
+        with pytest.raises(ModelDamaged):
+            verify(store, NAME)
+        assert (store.path(NAME) / MANIFEST).exists()
+    finally:
+        lock.release()
+    with pytest.raises(ModelDamaged):
+        verify(store, NAME)
+    assert not (store.path(NAME) / MANIFEST).exists()

@@ -18,8 +18,9 @@ from vox_control.errors import BadRequest, ModelNotFound, Unavailable
 from vox_control.runner_client import RunnerClient, RunnerDied, RunnerRequestError
 from vox_control.scheduler.loop import LoadSpec, Scheduler
 from vox_control.settings import Settings
-from vox_control.store.disk import Manifest, ModelDamaged, NotInstalled, Store
+from vox_control.store.disk import Manifest, NotInstalled, Store
 from vox_control.store.families import blend_voices, check_device
+from vox_control.store.integrity import ModelDamaged, verify
 from vox_control.store.registry import (
     CatalogEntry,
     InvalidModelName,
@@ -310,7 +311,7 @@ class Services:
     async def _verify(self, name: str, *, full: bool) -> None:
         """The model's files against its manifest: mtimes and sizes, or every hash (``full``)."""
         try:
-            await asyncio.to_thread(self.store.verify, name, full=full)
+            await asyncio.to_thread(verify, self.store, name, full=full)
         except ModelDamaged as exc:
             raise Unavailable(str(exc)) from exc
         except NotInstalled as exc:

@@ -91,13 +91,25 @@ def _parse_source(body: RegisterBody, services: Services) -> Source:
     return LocalSource(path=str(allowed_dir(raw, services.settings.local_dir_roots)))
 
 
+def _check_entry(services: Services, entry: CatalogEntry, *, upload: bool = False) -> None:
+    """Refuse a user entry that would shadow a catalog name or replace another installed model.
+
+    An upload may replace an uploaded (local) model of its name: the user sent new files.
+    """
+    if entry.name in services.registry and services.store.is_installed(entry.name):
+        old = services.registry.get(entry.name)
+        if not (isinstance(old.source, LocalSource) if upload else old == entry):
+            raise Conflict(
+                f"model '{entry.name}' is installed from another source; "
+                f"`vox rm {entry.name}` first"
+            )
+    try:
+        services.registry.check_user_name(entry.name)
+    except CatalogError as exc:
+        raise BadRequest(str(exc), param="name") from exc
+
+
 def _save_entry(services: Services, entry: CatalogEntry) -> str:
-    """Keep ``entry`` in the user catalog, unless it would replace another installed model."""
-    installed = services.store.is_installed(entry.name)
-    if installed and entry.name in services.registry and services.registry.get(entry.name) != entry:
-        raise Conflict(
-            f"model '{entry.name}' is installed from another source; `vox rm {entry.name}` first"
-        )
     try:
         return str(services.registry.save_user(entry))
     except CatalogError as exc:
@@ -191,6 +203,7 @@ class ModelsController(Controller):
             sample_rate=data.sample_rate,
             voices=data.voices,
         )
+        _check_entry(services, entry)
         path = _save_entry(services, entry)
         return {"status": "success", "model": entry.name, "file": path}
 
@@ -219,13 +232,22 @@ class ModelsController(Controller):
         entry = _user_entry(
             services, name, adapter, model_type, source, description=f"user model from {path}"
         )
-        _save_entry(services, entry)
+        _check_entry(services, entry, upload=True)
         reader = io.BufferedReader(ChunkReader(request.stream(), asyncio.get_running_loop()))
         try:
             manifest = await services.puller.upload(entry, reader)
         except BadUpload as exc:
             raise BadRequest(str(exc)) from exc
-        return {"status": "success", "model": entry.name, "files": len(manifest.files)}
+        # Kept only once installed: a failed upload leaves no entry behind.
+        _save_entry(services, entry)
+        # A loaded runner still holds the old files: the next request loads the new ones.
+        unloaded = await services.scheduler.unload(entry.name)
+        return {
+            "status": "success",
+            "model": entry.name,
+            "files": len(manifest.files),
+            "unloaded": unloaded,
+        }
 
 
 async def remove_model(services: Services, requested: str) -> dict[str, Any]:

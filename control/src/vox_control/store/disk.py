@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import hashlib
 import os
 import secrets
 import shutil
@@ -18,9 +17,6 @@ from vox_control.store.entries import CatalogEntry, Source
 from vox_control.store.names import split_name, validate_name
 
 MANIFEST = "manifest.json"
-# A manifest whose files failed verification is renamed to this: the model is then not
-# installed (not listed, not loaded) until a pull repairs it, and the record stays for a look.
-DAMAGED = "manifest.damaged.json"
 MANIFEST_FORMAT = 1
 STAGING = ".staging"
 LOCKS = ".locks"
@@ -39,20 +35,6 @@ class NotInstalled(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
-
-
-class ModelDamaged(Exception):
-    """Files of an installed model no longer match their manifest; the model was set aside."""
-
-    def __init__(self, name: str, files: builtins.list[str]) -> None:
-        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
-        verb = "does" if len(files) == 1 else "do"
-        super().__init__(
-            f"model '{name}' is damaged: {shown} {verb} not match what was pulled; "
-            f"run `vox pull {name}` to repair it"
-        )
-        self.name = name
-        self.files = files
 
 
 class ManifestFile(msgspec.Struct, frozen=True):
@@ -111,14 +93,8 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def hash_file(path: Path) -> str:
-    """The sha256 of a file, read in chunks."""
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _write_manifest(directory: Path, manifest: Manifest) -> None:
-    # Atomic and durable: the manifest's presence is what "installed" means.
+def write_manifest(directory: Path, manifest: Manifest) -> None:
+    """Write ``directory``'s manifest atomically and durably: its presence means installed."""
     tmp = directory / f".{MANIFEST}.{secrets.token_hex(4)}.tmp"
     try:
         with tmp.open("wb") as out:
@@ -131,7 +107,8 @@ def _write_manifest(directory: Path, manifest: Manifest) -> None:
     _fsync_dir(directory)
 
 
-def _try_lock(lock: filelock.BaseFileLock) -> bool:
+def try_lock(lock: filelock.BaseFileLock) -> bool:
+    """Take ``lock`` if nobody holds it; never waits."""
     try:
         lock.acquire(blocking=False)
     except filelock.Timeout:
@@ -161,7 +138,8 @@ class Store:
         family, tag = split_name(name)
         return self.root / family / tag
 
-    def _read_manifest(self, name: str) -> Manifest | None:
+    def read_manifest(self, name: str) -> Manifest | None:
+        """The manifest on disk as it is, whatever the files say (None if none or unreadable)."""
         try:
             data = (self.path(name) / MANIFEST).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
@@ -181,49 +159,21 @@ class Store:
                 return False
         return True
 
-    def is_installed(self, name: str) -> bool:
-        """Manifest present and readable, and every file there with its recorded size."""
-        manifest = self._read_manifest(name)
-        return manifest is not None and manifest.name == name and self._complete(manifest)
-
-    def manifest(self, name: str) -> Manifest:
-        manifest = self._read_manifest(name)
+    def _installed(self, name: str) -> Manifest | None:
+        manifest = self.read_manifest(name)
         if manifest is None or manifest.name != name or not self._complete(manifest):
-            raise NotInstalled(name)
+            return None
         return manifest
 
-    def verify(self, name: str, *, full: bool = False) -> None:
-        """Check an installed model's files against its manifest; raise ModelDamaged if not.
+    def is_installed(self, name: str) -> bool:
+        """Manifest present and readable, and every file there with its recorded size."""
+        return self._installed(name) is not None
 
-        Cheap by default: sizes, and a hash only of files whose mtime moved since the store
-        last saw them whole; ``full`` hashes every file. A damaged model is set aside (its
-        manifest renamed), so it is no longer installed and the next pull fetches it again.
-        """
-        manifest = self.manifest(name)
-        base = self.path(name)
-        bad: builtins.list[str] = []
-        seen: builtins.list[ManifestFile] = []
-        for f in manifest.files:
-            try:
-                st = (base / f.path).stat()
-            except OSError:
-                bad.append(f.path)
-                continue
-            if st.st_size != f.size:
-                bad.append(f.path)
-            elif not full and f.mtime_ns == st.st_mtime_ns:
-                seen.append(f)
-            elif hash_file(base / f.path) != f.sha256:
-                bad.append(f.path)
-            else:
-                seen.append(msgspec.structs.replace(f, mtime_ns=st.st_mtime_ns))
-        if bad:
-            with contextlib.suppress(FileNotFoundError):
-                os.replace(base / MANIFEST, base / DAMAGED)
-            raise ModelDamaged(name, bad)
-        if seen != manifest.files:
-            # Hashed whole just now: record the mtimes so the next load is cheap again.
-            _write_manifest(base, msgspec.structs.replace(manifest, files=seen))
+    def manifest(self, name: str) -> Manifest:
+        manifest = self._installed(name)
+        if manifest is None:
+            raise NotInstalled(name)
+        return manifest
 
     def list(self) -> builtins.list[Manifest]:
         """Every complete installed model, sorted by name."""
@@ -239,8 +189,8 @@ class Store:
                     validate_name(name)
                 except ValueError:
                     continue
-                manifest = self._read_manifest(name)
-                if manifest is not None and manifest.name == name and self._complete(manifest):
+                manifest = self._installed(name)
+                if manifest is not None:
                     found.append(manifest)
         return sorted(found, key=lambda m: m.name)
 
@@ -274,7 +224,7 @@ class Store:
             if name is not None and self.path(name).is_dir():
                 continue
             lock = filelock.FileLock(stray)
-            if _try_lock(lock):
+            if try_lock(lock):
                 with contextlib.suppress(OSError):
                     stray.unlink()
                 lock.release()
@@ -325,7 +275,7 @@ class Store:
             if entry.suffix == ".lock":
                 continue
             lock = filelock.FileLock(self.staging_root / f"{entry.name}.lock")
-            if not _try_lock(lock):
+            if not try_lock(lock):
                 continue  # a pull in progress owns it
             try:
                 if entry.is_dir() and not entry.is_symlink():
@@ -342,7 +292,7 @@ class Store:
             if (self.staging_root / stray.stem).exists():
                 continue
             lock = filelock.FileLock(stray)
-            if _try_lock(lock):
+            if try_lock(lock):
                 lock.release()
                 with contextlib.suppress(OSError):
                     stray.unlink()
@@ -369,7 +319,7 @@ class Store:
             files.append(msgspec.structs.replace(f, mtime_ns=st.st_mtime_ns))
         # The manifest goes in last and durably: its presence is what "installed" means.
         manifest = msgspec.structs.replace(manifest, files=files)
-        _write_manifest(staging_dir, manifest)
+        write_manifest(staging_dir, manifest)
         target = self.path(manifest.name)
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         old: Path | None = None

@@ -128,24 +128,29 @@ class Registry:
                 if alias not in self._entries:
                     self._aliases[alias] = entry.name
 
+    def check_user_name(self, name: str) -> Path:
+        """The user catalog directory if a user entry may take ``name``, else CatalogError."""
+        if self.user_dir is None:
+            raise CatalogError("this registry has no user catalog directory")
+        taken = self._origins.get(name)
+        if taken is not None and taken != "user":
+            raise CatalogError(f"'{name}' is already a {taken} model; choose another name")
+        if name in self._aliases:
+            target = self._aliases[name]
+            raise CatalogError(f"'{name}' is an alias of {target}; choose another name")
+        return self.user_dir
+
     def save_user(self, entry: CatalogEntry) -> Path:
         """Write ``entry`` under the user catalog (atomically) and add it; returns the file.
 
         A name taken by a bundled or remote entry, or by an alias, is refused: a user entry
         would silently shadow a model other people mean by that name.
         """
-        if self.user_dir is None:
-            raise CatalogError("this registry has no user catalog directory")
-        taken = self._origins.get(entry.name)
-        if taken is not None and taken != "user":
-            raise CatalogError(f"'{entry.name}' is already a {taken} model; choose another name")
-        if entry.name in self._aliases:
-            target = self._aliases[entry.name]
-            raise CatalogError(f"'{entry.name}' is an alias of {target}; choose another name")
+        user_dir = self.check_user_name(entry.name)
         family, tag = split_name(entry.name)
-        self.user_dir.mkdir(parents=True, exist_ok=True)
-        path = self.user_dir / f"{family}__{tag}.json"
-        tmp = self.user_dir / f".{path.name}.{os.getpid()}.tmp"
+        user_dir.mkdir(parents=True, exist_ok=True)
+        path = user_dir / f"{family}__{tag}.json"
+        tmp = user_dir / f".{path.name}.{os.getpid()}.tmp"
         try:
             with tmp.open("wb") as out:
                 out.write(msgspec.json.format(msgspec.json.encode(entry), indent=2))

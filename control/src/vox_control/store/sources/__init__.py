@@ -8,7 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from vox_control.store.disk import Manifest, ModelDamaged, Store
+from vox_control.store import integrity
+from vox_control.store.disk import Manifest, Store
 from vox_control.store.registry import CatalogEntry, HFSource, LocalSource, PyPISource
 from vox_control.store.sources.base import (
     IntegrityError,
@@ -53,8 +54,8 @@ async def pull_model(
     """
     if store.is_installed(entry.name):
         try:
-            await asyncio.to_thread(store.verify, entry.name, full=verify)
-        except ModelDamaged as exc:
+            await asyncio.to_thread(integrity.verify, store, entry.name, full=verify)
+        except integrity.ModelDamaged as exc:
             if progress is not None:
                 progress(PullEvent(status=f"repairing: {exc}"))
         else:
