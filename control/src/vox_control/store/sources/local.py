@@ -23,6 +23,7 @@ from typing import IO, Any
 from vox_control.store.disk import Manifest, ManifestFile, Store
 from vox_control.store.entries import RESERVED_FILES, CatalogEntry, LocalSource, check_relpath
 from vox_control.store.sources.base import (
+    CHUNK,
     Emitter,
     IntegrityError,
     ProgressCallback,
@@ -197,7 +198,7 @@ def extract_upload(
     """Unpack an uploaded tar stream of plain files into ``staging``; anything else is refused."""
     files: list[ManifestFile] = []
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:
             for member in tar:
                 if member.isdir():
                     continue
