@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import msgspec
 from vox_protocol import Load, RunnerMessage
-from vox_sandboxes import RunnerSource, SandboxError, SandboxManager
+from vox_sandboxes import RunnerSource, Sandbox, SandboxError, SandboxManager
 
 from vox_control.errors import BadRequest, ModelNotFound, Unavailable
 from vox_control.runner_client import RunnerClient, RunnerDied, RunnerRequestError
@@ -113,17 +113,17 @@ class Puller:
         await self.prepare_sandbox(entry.adapter)
         return await install_upload(entry, self._store, stream)
 
-    async def prepare_sandbox(self, adapter: str) -> None:
-        """Build the adapter's sandbox if needed; uv's output goes to the server log only."""
+    async def prepare_sandbox(self, adapter: str) -> Sandbox:
+        """The adapter's sandbox, built if needed; uv's output goes to the server log only."""
 
         def sandbox_log(line: str) -> None:
             log.debug("sandbox %s: %s", adapter, line)
 
         try:
-            await asyncio.to_thread(self._sandboxes.ensure, adapter, sandbox_log)
+            return await asyncio.to_thread(self._sandboxes.ensure, adapter, sandbox_log)
         except SandboxError as exc:
-            log.error("%s", exc)
-            raise Unavailable(exc.summary) from exc
+            # The summary says what failed (a full disk, say); uv's lines are the detail.
+            raise Unavailable(exc.summary, code="sandbox_unavailable", detail=str(exc)) from exc
 
     def _finish(self, name: str, _task: object = None) -> None:
         job = self._jobs.pop(name, None)
@@ -293,10 +293,7 @@ class Services:
         await self._verify(name, full=name in self._suspect)
         sandbox = self.sandboxes.get(manifest.adapter)
         if sandbox is None:
-            await self.puller.prepare_sandbox(manifest.adapter)
-            sandbox = self.sandboxes.get(manifest.adapter)
-            if sandbox is None:
-                raise Unavailable(f"the {manifest.adapter} sandbox vanished while it was built")
+            sandbox = await self.puller.prepare_sandbox(manifest.adapter)
         return LoadSpec(
             name=name,
             adapter=manifest.adapter,

@@ -36,6 +36,7 @@ TAR = "application/x-tar"
 class Conflict(VoxError):
     status = 409
     type = "invalid_request_error"
+    code = "conflict"
 
 
 class ModelBody(msgspec.Struct, forbid_unknown_fields=False):

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from vox_control.errors import ServerFault
 from vox_control.store.names import NAME_PART, validate_name
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -19,8 +20,10 @@ _DIST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 RESERVED_FILES = frozenset({"manifest.json"})
 
 
-class CatalogError(ValueError):
+class CatalogError(ServerFault, ValueError):
     """A catalog file that cannot be read or does not describe a valid entry."""
+
+    code = "catalog_error"
 
     def __init__(self, message: str, file: str | None = None) -> None:
         super().__init__(message)

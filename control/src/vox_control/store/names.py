@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import re
 
+from vox_control.errors import BadRequest
+
 MAX_NAME_LENGTH = 128
 # One part of a name, and an adapter name: what may appear in a path component of the store.
 NAME_PART = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
-class InvalidModelName(ValueError):
+class InvalidModelName(BadRequest, ValueError):
     """A model name that is not ``family:tag``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="model")
 
 
 def validate_name(name: str) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import msgspec
 
+from vox_control.errors import ModelNotFound
+
 # Entries and names live in their own modules; importers of this one keep their names.
 from vox_control.store.entries import (
     RESERVED_FILES,
@@ -56,7 +58,7 @@ __all__ = [
 ]
 
 
-class UnknownModel(KeyError):
+class UnknownModel(ModelNotFound, KeyError):
     """A well-formed name that the catalog does not know; ``args[0]`` is the message."""
 
     def __init__(self, name: str, suggestions: list[str]) -> None:

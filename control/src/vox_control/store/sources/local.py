@@ -48,12 +48,20 @@ MAX_UPLOAD_FILES = 10_000
 class LocalDirRefused(PullError):
     """A directory outside the allowed roots, or one that does not exist (never said which)."""
 
+    status = 400  # the request's source, not an upstream failure
+    type = "invalid_request_error"
+    code = "local_dir_refused"
+
     def __init__(self) -> None:
-        super().__init__(REFUSED)
+        super().__init__(REFUSED, param="source")
 
 
 class BadUpload(PullError):
     """An uploaded tar stream that is not a plain set of model files."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "bad_upload"
 
 
 class ChunkReader(io.RawIOBase):
