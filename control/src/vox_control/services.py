@@ -310,7 +310,7 @@ class Services:
         try:
             await asyncio.to_thread(verify, self.store, name, full=full)
         except ModelDamaged as exc:
-            raise Unavailable(str(exc)) from exc
+            raise Unavailable(str(exc), code="model_damaged") from exc
         except NotInstalled as exc:
             raise ModelNotFound(str(exc)) from exc
         self._suspect.discard(name)
