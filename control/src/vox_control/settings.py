@@ -93,6 +93,10 @@ class Settings:
     hf_endpoint: str = field(default_factory=_default_hf_endpoint)
     # Never touch the network: pulls of models not yet installed fail with a clear message.
     offline: bool = False
+    # Directories whose subdirectories /api/register and /api/pull may copy from, separated by
+    # os.pathsep; none by default, since over HTTP a path names the server's files, not the
+    # client's. `vox pull ./dir` uploads the files instead and needs none of this.
+    allow_local_dir: str = ""
     # Optional remote catalog: a URL of a JSON list of entries, or a directory of entry files.
     registry_url: str = ""
     runner_start_timeout: float = 60.0
@@ -135,6 +139,10 @@ class Settings:
     @property
     def catalog_dir(self) -> Path:
         return self.home / "catalog"
+
+    @property
+    def local_dir_roots(self) -> tuple[Path, ...]:
+        return tuple(Path(p).expanduser() for p in self.allow_local_dir.split(os.pathsep) if p)
 
     @property
     def resolved_device(self) -> str:
