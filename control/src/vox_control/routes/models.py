@@ -10,6 +10,7 @@ from typing import Any, Literal
 import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.params import Parameter
+from vox_sandboxes import parse_package
 
 from vox_control.errors import BadRequest, VoxError
 from vox_control.services import Services
@@ -57,6 +58,8 @@ class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
     license: str = ""
     sample_rate: int | None = None
     voices: list[str] = []
+    # name==version, or a .whl file / project dir under a --allow-local-dir root
+    adapter_package: str | None = None
 
 
 def _requested(body: ModelBody) -> str:
@@ -90,6 +93,30 @@ def _parse_source(body: RegisterBody, services: Services) -> Source:
     if not PurePosixPath(raw).is_absolute():
         raise LocalDirRefused
     return LocalSource(path=str(allowed_dir(raw, services.settings.local_dir_roots)))
+
+
+def _adapter_package(spec: str | None, services: Services) -> str | None:
+    """A package spec from a client: a path must lie under a --allow-local-dir root, as a
+    model directory must (installing a package runs its code as the server's user)."""
+    if spec is None:
+        return None
+    try:
+        parse_package(spec)
+    except ValueError as exc:
+        raise BadRequest(str(exc), param="adapter_package") from exc
+    if not spec.strip().startswith("/"):
+        return spec.strip()
+    path = PurePosixPath(spec.strip())
+    try:
+        parent = allowed_dir(str(path.parent), services.settings.local_dir_roots)
+    except LocalDirRefused as exc:
+        raise BadRequest(str(exc), param="adapter_package") from exc
+    if path.suffix == ".whl":
+        return str(parent / path.name)
+    try:
+        return str(allowed_dir(str(path), services.settings.local_dir_roots))
+    except LocalDirRefused as exc:
+        raise BadRequest(str(exc), param="adapter_package") from exc
 
 
 def _check_entry(services: Services, entry: CatalogEntry, *, upload: bool = False) -> None:
@@ -163,7 +190,7 @@ class ModelsController(Controller):
             body["revision"] = manifest.revision
             body["installed_at"] = manifest.installed_at
             body["path"] = str(services.store.path(entry.name))
-        sandbox = services.sandboxes.get(entry.adapter)
+        sandbox = services.sandboxes.get(entry.adapter, entry.adapter_package)
         body["sandbox"] = str(sandbox.path) if sandbox is not None else None
         body["loaded"] = any(m.name == entry.name for m in services.scheduler.loaded())
         return body
@@ -203,6 +230,7 @@ class ModelsController(Controller):
             license=data.license,
             sample_rate=data.sample_rate,
             voices=data.voices,
+            adapter_package=_adapter_package(data.adapter_package, services),
         )
         _check_entry(services, entry)
         path = _save_entry(services, entry)
@@ -217,6 +245,7 @@ class ModelsController(Controller):
         adapter: str,
         model_type: Literal["stt", "tts"] | None = Parameter(query="type", default=None),
         path: str = Parameter(default="/uploaded", description="the client's directory, noted"),
+        adapter_package: str | None = None,
     ) -> dict[str, Any]:
         """Install a model from a tar stream of its files (`vox pull ./dir` sends one).
 
@@ -231,7 +260,13 @@ class ModelsController(Controller):
         except ValueError as exc:
             raise BadRequest(str(exc), param="path") from exc
         entry = _user_entry(
-            services, name, adapter, model_type, source, description=f"user model from {path}"
+            services,
+            name,
+            adapter,
+            model_type,
+            source,
+            description=f"user model from {path}",
+            adapter_package=_adapter_package(adapter_package, services),
         )
         _check_entry(services, entry, upload=True)
         reader = io.BufferedReader(ChunkReader(request.stream(), asyncio.get_running_loop()))
