@@ -174,10 +174,12 @@ class SandboxManager:
         """The ready, up-to-date sandbox for `adapter` (from `package`), or None."""
         name = self._name(adapter)
         if name in self.interpreters:
+            # Only once checked: the check imports the adapter (seconds), so it runs in
+            # ensure(), which callers run off the event loop, and ensure() says what is missing.
             try:
-                return self._external(name)
+                return self._external(name, check=False)
             except SandboxError:
-                return None  # ensure() says what is missing
+                return None
         try:
             fingerprint = self.fingerprint(name, package)
         except (ValueError, SandboxError):
@@ -291,8 +293,9 @@ class SandboxManager:
         except ValueError as exc:
             raise SandboxError(str(exc)) from exc
 
-    def _external(self, name: str) -> Sandbox:
-        """The operator's interpreter for `name`, checked once per interpreter file."""
+    def _external(self, name: str, *, check: bool = True) -> Sandbox:
+        """The operator's interpreter for `name`, checked once per interpreter file (without
+        `check`, a SandboxError unless that check already passed)."""
         python = self.interpreters[name]
         try:
             st = python.stat()
@@ -301,6 +304,8 @@ class SandboxManager:
             msg = f"the interpreter {python} for adapter {name} does not exist: {exc.strerror}"
             raise SandboxError(msg) from exc
         if self._checked.get(name) != key:
+            if not check:
+                raise SandboxError(f"the interpreter {python} for adapter {name} is not checked")
             protocol = self._protocol_version
             if protocol is None:
                 from vox_protocol import PROTOCOL_VERSION
