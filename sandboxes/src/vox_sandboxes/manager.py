@@ -22,11 +22,11 @@ from filelock import FileLock, Timeout
 
 from vox_sandboxes import uvcli
 from vox_sandboxes.errors import SandboxError
-from vox_sandboxes.package import AdapterPackage, check_interpreter, parse_package, resolve_package
+from vox_sandboxes.external import Interpreters
+from vox_sandboxes.package import AdapterPackage, parse_package, resolve_package
 from vox_sandboxes.source import PROTOCOL_NAME, RUNNER_NAME, RunnerSource, normalize_name
 
 MANIFEST_NAME = "vox-sandbox.json"
-ENTRY_POINT_GROUP = "vox.adapters"  # vox_runner.adapter.ENTRY_POINT_GROUP; the runner may be absent
 # Bump when the layout or the install recipe changes in a way that needs every sandbox rebuilt.
 SCHEMA_VERSION = 1
 PROBE_TIMEOUT_S = 60.0
@@ -145,9 +145,7 @@ class SandboxManager:
         self._python_info: dict[str, str] | None = None
         self._verified: dict[str, tuple[int, ...]] = {}  # adapter -> _identity() probed OK
         # Interpreters the operator provides (--adapter-python): used as they are, never built.
-        self.interpreters = {normalize_name(k): Path(v) for k, v in (interpreters or {}).items()}
-        self._protocol_version = protocol_version
-        self._checked: dict[str, tuple[int, int]] = {}  # adapter -> interpreter stat checked OK
+        self.interpreters = Interpreters(interpreters or {}, protocol_version)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -294,25 +292,7 @@ class SandboxManager:
             raise SandboxError(str(exc)) from exc
 
     def _external(self, name: str, *, check: bool = True) -> Sandbox:
-        """The operator's interpreter for `name`, checked once per interpreter file (without
-        `check`, a SandboxError unless that check already passed)."""
-        python = self.interpreters[name]
-        try:
-            st = python.stat()
-            key = (st.st_ino, st.st_mtime_ns)
-        except OSError as exc:
-            msg = f"the interpreter {python} for adapter {name} does not exist: {exc.strerror}"
-            raise SandboxError(msg) from exc
-        if self._checked.get(name) != key:
-            if not check:
-                raise SandboxError(f"the interpreter {python} for adapter {name} is not checked")
-            protocol = self._protocol_version
-            if protocol is None:
-                from vox_protocol import PROTOCOL_VERSION
-
-                protocol = PROTOCOL_VERSION
-            check_interpreter(python, name, protocol, ENTRY_POINT_GROUP)
-            self._checked[name] = key
+        python = self.interpreters.python(name, check=check)
         return Sandbox(name, python.parent.parent, python, f"external:{python}", external=True)
 
     def _check_known(self, name: str) -> None:
@@ -420,13 +400,8 @@ class SandboxManager:
             excludes.unlink()
         if package is not None:
             # The package installed, but does it provide this adapter at our protocol?
-            protocol = self._protocol_version
-            if protocol is None:
-                from vox_protocol import PROTOCOL_VERSION
-
-                protocol = PROTOCOL_VERSION
             try:
-                check_interpreter(python, name, protocol, ENTRY_POINT_GROUP)
+                self.interpreters.check(python, name)
             except SandboxError as exc:
                 msg = f"adapter package {package.spec} does not provide adapter {name}: {exc}"
                 raise SandboxError(msg) from exc

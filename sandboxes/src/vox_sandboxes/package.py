@@ -1,11 +1,8 @@
-"""Third-party adapter packages: what an entry's ``adapter_package`` names, and the probe that
-proves an interpreter can run an adapter (a sandbox's, or one the operator provides)."""
+"""Third-party adapter packages: what an entry's ``adapter_package`` names (docs/adapters.md)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -16,30 +13,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from vox_sandboxes.errors import SandboxError
 from vox_sandboxes.source import hash_projects, normalize_name, project_name
 
-CHECK_TIMEOUT_S = 30.0
 _MAX_SPEC = 1024
-
-# Run by the interpreter under test: what it lacks to serve ``adapter``, as one JSON line.
-_CHECK_SCRIPT = """
-import importlib.metadata as m, json, sys
-adapter, group = sys.argv[1], sys.argv[2]
-report = {"missing": [], "protocol": None, "python": sys.executable}
-try:
-    import vox_protocol
-    report["protocol"] = vox_protocol.PROTOCOL_VERSION
-except Exception as exc:
-    report["missing"].append(f"module vox_protocol ({type(exc).__name__}: {exc})")
-try:
-    from vox_runner.adapter import load_adapter
-except Exception as exc:
-    report["missing"].append(f"module vox_runner ({type(exc).__name__}: {exc})")
-else:
-    try:
-        load_adapter(adapter)
-    except Exception as exc:
-        report["missing"].append(f"the {group} entry point {adapter!r} ({exc})")
-print(json.dumps(report))
-"""
 
 
 @dataclass(frozen=True)
@@ -105,30 +79,3 @@ def resolve_package(package: AdapterPackage) -> AdapterPackage:
             raise SandboxError(f"adapter package {package.spec} has no readable pyproject.toml")
         return AdapterPackage(package.spec, "project", name)
     return package
-
-
-def check_interpreter(python: Path, adapter: str, protocol: int, group: str) -> None:
-    """Raise SandboxError naming ``python`` and what it lacks to run ``adapter``."""
-    where = f"the interpreter {python} for adapter {adapter}"
-    try:
-        out = subprocess.run(
-            [str(python), "-c", _CHECK_SCRIPT, adapter, group],
-            capture_output=True,
-            text=True,
-            timeout=CHECK_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-        )
-        report = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
-    except subprocess.TimeoutExpired:
-        raise SandboxError(f"{where} did not answer within {CHECK_TIMEOUT_S:.0f} s") from None
-    except (OSError, ValueError, IndexError) as exc:
-        raise SandboxError(f"{where} does not run: {exc}") from None
-    if not isinstance(report, dict):
-        tail = (out.stderr or out.stdout).strip().splitlines()[-1:]
-        raise SandboxError(f"{where} does not run: {' '.join(tail) or f'exit {out.returncode}'}")
-    missing = [str(m) for m in report.get("missing") or []]
-    found = report.get("protocol")
-    if found is not None and found != protocol:
-        missing.append(f"protocol version {protocol} (it has vox_protocol at version {found})")
-    if missing:
-        raise SandboxError(f"{where} lacks: {'; '.join(missing)}")
