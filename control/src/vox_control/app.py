@@ -10,6 +10,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from vox_control import __version__
+from vox_control.disconnect import cancel_on_disconnect
 from vox_control.errors import EXCEPTION_HANDLERS
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
@@ -21,6 +22,16 @@ from vox_control.services import Services
 from vox_control.sessions.ws_stt import transcription_stream
 from vox_control.sessions.ws_tts import speech_stream
 from vox_control.settings import Settings
+
+# Inference answered in one piece: a client that disconnects cancels its request (and the
+# runner's work). Streamed answers are cancelled by Litestar itself.
+INFERENCE_PATHS = (
+    "/api/transcribe",
+    "/api/synthesize",
+    "/v1/audio/transcriptions",
+    "/v1/audio/translations",
+    "/v1/audio/speech",
+)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Litestar:
@@ -52,6 +63,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[cancel_on_disconnect(INFERENCE_PATHS)],
         lifespan=[lifespan],
         request_max_body_size=settings.max_upload_bytes,
         openapi_config=OpenAPIConfig(title="Vox", version=__version__, path="/docs"),
