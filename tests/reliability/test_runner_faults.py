@@ -198,3 +198,14 @@ def test_the_server_log_has_no_false_watchdog_kills(server: VoxServer) -> None:
     """Ordinary requests above ran well past a heartbeat's interval without a kill."""
     log = server.log()
     assert log.count("killing it") == 1, log[-3000:]
+
+
+def test_an_absurd_keep_alive_is_a_400_and_ps_keeps_working(server: VoxServer) -> None:
+    with server.client() as client:
+        body = {"model": STT, "keep_alive": "9999999999999h"}
+        response = client.post("/api/load", json=body)
+        assert response.status_code == 400, response.text
+        assert "keep_alive" in response.json()["error"]["message"]
+        assert client.post("/api/load", json={**body, "keep_alive": "8760h"}).status_code == 200
+        assert client.get("/api/ps").status_code == 200
+        assert _ps(client)["expires_in_s"] > 8759 * 3600  # the longest keep_alive allowed
