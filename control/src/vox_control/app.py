@@ -11,7 +11,12 @@ from litestar.openapi import OpenAPIConfig
 
 from vox_control import __version__
 from vox_control.disconnect import cancel_on_disconnect
-from vox_control.errors import EXCEPTION_HANDLERS
+from vox_control.renderers import (
+    EXCEPTION_HANDLERS,
+    request_id_header,
+    request_id_middleware,
+)
+from vox_control.routes.compat import VoxRuntimeController
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
@@ -57,13 +62,18 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             VoicesController,
             ModelsController,
             RuntimeController,
+            VoxRuntimeController,
             transcription_stream,
             speech_stream,
             *REALTIME_ROUTES,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[cancel_on_disconnect(INFERENCE_PATHS)],
+        # Every request and session gets an id: in its response headers, its error bodies and
+        # events, and the server log lines about it. Then inference answered in one piece is
+        # cancelled when its client disconnects.
+        middleware=[request_id_middleware, cancel_on_disconnect(INFERENCE_PATHS)],
+        before_send=[request_id_header],
         lifespan=[lifespan],
         request_max_body_size=settings.max_upload_bytes,
         openapi_config=OpenAPIConfig(title="Vox", version=__version__, path="/docs"),

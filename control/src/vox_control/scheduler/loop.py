@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from vox_control.errors import LoadError, Overloaded, Unavailable
-from vox_control.runner_client import RunnerStalled
 from vox_control.scheduler.budget import Plan, Resident, parse_keep_alive, parse_size_mb, plan
 from vox_control.scheduler.expiry import Expiry
 from vox_control.scheduler.ledger import Ledger
@@ -34,7 +33,7 @@ from vox_control.scheduler.scheduled import (
     LoadSpec,
     MonotonicClock,
 )
-from vox_control.scheduler.watchdog import RunnerTimeout, watch, watchdog_s
+from vox_control.scheduler.watchdog import watch, watchdog_s
 from vox_control.settings import Settings
 
 __all__ = ["FAILED_AFTER", "LoadError", "LoadSpec", "LoadedModel", "Scheduler"]
@@ -142,12 +141,6 @@ class Scheduler:
         started = time.perf_counter()
         try:
             yield model
-        except RunnerStalled as exc:
-            raise RunnerTimeout(
-                f"the runner for {name} stopped responding ({exc.silent_s:.0f}s without a "
-                "frame while busy) and was killed; it will be restarted on the next request",
-                code="runner_timeout",
-            ) from exc
         finally:
             self._release(model, time.perf_counter() - started)
 

@@ -2,8 +2,9 @@
 
 A runner says it is alive with a Heartbeat every second while a request is in flight, so
 silence means a frozen process (SIGSTOP, a deadlock, a GIL held by a runaway loop), not a long
-inference call. Its requests then fail with 504 at once, instead of hanging for the request
-timeout; the scheduler drops the dead runner and starts a fresh one on the next request.
+inference call. Its requests then fail at once with RunnerStalled (504 runner_timeout) instead
+of hanging for the request timeout; the scheduler drops the dead runner and starts a fresh one
+on the next request.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import logging
 from typing import Protocol
 
-from vox_control.errors import VoxError
 from vox_control.runner_client import RunnerDied
 from vox_control.scheduler.scheduled import Clock
 
@@ -30,13 +30,6 @@ WATCHDOG_FAMILY_S = {
 }
 WATCHDOG_DEFAULT_S = 180.0  # GPU and MLX families: slower first steps
 _POLL_S = 1.0  # longest between two looks at a runner's silence
-
-
-class RunnerTimeout(VoxError):
-    """A runner froze while serving this request; the watchdog killed it (504)."""
-
-    status = 504
-    type = "server_error"
 
 
 class Watched(Protocol):
