@@ -112,6 +112,21 @@ class Settings:
     api_key: str = field(default="", repr=False)
     api_key_file: str = ""
     insecure: bool = False  # allow a non-loopback bind without a token
+    # Browser safety (guard.py, docs/security.md): origins beyond loopback ones whose pages may
+    # call the server (CORS and the Origin check; "*": any), and Host names answered beyond
+    # loopback and dotless names, IP literals, this machine's name and the bind host ("*": any).
+    cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    # Connections (limits.py): most open at once (idle ones are closed first to make room;
+    # beyond it requests get 503), seconds an idle keep-alive connection stays open, seconds
+    # a client has to send a request's head, seconds a request body may pause, WebSocket ping
+    # interval and pong timeout (0: off).
+    limit_concurrency: int = 1000
+    timeout_keep_alive: int = 5
+    timeout_header: float = 10.0
+    timeout_body: float = 30.0
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
 
     @property
     def models_dir(self) -> Path:
