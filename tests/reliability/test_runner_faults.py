@@ -202,7 +202,7 @@ def test_a_frozen_runner_is_killed_by_the_watchdog_and_replaced(
 def test_the_server_log_has_no_false_watchdog_kills(server: VoxServer) -> None:
     """Ordinary requests above ran well past a heartbeat's interval without a kill."""
     log = server.log()
-    assert log.count("killing it") == 1, log[-3000:]
+    assert log.count("killing it") <= 1, log[-3000:]  # the SIGSTOP test's own, if it ran
 
 
 def test_an_absurd_keep_alive_is_a_400_and_ps_keeps_working(server: VoxServer) -> None:
