@@ -114,9 +114,7 @@ def protocol_token_matches(headers: list[tuple[bytes, bytes]], token: str) -> bo
 def is_page(scope: Scope) -> bool:
     """A GET of the playground page or one of its files: exact paths, never an API or a socket."""
     return (
-        scope["type"] == "http"
-        and scope.get("method") == "GET"
-        and scope.get("path") in PAGE_PATHS
+        scope["type"] == "http" and scope.get("method") == "GET" and scope.get("path") in PAGE_PATHS
     )
 
 
@@ -162,7 +160,10 @@ class BearerAuth:
             or scope.get("path") in self.open_paths
             or is_page(scope)
             or token_matches(scope.get("headers") or [], self.token)
-            or (kind == "websocket" and protocol_token_matches(scope.get("headers") or [], self.token))
+            or (
+                kind == "websocket"
+                and protocol_token_matches(scope.get("headers") or [], self.token)
+            )
         ):
             await self.app(scope, receive, send)
             return

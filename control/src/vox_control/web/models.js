@@ -119,10 +119,12 @@ export async function pull(name) {
   text.textContent = "starting";
   try {
     const response = await request("/api/pull", { method: "POST", json: { model: name } });
+    let last = null;
     for await (const event of ndjson(response)) {
       if (event.status === "error" || event.error) {
         throw new Error(event.error?.message || "the pull failed");
       }
+      last = event;
       if (event.total) {
         bar.max = event.total;
         bar.value = event.completed || 0;
@@ -130,14 +132,14 @@ export async function pull(name) {
       } else {
         text.textContent = `${event.status}${event.file ? ` ${event.file}` : ""}`;
       }
-      if (event.status === "success") {
-        bar.max = 1;
-        bar.value = 1;
-        bar.dataset.state = "done";
-        text.textContent = `${name}: done`;
-      }
     }
-    if (bar.dataset.state !== "done") throw new Error("the pull ended without success");
+    // The files report "success" before the sandbox is made; only the stream's last line
+    // says the whole pull is done.
+    if (last?.status !== "success") throw new Error("the pull ended without success");
+    bar.max = 1;
+    bar.value = 1;
+    bar.dataset.state = "done";
+    text.textContent = `${name}: done`;
   } catch (exc) {
     bar.dataset.state = "error";
     text.textContent = `${name}: failed`;
