@@ -127,9 +127,10 @@ def test_record_from_a_fake_microphone(
         page.click("#record")
         page.wait_for_selector("#listen-status[data-state=done]", timeout=180_000)
         transcript = "".join(page.locator("#transcript .word").all_text_contents())
-        # The capture starts wherever the fake device is in its loop: the words are there,
-        # maybe rotated, so the bound is looser than for the file.
-        assert wer(TEXT, transcript) <= 0.5, transcript
+        # The fake device starts the file with the capture and loops it: the recording is the
+        # text once, then the start of the next pass.
+        heard = " ".join(transcript.split()[: len(TEXT.split())])
+        assert wer(TEXT, heard) <= 0.1, transcript
         assert page.is_hidden("#error")
     finally:
         mic.close()

@@ -79,6 +79,10 @@ function remove(name) {
   if (confirm(`Remove ${name} from this server's store?`)) act("/api/delete", "DELETE", name);
 }
 
+function installedMark() {
+  return Object.assign(document.createElement("em"), { textContent: "installed" });
+}
+
 async function search(event) {
   event.preventDefault();
   showError("");
@@ -98,7 +102,7 @@ async function search(event) {
       meta.className = "hint";
       meta.textContent = ` ${m.type} · ${humanBytes(m.size_bytes)} · ${m.description || ""}`;
       item.append(title, meta, " ");
-      if (m.installed) item.append(Object.assign(document.createElement("em"), { textContent: "installed" }));
+      if (m.installed) item.append(installedMark());
       else item.append(button("Pull", `Pull ${m.name}`, () => pull(m.name)));
       list.append(item);
     }
@@ -140,6 +144,8 @@ export async function pull(name) {
     bar.value = 1;
     bar.dataset.state = "done";
     text.textContent = `${name}: done`;
+    const found = [...$("results").children].find((li) => li.dataset.model === name);
+    found?.querySelector("button")?.replaceWith(installedMark());
   } catch (exc) {
     bar.dataset.state = "error";
     text.textContent = `${name}: failed`;
