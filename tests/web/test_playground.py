@@ -151,4 +151,22 @@ def test_phone_width(both_pulled: VoxServer, browser: Any, shots: Path) -> None:
     page.wait_for_selector(f'#installed tr[data-model="{TTS}"]')
     widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], widths  # nothing wider than the phone's screen
+    unlabelled = page.evaluate(
+        "[...document.querySelectorAll('input, select, textarea')]"
+        ".filter(e => !e.labels.length).map(e => e.id)"
+    )
+    assert unlabelled == []
     page.screenshot(path=str(shots / "phone.png"))
+
+
+def test_a_stream_error_shows_the_api_message(
+    both_pulled: VoxServer, browser: Any, speech_wav: Path
+) -> None:
+    page = open_page(browser, both_pulled.url)
+    page.wait_for_selector("#stt-model option", state="attached")
+    page.fill("#language", "xx")
+    page.set_input_files("#file", str(speech_wav))
+    page.click("#transcribe")
+    page.wait_for_selector("#listen-status[data-state=error]", timeout=120_000)
+    message = page.text_content("#error") or ""
+    assert "language 'xx' is not supported" in message, message
