@@ -51,9 +51,14 @@ async function toPcm16(blob) {
   return pcm;
 }
 
+let words = []; // the transcript's spans with their times, in order
+let lit = null;
+
 function showWords(done) {
   const box = $("transcript");
   box.replaceChildren();
+  words = [];
+  lit = null;
   for (const segment of done.segments) {
     const parts = segment.words?.length ? segment.words : [{ ...segment, word: segment.text }];
     for (const w of parts) {
@@ -63,19 +68,33 @@ function showWords(done) {
       span.dataset.start = String(w.start);
       span.dataset.end = String(w.end);
       box.append(span);
+      words.push({ span, start: w.start, end: w.end });
     }
   }
 }
 
-// The word under the playback position is marked (class "current", aria-current).
+// The word under the playback position is marked (class "current", aria-current); a binary
+// search keeps each frame's work small however long the transcript is.
 function highlight() {
   const t = $("playback").currentTime;
-  for (const span of $("transcript").querySelectorAll(".word")) {
-    const on = t >= Number(span.dataset.start) && t < Number(span.dataset.end);
-    span.classList.toggle("current", on);
-    if (on) span.setAttribute("aria-current", "true");
-    else span.removeAttribute("aria-current");
+  let lo = 0;
+  let hi = words.length - 1;
+  let found = null;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (t < words[mid].start) hi = mid - 1;
+    else if (t >= words[mid].end) lo = mid + 1;
+    else {
+      found = words[mid].span;
+      break;
+    }
   }
+  if (found === lit) return;
+  lit?.classList.remove("current");
+  lit?.removeAttribute("aria-current");
+  found?.classList.add("current");
+  found?.setAttribute("aria-current", "true");
+  lit = found;
 }
 
 function follow() {
@@ -87,7 +106,7 @@ async function transcribe(blob, label) {
   showError("");
   result = null;
   for (const b of document.querySelectorAll(".caption")) b.disabled = true;
-  $("transcript").replaceChildren();
+  showWords({ segments: [] });
   const player = $("playback");
   if (player.src) URL.revokeObjectURL(player.src);
   player.src = URL.createObjectURL(blob);

@@ -21,7 +21,7 @@ function fillModels(models) {
     ...models.filter((m) => m.type === "tts").map((m) => new Option(m.name, m.name)),
   );
   if ([...select.options].some((o) => o.value === current)) select.value = current;
-  loadVoices();
+  if (select.value !== current) loadVoices(); // a refresh keeps the voice chosen
 }
 
 async function loadVoices() {
@@ -83,8 +83,10 @@ function play(frame) {
   source.start(session.at);
   session.at += buffer.duration;
   session.sources.push(source);
+  const playing = session.sources;
   source.addEventListener("ended", () => {
-    session?.sources.splice(session.sources.indexOf(source) >>> 0, 1);
+    const i = playing.indexOf(source);
+    if (i >= 0) playing.splice(i, 1);
   });
   session.samples += samples.length;
   const el = $("speak-status");
