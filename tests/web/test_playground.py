@@ -14,6 +14,7 @@ from tests.conftest import VoxServer, wer
 from tests.web.conftest import (
     STT,
     TEXT,
+    TOKEN,
     TTS,
     chromium_path,
     launch_args,
@@ -136,13 +137,24 @@ def test_record_from_a_fake_microphone(
         mic.close()
 
 
-def test_wrong_token_shows_the_401_message(web_server: VoxServer, browser: Any) -> None:
+def test_wrong_token_shows_the_401_message(both_pulled: VoxServer, browser: Any) -> None:
     # localhost rather than 127.0.0.1: the page's own origin is allowed under either name.
-    page = open_page(browser, f"http://localhost:{web_server.port}/", token="wrong")
+    page = open_page(browser, f"http://localhost:{both_pulled.port}/", token="wrong")
     page.wait_for_selector("#error:not([hidden])")
     message = page.text_content("#error") or ""
     assert "missing or invalid API key" in message
     assert "HTTP 401" in message
+
+    # The key goes wrong once the models are listed: a refused WebSocket handshake tells the
+    # page nothing, so it asks over HTTP why and shows that.
+    page.fill("#token", TOKEN)
+    page.click("#token-form button[type=submit]")
+    page.wait_for_selector("#tts-model option", state="attached")
+    page.fill("#token", "wrong")
+    page.click("#token-form button[type=submit]")
+    page.click("#speak-go")
+    page.wait_for_selector("#speak-status[data-state=error]")
+    assert "missing or invalid API key" in (page.text_content("#speak-status") or "")
 
 
 def test_phone_width(both_pulled: VoxServer, browser: Any, shots: Path) -> None:
