@@ -139,3 +139,15 @@ def wait_until(page: Any, check: Callable[[], bool], timeout_s: float = 120) -> 
             return
         page.wait_for_timeout(100)
     raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+@pytest.fixture(scope="session")
+def keyless_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoxServer]:
+    """A server without a key (the default), with only the STT model."""
+    root = tmp_path_factory.mktemp("keyless")
+    env = {"VOX_PULL_DEFAULTS": "0", "VOX_API_KEY": ""}  # blank: no key, whatever the shell has
+    server = VoxServer(root / "home", root / "server.log", env=env)
+    server.start()
+    pull(server, STT)
+    yield server
+    server.stop()

@@ -182,3 +182,17 @@ def test_a_stream_error_shows_the_api_message(
     page.wait_for_selector("#listen-status[data-state=error]", timeout=120_000)
     message = page.text_content("#error") or ""
     assert "language 'xx' is not supported" in message, message
+
+
+def test_keyless_server_and_a_needless_key(
+    keyless_server: VoxServer, browser: Any, speech_wav: Path
+) -> None:
+    # The page offers its "vox" subprotocol (and the key's) to a server that wants no key:
+    # the server still selects "vox", or the browser would drop the socket.
+    page = open_page(browser, keyless_server.url, token="not-needed")
+    page.wait_for_selector("#stt-model option", state="attached")
+    page.set_input_files("#file", str(speech_wav))
+    page.click("#transcribe")
+    page.wait_for_selector("#listen-status[data-state=done]", timeout=180_000)
+    transcript = "".join(page.locator("#transcript .word").all_text_contents())
+    assert wer(TEXT, transcript) <= 0.1, transcript
