@@ -152,6 +152,7 @@ async function transcribe(blob, label) {
       showWords(message);
       for (const b of document.querySelectorAll(".caption")) b.disabled = false;
       status(`done: ${seconds} s transcribed in ${message.processing_ms} ms (${message.language || "?"})`, "done");
+      document.dispatchEvent(new Event("vox:used"));
     } else if (message.type === "error") {
       ended = true;
       status(`failed: ${message.message}`, "error");

@@ -156,5 +156,7 @@ export async function pull(name) {
 
 export function setup() {
   $("refresh").addEventListener("click", () => refresh().catch((exc) => showError(exc.message)));
+  // A finished speech or transcript loaded its model: show it loaded, and until when.
+  document.addEventListener("vox:used", () => refresh().catch(() => {}));
   $("search-form").addEventListener("submit", search);
 }

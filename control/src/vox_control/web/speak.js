@@ -137,6 +137,7 @@ async function speak(event) {
       current.ended = true;
       const seconds = (current.samples / (current.rate || 1)).toFixed(2);
       status(`done: ${seconds} s of audio, first audio after ${current.firstMs ?? "-"} ms, made in ${message.processing_ms} ms`, "done");
+      document.dispatchEvent(new Event("vox:used"));
     } else if (message.type === "cancelled") {
       current.ended = true;
       status("stopped", "cancelled");
