@@ -234,13 +234,13 @@ class SttSession:
                 )
             audio.append(samples)
             for window in planner.ready(audio.total):
-                await queue.put((window, audio.slice(window)))
+                await self.channel.meanwhile(queue.put((window, audio.slice(window))))
                 audio.drop_before(planner.keep_from())
         if resampler is not None:
             audio.append(resampler.flush())
         for window in planner.finish(audio.total):
-            await queue.put((window, audio.slice(window)))
-        await queue.put(None)
+            await self.channel.meanwhile(queue.put((window, audio.slice(window))))
+        await self.channel.meanwhile(queue.put(None))
         await self.channel.receive()  # returns only if the client breaks the protocol
         raise StreamError("after_end", "no message may follow end", POLICY)
 
