@@ -4,6 +4,7 @@ wheel: registered, pulled into its own sandbox, serving speech, then removed."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,45 @@ def test_register_refuses_package_outside_allowed_roots(tmp_path: Path) -> None:
             refused = client.post("/api/register", json=body)
             assert refused.status_code == 400, (package, refused.text)
             assert refused.json()["error"]["param"] == param, refused.text
+
+
+def test_clients_name_no_package_unless_allowed(tmp_path: Path) -> None:
+    _project, model_dir = copy_example(tmp_path)
+    env = {"VOX_ALLOW_ADAPTER_PACKAGES": "false"}
+    with tone_server(tmp_path, **env) as server, server.client() as client:
+        body = {
+            "name": "tone:demo",
+            "type": "tts",
+            "adapter": "tone",
+            "source": str(model_dir),
+            "adapter_package": "vox-adapter-tone==0.1.0",
+        }
+        refused = client.post("/api/register", json=body)
+        assert refused.status_code == 400, refused.text
+        assert "--allow-adapter-packages" in refused.json()["error"]["message"]
+        assert not (server.home / "catalog" / "tone").exists()
+
+
+def test_cli_pull_dir_with_adapter_package(tmp_path: Path) -> None:
+    """`vox pull ./model --adapter-package ./project`: the CLI uploads the model, the server
+    installs the package (a path under its allowed root) and the model speaks."""
+    project, model_dir = copy_example(tmp_path)
+    with tone_server(tmp_path) as server:
+        cmd = [sys.executable, "-m", "vox_cli.main", "pull", str(model_dir), "--host", server.url]
+        flags = ["--adapter", "tone", "--type", "tts", "--as", "tone:cli"]
+        out = subprocess.run(
+            [*cmd, *flags, "--adapter-package", str(project)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        speak(server, "tone:cli")
+        plain = subprocess.run(
+            [*cmd[:4], "piper:en-us-joe-medium", "--host", server.url, "--adapter-package", "x==1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert plain.returncode != 0
+        assert "--adapter-package goes with" in plain.stderr + plain.stdout

@@ -32,7 +32,12 @@ def tone_server(root: Path, **env: str) -> Iterator[VoxServer]:
     server = VoxServer(
         root / "home",
         root / "server.log",
-        env={"VOX_PULL_DEFAULTS": "false", "VOX_ALLOW_LOCAL_DIR": str(root), **env},
+        env={
+            "VOX_PULL_DEFAULTS": "false",
+            "VOX_ALLOW_LOCAL_DIR": str(root),
+            "VOX_ALLOW_ADAPTER_PACKAGES": "true",
+            **env,
+        },
     )
     server.start()
     try:

@@ -115,6 +115,10 @@ def serve(
             "allow_local_dir", "A root whose directories HTTP clients may register (repeatable)."
         ),
     ] = None,
+    allow_adapter_packages: Annotated[
+        bool | None,
+        _flag("allow_adapter_packages", "Let clients name adapter packages (runs their code)."),
+    ] = None,
     adapter_python: Annotated[
         list[str] | None,
         _flag("adapter_python", "ADAPTER=/path/to/python: run it, build no venv (repeatable)."),
@@ -180,6 +184,7 @@ def serve(
         api_key_file=api_key_file,
         insecure=insecure,
         allow_local_dir=os.pathsep.join(allow_local_dir) if allow_local_dir else None,
+        allow_adapter_packages=allow_adapter_packages,
         adapter_python=tuple(adapter_python) if adapter_python else None,
         cors_origins=_split(cors_origins),
         allowed_hosts=_split(allowed_hosts),
@@ -227,6 +232,8 @@ def pull(
     """
     from vox_cli.progress import PullProgress
 
+    if adapter_package and not models.is_source(name):
+        raise CLIError("--adapter-package goes with hf://owner/repo or ./dir (and --adapter, --as)")
     with VoxClient(host) as client:
         if models.is_source(name):
             is_dir = not name.startswith("hf://")

@@ -97,6 +97,10 @@ class Settings:
     # os.pathsep; none by default, since over HTTP a path names the server's files, not the
     # client's. `vox pull ./dir` uploads the files instead and needs none of this.
     allow_local_dir: str = ""
+    # Whether HTTP clients may name an adapter_package (/api/register, /api/upload): installing
+    # one runs its code as the server's user, so it is off unless the operator allows it.
+    # Catalog files the operator writes ($VOX_HOME/catalog, registry_url) need no permission.
+    allow_adapter_packages: bool = False
     # Interpreters that run adapters instead of a sandbox Vox builds ("piper=/nix/.../python"),
     # for Nix, conda or a GPU image's own Python; checked before use (vox_sandboxes.package).
     adapter_python: tuple[str, ...] = ()

@@ -100,6 +100,12 @@ def _adapter_package(spec: str | None, services: Services) -> str | None:
     model directory must (installing a package runs its code as the server's user)."""
     if spec is None:
         return None
+    if not services.settings.allow_adapter_packages:
+        raise BadRequest(
+            "this server does not install adapter packages named by clients "
+            "(start it with --allow-adapter-packages)",
+            param="adapter_package",
+        )
     try:
         parse_package(spec)
     except ValueError as exc:
