@@ -126,16 +126,6 @@ def resample(pcm: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
     return np.asarray(soxr.resample(pcm, in_rate, out_rate, quality="HQ"), dtype=np.float32)
 
 
-def check_text(text: str | None, max_chars: int = 100_000) -> str:
-    if text is None or not text.strip():
-        raise BadRequest("'input' must be non-empty text", param="input")
-    if len(text) > max_chars:
-        raise BadRequest(
-            f"'input' is {len(text)} characters; the limit is {max_chars}", param="input"
-        )
-    return text
-
-
 def check_speed(speed: float) -> float:
     if not MIN_SPEED <= speed <= MAX_SPEED:
         raise BadRequest(f"'speed' must be between {MIN_SPEED} and {MAX_SPEED}", param="speed")

@@ -10,6 +10,7 @@ from litestar import Controller, delete, get, post
 from litestar.params import Parameter
 
 from vox_control.errors import BadRequest, VoxError
+from vox_control.routes.openapi import documented, errors
 from vox_control.services import Services
 from vox_control.store.disk import NotInstalled
 from vox_control.store.registry import (
@@ -21,6 +22,9 @@ from vox_control.store.registry import (
     Source,
     validate_name,
 )
+from vox_control.validation import JSON_MAX_BYTES
+
+_EITHER_NAME = documented(one_of_required=("model", "name"))
 
 
 class Conflict(VoxError):
@@ -85,7 +89,13 @@ class ModelsController(Controller):
     path = "/api"
     tags = ["models"]  # noqa: RUF012
 
-    @post("/show", status_code=200)
+    @post(
+        "/show",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 404, 413),
+        operation_class=_EITHER_NAME,
+    )
     async def show(self, services: Services, data: ModelBody) -> dict[str, Any]:
         """The catalog entry, what is installed of it, its sandbox and whether it is loaded."""
         entry = services.registry.resolve(_requested(data))
@@ -106,7 +116,13 @@ class ModelsController(Controller):
         body["loaded"] = any(m.name == entry.name for m in services.scheduler.loaded())
         return body
 
-    @delete("/delete", status_code=200)
+    @delete(
+        "/delete",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 404, 409, 413),
+        operation_class=_EITHER_NAME,
+    )
     async def remove(self, services: Services, data: ModelBody) -> dict[str, Any]:
         """Remove an installed model; a loaded idle one is unloaded first, a busy one refused."""
         requested = _requested(data)
@@ -125,7 +141,7 @@ class ModelsController(Controller):
         services.store.remove(name)  # NotInstalled -> 404
         return {"status": "success", "model": name, "unloaded": unloaded}
 
-    @get("/search")
+    @get("/search", responses=errors(400))
     async def search(
         self,
         services: Services,
@@ -136,7 +152,12 @@ class ModelsController(Controller):
         found = services.registry.search(q, model_type)
         return {"models": [entry_json(services, e) for e in found]}
 
-    @post("/register", status_code=200)
+    @post(
+        "/register",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 409, 413),
+    )
     async def register(self, services: Services, data: RegisterBody) -> dict[str, Any]:
         """Add a user catalog entry (kept under <VOX_HOME>/catalog) for `vox pull --as`."""
         try:

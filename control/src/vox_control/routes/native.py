@@ -13,9 +13,19 @@ from litestar.response import Stream
 
 from vox_control import __version__
 from vox_control.errors import BadRequest, error_body
+from vox_control.routes.openapi import (
+    INFERENCE,
+    PULL_CONTENT,
+    SPEECH_CONTENT,
+    TRANSCRIPTION_CONTENT,
+    documented,
+    errors,
+    transcription_form,
+)
 from vox_control.routes.speech import SpeechBody, speech_response
 from vox_control.routes.transcription import native_json, transcription_response
 from vox_control.services import Services
+from vox_control.validation import JSON_MAX_BYTES
 
 _NDJSON = "application/x-ndjson"
 
@@ -53,11 +63,17 @@ class NativeController(Controller):
             "pulling": services.puller.in_progress(),
         }
 
-    @get("/list")
+    @get("/list", responses=errors())
     async def list_models(self, services: Services) -> dict[str, Any]:
         return {"models": [model_json(m) for m in services.store.list()]}
 
-    @post("/pull", status_code=200)
+    @post(
+        "/pull",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 404, 413, 422, 502, 503),
+        operation_class=documented(PULL_CONTENT, one_of_required=("model", "name")),
+    )
     async def pull(self, services: Services, data: PullBody) -> Stream | dict[str, Any]:
         name = data.model or data.name
         if not name:
@@ -84,7 +100,12 @@ class NativeController(Controller):
 
         return Stream(events(), media_type=_NDJSON)
 
-    @post("/transcribe", status_code=200)
+    @post(
+        "/transcribe",
+        status_code=200,
+        responses=errors(*INFERENCE),
+        operation_class=documented(TRANSCRIPTION_CONTENT, form=transcription_form(native=True)),
+    )
     async def transcribe(
         self,
         services: Services,
@@ -94,7 +115,13 @@ class NativeController(Controller):
         beam_size; without response_format it answers the native JSON (segments, words)."""
         return await transcription_response(services, data, "transcribe", native=True)
 
-    @post("/synthesize", status_code=200)
+    @post(
+        "/synthesize",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(*INFERENCE),
+        operation_class=documented(SPEECH_CONTENT, one_of_required=("input", "text")),
+    )
     async def synthesize(self, services: Services, data: SpeechBody) -> Stream:
         """Same body as /v1/audio/speech; the default response_format is wav."""
         return await speech_response(services, data, "wav")

@@ -10,33 +10,59 @@ from litestar.params import Body
 from litestar.response import Stream
 
 from vox_control.errors import ModelNotFound
+from vox_control.routes.openapi import (
+    INFERENCE,
+    SPEECH_CONTENT,
+    TRANSCRIPTION_CONTENT,
+    documented,
+    errors,
+    transcription_form,
+)
 from vox_control.routes.speech import SpeechBody, speech_response
 from vox_control.routes.transcription import transcription_response
 from vox_control.services import OPENAI_STT_ALIASES, OPENAI_TTS_ALIASES, Services
+from vox_control.validation import JSON_MAX_BYTES
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)]
+_TRANSCRIPTION = documented(TRANSCRIPTION_CONTENT, form=transcription_form(native=False))
 
 
 class OpenAIController(Controller):
     path = "/v1"
     tags = ["openai"]  # noqa: RUF012
 
-    @post("/audio/transcriptions", status_code=200)
+    @post(
+        "/audio/transcriptions",
+        status_code=200,
+        responses=errors(*INFERENCE),
+        operation_class=_TRANSCRIPTION,
+    )
     async def transcriptions(self, services: Services, data: Form) -> Response[Any] | Stream:
         """OpenAI transcription: json, text, srt, vtt, verbose_json; stream=true gives SSE."""
         return await transcription_response(services, data, "transcribe")
 
-    @post("/audio/translations", status_code=200)
+    @post(
+        "/audio/translations",
+        status_code=200,
+        responses=errors(*INFERENCE),
+        operation_class=_TRANSCRIPTION,
+    )
     async def translations(self, services: Services, data: Form) -> Response[Any] | Stream:
         """Whisper's translate task (speech in any language to English text), same formats."""
         return await transcription_response(services, data, "translate")
 
-    @post("/audio/speech", status_code=200)
+    @post(
+        "/audio/speech",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(*INFERENCE),
+        operation_class=documented(SPEECH_CONTENT, one_of_required=("input", "text")),
+    )
     async def speech(self, services: Services, data: SpeechBody) -> Stream:
         """OpenAI speech: mp3 (default), opus, aac, flac, wav, pcm; stream_format audio or sse."""
         return await speech_response(services, data, "mp3")
 
-    @get("/models")
+    @get("/models", responses=errors())
     async def models(self, services: Services) -> dict[str, Any]:
         """Installed models, then the OpenAI aliases of the installed defaults."""
         installed = services.store.list()
@@ -47,7 +73,7 @@ class OpenAIController(Controller):
                 data.append(self._model(alias, kind, 0, alias_of=target))
         return {"object": "list", "data": data}
 
-    @get("/models/{model_id:str}")
+    @get("/models/{model_id:str}", responses=errors(404))
     async def model(self, services: Services, model_id: str) -> dict[str, Any]:
         for m in services.store.list():
             if m.name == model_id:

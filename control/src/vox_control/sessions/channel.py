@@ -10,10 +10,11 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import WebSocket
 
-from vox_control.errors import ModelNotFound, VoxError
+from vox_control.errors import BadRequest, ModelNotFound, VoxError
 from vox_control.runner_client import RunnerDied, RunnerRequestError
 from vox_control.scheduler.loop import LoadError
 from vox_control.store.registry import InvalidModelName, UnknownModel
+from vox_control.validation import check_json_depth
 
 log = logging.getLogger("vox.streaming")
 
@@ -48,6 +49,10 @@ class ClientGone(Exception):
 
 def parse_message(text: str) -> dict[str, Any]:
     """A text frame as a JSON object with a string ``type``, else a protocol error."""
+    try:
+        check_json_depth(text)
+    except BadRequest as exc:
+        raise StreamError("invalid_json", exc.message, POLICY) from None
     try:
         message = msgspec.json.decode(text)
     except msgspec.DecodeError as exc:

@@ -9,7 +9,7 @@ import uuid
 from typing import Any, Protocol
 
 from vox_control import __version__
-from vox_control.errors import Overloaded, VoxError
+from vox_control.errors import BadRequest, Overloaded, VoxError
 from vox_control.runner_client import RunnerDied, RunnerRequestError
 from vox_control.scheduler.loop import LoadError
 from vox_control.scheduler.scheduled import LoadedModel
@@ -21,6 +21,7 @@ from vox_control.sessions.channel import (
     ClientGone,
 )
 from vox_control.store.registry import InvalidModelName, UnknownModel
+from vox_control.validation import check_json_depth
 
 __all__ = ["ClientGone", "Transport"]
 
@@ -116,6 +117,10 @@ def error_event(
 
 def parse(frame: str) -> dict[str, Any]:
     """A text frame as a JSON object with a string ``type``."""
+    try:
+        check_json_depth(frame)
+    except BadRequest as exc:
+        raise ProtocolError("invalid_json", exc.message) from None
     try:
         message = json.loads(frame)
     except json.JSONDecodeError as exc:
