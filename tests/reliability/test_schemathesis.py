@@ -89,3 +89,23 @@ def test_served_document_matches_the_server(server: VoxServer, tmp_path: Path) -
     # Every documented operation ran (none was skipped for want of generatable data).
     assert int(tested.group(1)) == int(selected.group(2)) >= 18, output[-2000:]
     assert "Traceback" not in server.log(), server.log()[-4000:]
+
+
+def test_docs_ui_loads_nothing_from_the_network(server: VoxServer) -> None:
+    """/docs names only its own assets (from the swagger-ui-bundle-v2 package), and each is
+    served; Swagger UI 5 renders OpenAPI 3.1, which Litestar writes."""
+    with server.client(timeout=30) as client:
+        page = client.get("/docs")
+        assert page.status_code == 200
+        urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+        assert len(urls) >= 4, page.text
+        for url in urls:
+            assert url.startswith("/docs/assets/"), url
+            asset = client.get(url)
+            assert asset.status_code == 200, url
+            assert asset.content, url
+        document = client.get("/docs/openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    bundle = next(u for u in urls if u.endswith("swagger-ui-bundle.js"))
+    with server.client(timeout=30) as client:
+        assert b"SwaggerUIBundle" in client.get(bundle).content
