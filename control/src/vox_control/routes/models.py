@@ -10,7 +10,7 @@ from litestar import Controller, delete, get, post
 from litestar.params import Parameter
 
 from vox_control.errors import BadRequest, VoxError
-from vox_control.routes.openapi import documented, errors
+from vox_control.routes.openapi import MODEL_OR_NAME, errors
 from vox_control.services import Services
 from vox_control.store.disk import NotInstalled
 from vox_control.store.registry import (
@@ -23,8 +23,6 @@ from vox_control.store.registry import (
     validate_name,
 )
 from vox_control.validation import JSON_MAX_BYTES
-
-_EITHER_NAME = documented(one_of_required=("model", "name"))
 
 
 class Conflict(VoxError):
@@ -94,7 +92,7 @@ class ModelsController(Controller):
         status_code=200,
         request_max_body_size=JSON_MAX_BYTES,
         responses=errors(400, 404, 413),
-        operation_class=_EITHER_NAME,
+        operation_class=MODEL_OR_NAME,
     )
     async def show(self, services: Services, data: ModelBody) -> dict[str, Any]:
         """The catalog entry, what is installed of it, its sandbox and whether it is loaded."""
@@ -121,7 +119,7 @@ class ModelsController(Controller):
         status_code=200,
         request_max_body_size=JSON_MAX_BYTES,
         responses=errors(400, 404, 409, 413),
-        operation_class=_EITHER_NAME,
+        operation_class=MODEL_OR_NAME,
     )
     async def remove(self, services: Services, data: ModelBody) -> dict[str, Any]:
         """Remove an installed model; a loaded idle one is unloaded first, a busy one refused."""

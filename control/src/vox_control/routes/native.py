@@ -13,15 +13,7 @@ from litestar.response import Stream
 
 from vox_control import __version__
 from vox_control.errors import BadRequest, error_body
-from vox_control.routes.openapi import (
-    INFERENCE,
-    PULL_CONTENT,
-    SPEECH_CONTENT,
-    TRANSCRIPTION_CONTENT,
-    documented,
-    errors,
-    transcription_form,
-)
+from vox_control.routes.openapi import INFERENCE, NATIVE_TRANSCRIPTION, PULL, SPEECH, errors
 from vox_control.routes.speech import SpeechBody, speech_response
 from vox_control.routes.transcription import native_json, transcription_response
 from vox_control.services import Services
@@ -72,7 +64,7 @@ class NativeController(Controller):
         status_code=200,
         request_max_body_size=JSON_MAX_BYTES,
         responses=errors(400, 404, 413, 422, 502, 503),
-        operation_class=documented(PULL_CONTENT, one_of_required=("model", "name")),
+        operation_class=PULL,
     )
     async def pull(self, services: Services, data: PullBody) -> Stream | dict[str, Any]:
         name = data.model or data.name
@@ -104,7 +96,7 @@ class NativeController(Controller):
         "/transcribe",
         status_code=200,
         responses=errors(*INFERENCE),
-        operation_class=documented(TRANSCRIPTION_CONTENT, form=transcription_form(native=True)),
+        operation_class=NATIVE_TRANSCRIPTION,
     )
     async def transcribe(
         self,
@@ -120,7 +112,7 @@ class NativeController(Controller):
         status_code=200,
         request_max_body_size=JSON_MAX_BYTES,
         responses=errors(*INFERENCE),
-        operation_class=documented(SPEECH_CONTENT, one_of_required=("input", "text")),
+        operation_class=SPEECH,
     )
     async def synthesize(self, services: Services, data: SpeechBody) -> Stream:
         """Same body as /v1/audio/speech; the default response_format is wav."""

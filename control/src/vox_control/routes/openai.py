@@ -10,21 +10,13 @@ from litestar.params import Body
 from litestar.response import Stream
 
 from vox_control.errors import ModelNotFound
-from vox_control.routes.openapi import (
-    INFERENCE,
-    SPEECH_CONTENT,
-    TRANSCRIPTION_CONTENT,
-    documented,
-    errors,
-    transcription_form,
-)
+from vox_control.routes.openapi import INFERENCE, SPEECH, TRANSCRIPTION, errors
 from vox_control.routes.speech import SpeechBody, speech_response
 from vox_control.routes.transcription import transcription_response
 from vox_control.services import OPENAI_STT_ALIASES, OPENAI_TTS_ALIASES, Services
 from vox_control.validation import JSON_MAX_BYTES
 
 Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)]
-_TRANSCRIPTION = documented(TRANSCRIPTION_CONTENT, form=transcription_form(native=False))
 
 
 class OpenAIController(Controller):
@@ -35,7 +27,7 @@ class OpenAIController(Controller):
         "/audio/transcriptions",
         status_code=200,
         responses=errors(*INFERENCE),
-        operation_class=_TRANSCRIPTION,
+        operation_class=TRANSCRIPTION,
     )
     async def transcriptions(self, services: Services, data: Form) -> Response[Any] | Stream:
         """OpenAI transcription: json, text, srt, vtt, verbose_json; stream=true gives SSE."""
@@ -45,7 +37,7 @@ class OpenAIController(Controller):
         "/audio/translations",
         status_code=200,
         responses=errors(*INFERENCE),
-        operation_class=_TRANSCRIPTION,
+        operation_class=TRANSCRIPTION,
     )
     async def translations(self, services: Services, data: Form) -> Response[Any] | Stream:
         """Whisper's translate task (speech in any language to English text), same formats."""
@@ -56,7 +48,7 @@ class OpenAIController(Controller):
         status_code=200,
         request_max_body_size=JSON_MAX_BYTES,
         responses=errors(*INFERENCE),
-        operation_class=documented(SPEECH_CONTENT, one_of_required=("input", "text")),
+        operation_class=SPEECH,
     )
     async def speech(self, services: Services, data: SpeechBody) -> Stream:
         """OpenAI speech: mp3 (default), opus, aac, flac, wav, pcm; stream_format audio or sse."""

@@ -105,11 +105,13 @@ def _bool(description: str) -> Schema:
 def documented(
     content: Mapping[str, Schema] | None = None,
     *,
+    description: str | None = None,
     form: Schema | None = None,
     one_of_required: tuple[str, ...] = (),
 ) -> type[Operation]:
-    """An ``operation_class`` whose 200 response lists ``content`` (media type -> schema),
-    whose body is the multipart ``form``, or whose JSON body needs one of ``one_of_required``.
+    """An ``operation_class`` whose 200 response lists ``content`` (media type -> schema) with
+    ``description``, whose body is the multipart ``form``, or whose JSON body needs one of
+    ``one_of_required``.
     """
 
     @dataclass
@@ -118,6 +120,7 @@ def documented(
             ok = (self.responses or {}).get("200")
             if content is not None and isinstance(ok, OpenAPIResponse):
                 ok.content = {t: OpenAPIMediaType(schema=s) for t, s in content.items()}
+                ok.description = description or ok.description
             if form is not None:
                 media = OpenAPIMediaType(schema=form)
                 self.request_body = RequestBody(
@@ -137,6 +140,18 @@ def documented(
     return DocumentedOperation
 
 
+SPEECH_OK = (
+    "The audio in `response_format` (its media type), streamed as it is synthesized; "
+    "with `stream_format=sse`, `speech.audio.delta` events then `speech.audio.done`."
+)
+TRANSCRIPTION_OK = (
+    "The transcript in `response_format`: JSON (json, verbose_json, native), text, srt or "
+    "vtt; with `stream=true`, `transcript.text.delta` events then `transcript.text.done`."
+)
+PULL_OK = (
+    "NDJSON progress events ending with `success` (or an `error` event); with "
+    "`stream=false`, one JSON answer when the pull is done."
+)
 SPEECH_CONTENT = {
     **{AUDIO_TYPES[f]: _text(AUDIO_TYPES[f], binary=True) for f in SPEECH_FORMATS},
     SSE: _text(SSE),
@@ -182,6 +197,18 @@ def transcription_form(*, native: bool) -> Schema:
             "beam_size": Schema(type=OpenAPIType.INTEGER, minimum=1, maximum=20),
         }
     return Schema(type=OpenAPIType.OBJECT, required=["file"], properties=fields)
+
+
+SPEECH = documented(SPEECH_CONTENT, description=SPEECH_OK, one_of_required=("input", "text"))
+TRANSCRIPTION = documented(
+    TRANSCRIPTION_CONTENT, description=TRANSCRIPTION_OK, form=transcription_form(native=False)
+)
+NATIVE_TRANSCRIPTION = documented(
+    TRANSCRIPTION_CONTENT, description=TRANSCRIPTION_OK, form=transcription_form(native=True)
+)
+PULL = documented(PULL_CONTENT, description=PULL_OK, one_of_required=("model", "name"))
+# Bodies that name a model as `model` or as Ollama's older `name`.
+MODEL_OR_NAME = documented(one_of_required=("model", "name"))
 
 
 def _assets_page(**kwargs: Any) -> SwaggerRenderPlugin:

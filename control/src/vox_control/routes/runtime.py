@@ -11,7 +11,7 @@ from litestar import Controller, get, post
 
 from vox_control.errors import BadRequest
 from vox_control.inference import check_keep_alive
-from vox_control.routes.openapi import INFERENCE, documented, errors
+from vox_control.routes.openapi import INFERENCE, MODEL_OR_NAME, errors
 from vox_control.scheduler.scheduled import LoadedModel
 from vox_control.services import Services
 from vox_control.validation import JSON_MAX_BYTES
@@ -21,9 +21,6 @@ class RuntimeBody(msgspec.Struct, forbid_unknown_fields=False):
     model: str | None = None
     name: str | None = None  # Ollama's older field name
     keep_alive: str | float | None = None
-
-
-_EITHER_NAME = documented(one_of_required=("model", "name"))
 
 
 def _iso(wall: float | None) -> str | None:
@@ -110,7 +107,7 @@ class RuntimeController(Controller):
         status_code=200,
         request_max_body_size=JSON_MAX_BYTES,
         responses=errors(*INFERENCE),
-        operation_class=_EITHER_NAME,
+        operation_class=MODEL_OR_NAME,
     )
     async def load(self, services: Services, data: RuntimeBody) -> dict[str, Any]:
         """Load a model now (waiting for memory like any request) and keep it `keep_alive`."""
@@ -125,7 +122,7 @@ class RuntimeController(Controller):
         status_code=200,
         request_max_body_size=JSON_MAX_BYTES,
         responses=errors(400, 413),
-        operation_class=_EITHER_NAME,
+        operation_class=MODEL_OR_NAME,
     )
     async def unload(self, services: Services, data: RuntimeBody) -> dict[str, Any]:
         """Unload a model now if idle, or as soon as its in-flight requests finish."""
