@@ -76,9 +76,16 @@ def test_served_document_matches_the_server(server: VoxServer, tmp_path: Path) -
         "--report-dir",
         str(tmp_path),
     ]
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.reliability.schemathesis_hooks"}
+    # Run from tmp_path: the CLI keeps its state in ./.schemathesis.
+    hooks = {"SCHEMATHESIS_HOOKS": "tests.reliability.schemathesis_hooks", "PYTHONPATH": str(ROOT)}
     run = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+        command,
+        cwd=tmp_path,
+        env={**os.environ, **hooks},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-8000:]

@@ -10,6 +10,7 @@ from litestar.di import Provide
 
 from vox_control import __version__
 from vox_control.errors import EXCEPTION_HANDLERS
+from vox_control.routes.compat import VoxRuntimeController
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
@@ -47,6 +48,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             VoicesController,
             ModelsController,
             RuntimeController,
+            VoxRuntimeController,
             transcription_stream,
             speech_stream,
             *REALTIME_ROUTES,

@@ -152,7 +152,9 @@ class Services:
         self.registry = Registry(user_dir=settings.catalog_dir, remote=remote)
         self.store = Store(settings.models_dir)
         self.sandboxes = SandboxManager(
-            settings.sandboxes_dir, RunnerSource.detect(), device=settings.resolved_device
+            settings.sandboxes_dir,
+            RunnerSource.detect(settings.sandboxes_dir / ".wheels"),
+            device=settings.resolved_device,
         )
         self.puller = Puller(settings, self.registry, self.store, self.sandboxes)
         self.scheduler = Scheduler(settings, self.load_spec, self.spawn)

@@ -386,6 +386,11 @@ class Registry:
         """The entry for a name or an alias."""
         validate_name(name_or_alias)
         target = self._aliases.get(name_or_alias, name_or_alias)
+        family, sep, tag = target.partition(":")
+        if target not in self._entries and family.endswith(("-stt", "-tts")):
+            # vox-runtime 0.2.93 names its families by kind (whisper-stt:large-v3,
+            # kokoro-tts:v1.0, piper-tts:en-us-lessac-medium): the same models here.
+            target = self._aliases.get(f"{family[:-4]}{sep}{tag}", f"{family[:-4]}{sep}{tag}")
         return self.get(target)
 
     def all(self) -> list[CatalogEntry]:
