@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from litestar import Request
+from litestar.enums import RequestEncodingType
 
 from vox_control.errors import BadRequest
 
@@ -27,7 +28,6 @@ MAX_TEXT_CHARS = 100_000
 # A JSON string literal, unrolled so that long strings cost no backtracking.
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
-_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 # Language tags: ISO 639 codes with optional BCP 47 subtags ("en", "yue", "pt-BR", "zh_Hans").
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*")
 
@@ -54,13 +54,15 @@ def check_json_depth(raw: bytes | str) -> None:
 async def json_body_guard(request: Request[Any, Any, Any]) -> None:
     """``before_request`` hook: a JSON body is size- and depth-checked before it is decoded.
 
-    Litestar decodes a handler's ``data`` as JSON whatever the content type says, so every
-    body that is not a form is checked. Reading it here caches it for the handler, and the
-    read honours the handler's ``request_max_body_size`` (413 past it).
+    Only handlers whose ``data`` is JSON are checked (uploads are streamed by the multipart
+    parser and never reach here), whatever the content type says: Litestar decodes such a
+    body as JSON anyway. Reading it here caches it for the handler, and the read honours the
+    handler's ``request_max_body_size`` (413 past it).
     """
-    if request.method in ("GET", "HEAD", "OPTIONS"):
+    data = request.route_handler.parsed_fn_signature.parameters.get("data")
+    if data is None:
         return
-    if request.headers.get("content-type", "").lower().startswith(_FORM_TYPES):
+    if getattr(data.kwarg_definition, "media_type", None) not in (None, RequestEncodingType.JSON):
         return
     check_json_depth(await request.body())
 
