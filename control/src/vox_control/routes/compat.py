@@ -12,11 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, delete, get, post
+from litestar import Controller, get, post
 from litestar.response import Stream
 
 from vox_control.errors import BadRequest
-from vox_control.routes.models import remove_model
 from vox_control.routes.native import health_body, pull_response
 from vox_control.routes.openapi import INFERENCE, PULL, errors
 from vox_control.routes.runtime import model_json
@@ -92,11 +91,6 @@ class VoxRuntimeController(Controller):
                 }
             )
         return {"models": models}
-
-    @delete("/models/{name:str}", status_code=200, responses=errors(400, 404, 409))
-    async def remove(self, services: Services, name: str) -> dict[str, Any]:
-        """Remove an installed model, as DELETE /api/delete."""
-        return await remove_model(services, name)
 
     @get("/audio/voices", responses=errors(*INFERENCE))
     async def voices(self, services: Services, model: str = "") -> dict[str, Any]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Stream
 
 from vox_control.errors import ModelNotFound
 from vox_control.routes.compat import runtime_model
+from vox_control.routes.models import remove_model
 from vox_control.routes.openapi import INFERENCE, SPEECH, TRANSCRIPTION, errors
 from vox_control.routes.speech import SpeechBody, speech_response
 from vox_control.routes.transcription import transcription_response
@@ -79,6 +80,14 @@ class OpenAIController(Controller):
             if alias == model_id:
                 return self._model(alias, kind, 0, alias_of=target)
         raise ModelNotFound(f"model '{model_id}' not found")
+
+    # vox-runtime's DELETE lives here, beside the GET of the same path: in another controller
+    # both registered OPTIONS (Litestar refuses that), and with another parameter name the
+    # document listed two templated paths for one resource and OPTIONS allowed DELETE only.
+    @delete("/models/{model_id:str}", status_code=200, responses=errors(400, 404, 409))
+    async def remove(self, services: Services, model_id: str) -> dict[str, Any]:
+        """Remove an installed model, as DELETE /api/delete (vox-runtime 0.2.93's route)."""
+        return await remove_model(services, model_id)
 
     @staticmethod
     def _aliases(services: Services) -> list[tuple[str, str, str]]:

@@ -30,14 +30,16 @@ from litestar.openapi.spec import (
 from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
+from vox_control.audio.encode import MAX_RATE, MIN_RATE, SPEECH_FORMATS
 from vox_control.audio.encode import MEDIA_TYPES as AUDIO_TYPES
-from vox_control.audio.encode import SPEECH_FORMATS
+from vox_control.inference import MAX_SPEED, MIN_SPEED
 from vox_control.text.subtitles import MEDIA_TYPES as TRANSCRIPT_TYPES
 from vox_control.text.subtitles import TRANSCRIPT_FORMATS
 
 DOCS_PATH = "/docs"
 ASSETS_PATH = f"{DOCS_PATH}/assets"
 NDJSON = "application/x-ndjson"
+NULL_ONLY = Schema(type=OpenAPIType.NULL)
 SSE = "text/event-stream"
 
 
@@ -108,10 +110,12 @@ def documented(
     description: str | None = None,
     form: Schema | None = None,
     one_of_required: tuple[str, ...] = (),
+    limits: Mapping[str, Schema] | None = None,
 ) -> type[Operation]:
     """An ``operation_class`` whose 200 response lists ``content`` (media type -> schema) with
     ``description``, whose body is the multipart ``form``, or whose JSON body needs one of
-    ``one_of_required``.
+    ``one_of_required``; ``limits`` adds the ranges and enums the handler checks to fields
+    the body's type declares loosely.
     """
 
     @dataclass
@@ -135,7 +139,8 @@ def documented(
                         Schema(required=[f], properties={f: Schema(min_length=1)})
                         for f in one_of_required
                     ]
-                    json.schema = Schema(all_of=[json.schema, Schema(any_of=either)])
+                    overlay = Schema(any_of=either, properties=dict(limits or {}) or None)
+                    json.schema = Schema(all_of=[json.schema, overlay])
 
     return DocumentedOperation
 
@@ -199,7 +204,20 @@ def transcription_form(*, native: bool) -> Schema:
     return Schema(type=OpenAPIType.OBJECT, required=["file"], properties=fields)
 
 
-SPEECH = documented(SPEECH_CONTENT, description=SPEECH_OK, one_of_required=("input", "text"))
+SPEECH_LIMITS = {
+    "speed": Schema(minimum=MIN_SPEED, maximum=MAX_SPEED),
+    "response_format": Schema(one_of=[Schema(enum=list(SPEECH_FORMATS)), NULL_ONLY]),
+    "stream_format": Schema(enum=["audio", "sse"]),
+    "sample_rate": Schema(
+        one_of=[Schema(type=OpenAPIType.INTEGER, minimum=MIN_RATE, maximum=MAX_RATE), NULL_ONLY]
+    ),
+}
+SPEECH = documented(
+    SPEECH_CONTENT,
+    description=SPEECH_OK,
+    one_of_required=("input", "text"),
+    limits=SPEECH_LIMITS,
+)
 TRANSCRIPTION = documented(
     TRANSCRIPTION_CONTENT, description=TRANSCRIPTION_OK, form=transcription_form(native=False)
 )
