@@ -65,7 +65,7 @@ def test_deep_json_is_a_400_on_every_json_route(
             method, path, content=body.encode(), headers={"Content-Type": content_type}
         )
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "json_too_deep"
+    assert response.json()["error"]["code"] == "invalid_json"
     _healthy(server)
 
 

@@ -9,7 +9,11 @@ from litestar import Litestar
 from litestar.di import Provide
 
 from vox_control import __version__
-from vox_control.errors import EXCEPTION_HANDLERS
+from vox_control.renderers import (
+    EXCEPTION_HANDLERS,
+    request_id_header,
+    request_id_middleware,
+)
 from vox_control.routes.compat import VoxRuntimeController
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
@@ -56,6 +60,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
+        # Every request and session gets an id: in its response headers, its error bodies and
+        # events, and the server log lines about it.
+        middleware=[request_id_middleware],
+        before_send=[request_id_header],
         lifespan=[lifespan],
         request_max_body_size=settings.max_upload_bytes,
         # JSON bodies are depth-checked before any handler decodes them (validation.py).

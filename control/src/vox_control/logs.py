@@ -36,7 +36,8 @@ class _Context(logging.Filter):
             record.name = "vox.server"
         if record.name == "uvicorn.access" and _is_quiet(record):
             return False
-        record.request_id = request_id.get()
+        if getattr(record, "request_id", None) is None:  # an explicit extra= wins
+            record.request_id = request_id.get()
         return True
 
 

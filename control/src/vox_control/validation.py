@@ -47,7 +47,7 @@ def check_json_depth(raw: bytes | str) -> None:
     """Refuse JSON nested deeper than MAX_JSON_DEPTH before any decoder sees it."""
     if json_depth(raw) > MAX_JSON_DEPTH:
         raise BadRequest(
-            f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels", code="json_too_deep"
+            f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels", code="invalid_json"
         )
 
 

@@ -28,6 +28,7 @@ from vox_control.validation import JSON_MAX_BYTES
 class Conflict(VoxError):
     status = 409
     type = "invalid_request_error"
+    code = "conflict"
 
 
 class ModelBody(msgspec.Struct, forbid_unknown_fields=False):

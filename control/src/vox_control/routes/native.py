@@ -12,7 +12,8 @@ from litestar.params import Body
 from litestar.response import Stream
 
 from vox_control import __version__
-from vox_control.errors import BadRequest, error_body
+from vox_control.errors import BadRequest
+from vox_control.renderers import ndjson_error
 from vox_control.routes.openapi import INFERENCE, NATIVE_TRANSCRIPTION, PULL, SPEECH, errors
 from vox_control.routes.speech import SpeechBody, speech_response
 from vox_control.routes.transcription import native_json, transcription_response
@@ -113,8 +114,7 @@ async def pull_response(
         except Exception as exc:
             # The stream already started with 200; the error travels as the last event,
             # as Ollama's pull does.
-            body = {"status": "error", **error_body(str(exc), "server_error")}
-            yield msgspec.json.encode(body) + b"\n"
+            yield ndjson_error(exc)
             return
         yield msgspec.json.encode({"status": "success", "model": name}) + b"\n"
 

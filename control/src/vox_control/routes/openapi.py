@@ -54,6 +54,7 @@ class ErrorBody(msgspec.Struct):
     """OpenAI's error envelope: every route answers its errors in this one shape."""
 
     error: ErrorDetail
+    request_id: str | None = None  # also in the X-Request-Id header; the server log has it
 
 
 _WHY = {

@@ -30,7 +30,7 @@ async def start_runner(
     try:
         runner = await spawn(spec)
     except (TimeoutError, RunnerDied, RunnerRequestError, OSError) as exc:
-        raise LoadError(f"could not start the runner for {spec.name}: {exc}") from exc
+        raise LoadError.because(f"could not start the runner for {spec.name}", exc) from exc
     on_spawn(runner.pid)
     load = Load(
         id=runner.next_id(), model_dir=str(spec.model_dir), device=spec.device, options=spec.options
@@ -40,7 +40,7 @@ async def start_runner(
     except BaseException as exc:
         await runner.close(grace=1.0)
         if isinstance(exc, RunnerDied | RunnerRequestError | asyncio.TimeoutError):
-            raise LoadError(f"could not load {spec.name}: {exc}") from exc
+            raise LoadError.because(f"could not load {spec.name}", exc) from exc
         raise
     if not isinstance(reply, Loaded):
         await runner.close(grace=1.0)
