@@ -230,14 +230,24 @@ async def test_full_disk_is_a_clear_error(
     import errno
     import io
 
-    from vox_control.store.sources import hf
+    from vox_control.store.sources import transfer
 
     class Full(io.BytesIO):
         def write(self, data: object) -> int:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(hf, "_open_for_write", lambda path: Full())
+    monkeypatch.setattr(transfer, "_open_for_append", lambda path: Full())
     with pytest.raises(PullError, match="not enough disk space to pull demo:full"):
         await pull(store, hub, entry("demo:full", HFSource(repo="vox-test/demo", revision="v1")))
     assert store.list() == []
     assert [p for p in store.staging_root.iterdir() if p.suffix != ".lock"] == []
+
+
+def test_unsafe_paths_from_the_hub_are_refused() -> None:
+    from huggingface_hub.hf_api import RepoFile
+    from vox_control.store.sources import hf
+
+    for bad in ("../x", "a/../../x", "/etc/passwd", "a//b", "a\\..\\b"):
+        listing = [RepoFile(path=bad, size=1, oid="abc", type="file")]
+        with pytest.raises(PullError, match="unsafe path"):
+            hf._select(HFSource(repo="vox-test/demo"), listing)

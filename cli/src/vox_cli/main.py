@@ -108,6 +108,35 @@ def serve(
     insecure: Annotated[
         bool | None, _flag("insecure", "Allow a non-loopback --host without an API key.")
     ] = None,
+    cors_origins: Annotated[
+        str | None,
+        _flag(
+            "cors_origins", "Web origins beyond loopback that may call, comma-separated; *: any."
+        ),
+    ] = None,
+    allowed_hosts: Annotated[
+        str | None,
+        _flag("allowed_hosts", "Host names answered beyond loopback, IPs, this machine; *: any."),
+    ] = None,
+    limit_concurrency: Annotated[
+        int | None,
+        _flag("limit_concurrency", "Most open connections; idle ones close first (0: fd limit)."),
+    ] = None,
+    timeout_keep_alive: Annotated[
+        int | None, _flag("timeout_keep_alive", "Seconds an idle keep-alive connection stays open.")
+    ] = None,
+    timeout_header: Annotated[
+        float | None, _flag("timeout_header", "Seconds a client has to send a request's headers.")
+    ] = None,
+    timeout_body: Annotated[
+        float | None, _flag("timeout_body", "Seconds a request body may pause between bytes.")
+    ] = None,
+    ws_ping_interval: Annotated[
+        float | None, _flag("ws_ping_interval", "Seconds between WebSocket pings (0: none).")
+    ] = None,
+    ws_ping_timeout: Annotated[
+        float | None, _flag("ws_ping_timeout", "Seconds a WebSocket pong may take (0: no limit).")
+    ] = None,
 ) -> None:
     from vox_control.serve import serve as run_server
 
@@ -116,7 +145,7 @@ def serve(
         port=port,
         device=device,
         home=home,
-        preload=tuple(p.strip() for p in preload.split(",") if p.strip()) if preload else None,
+        preload=_split(preload),
         max_loaded=max_loaded,
         keep_alive=keep_alive,
         memory_budget=memory_budget,
@@ -131,8 +160,20 @@ def serve(
         realtime_model=realtime_model,
         api_key_file=api_key_file,
         insecure=insecure,
+        cors_origins=_split(cors_origins),
+        allowed_hosts=_split(allowed_hosts),
+        limit_concurrency=limit_concurrency,
+        timeout_keep_alive=timeout_keep_alive,
+        timeout_header=timeout_header,
+        timeout_body=timeout_body,
+        ws_ping_interval=ws_ping_interval,
+        ws_ping_timeout=ws_ping_timeout,
     )
     run_server(settings)
+
+
+def _split(value: str | None) -> tuple[str, ...] | None:
+    return tuple(p.strip() for p in value.split(",") if p.strip()) if value else None
 
 
 serve.__doc__ = _serve_help()

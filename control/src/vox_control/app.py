@@ -9,6 +9,7 @@ from litestar import Litestar
 from litestar.di import Provide
 
 from vox_control import __version__
+from vox_control.guard import cors_config
 from vox_control.renderers import (
     EXCEPTION_HANDLERS,
     request_id_header,
@@ -59,6 +60,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             DOCS_ASSETS,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        # Loopback origins and --cors-origins; serve.py's guard refuses the others' writes.
+        cors_config=cors_config(settings),
         exception_handlers=EXCEPTION_HANDLERS,
         # Every request and session gets an id: in its response headers, its error bodies and
         # events, and the server log lines about it.

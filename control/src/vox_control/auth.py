@@ -9,10 +9,14 @@ import logging
 import stat
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vox_control.errors import error_body
+from vox_control.renderers import REQUEST_ID_HEADER, scope_request_id
 from vox_control.settings import Settings
+
+if TYPE_CHECKING:
+    from litestar.types import Scope as LitestarScope
 
 log = logging.getLogger("vox.auth")
 
@@ -101,31 +105,61 @@ class BearerAuth:
         if (
             kind not in ("http", "websocket")
             or scope.get("path") in self.open_paths
+            or is_preflight(scope)
             or token_matches(scope.get("headers") or [], self.token)
         ):
             await self.app(scope, receive, send)
             return
-        body = json.dumps(
-            error_body(
-                "missing or invalid API key: send 'Authorization: Bearer <key>'",
-                "authentication_error",
-                code="invalid_api_key",
-            )
-        ).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"www-authenticate", b'Bearer realm="vox"'),
-        ]
-        if kind == "http":
-            await send({"type": "http.response.start", "status": 401, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-        elif "websocket.http.response" in (scope.get("extensions") or {}):
-            # The denial response: a plain HTTP 401 instead of the 101 upgrade.
-            await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
-            await send({"type": "websocket.http.response.body", "body": body})
-        else:
-            await send({"type": "websocket.close", "code": 1008})  # the server answers 403
+        await deny(
+            scope,
+            send,
+            401,
+            "missing or invalid API key: send 'Authorization: Bearer <key>'",
+            "authentication_error",
+            code="invalid_api_key",
+            headers=[(b"www-authenticate", b'Bearer realm="vox"')],
+        )
+
+
+def is_preflight(scope: Scope) -> bool:
+    """A CORS preflight: the browser asks before the real request and sends no credentials.
+    Litestar's CORS layer answers it without running any route, so it needs no token."""
+    if scope["type"] != "http" or scope.get("method") != "OPTIONS":
+        return False
+    names = {key for key, _ in scope.get("headers") or []}
+    return b"origin" in names and b"access-control-request-method" in names
+
+
+async def deny(
+    scope: Scope,
+    send: Send,
+    status: int,
+    message: str,
+    type_: str,
+    *,
+    code: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Refuse an HTTP request or a WebSocket handshake with the API's error body and its id."""
+    scope.setdefault("state", {})
+    # The same id the routes would have given it (renderers.py takes Litestar's scope type).
+    rid = scope_request_id(cast("LitestarScope", scope))
+    body = json.dumps(error_body(message, type_, code=code, request_id=rid)).encode()
+    head = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (REQUEST_ID_HEADER.lower().encode(), rid.encode()),
+        *(headers or []),
+    ]
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": status, "headers": head})
+        await send({"type": "http.response.body", "body": body})
+    elif "websocket.http.response" in (scope.get("extensions") or {}):
+        # The denial response: a plain HTTP answer instead of the 101 upgrade.
+        await send({"type": "websocket.http.response.start", "status": status, "headers": head})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})  # the server answers 403
 
 
 def protect(app: Any, token: str | None) -> Any:
@@ -133,4 +167,12 @@ def protect(app: Any, token: str | None) -> Any:
     return BearerAuth(app, token) if token else app
 
 
-__all__ = ["AuthConfigError", "BearerAuth", "check_bind", "protect", "resolve_token"]
+__all__ = [
+    "AuthConfigError",
+    "BearerAuth",
+    "check_bind",
+    "deny",
+    "is_preflight",
+    "protect",
+    "resolve_token",
+]

@@ -47,7 +47,7 @@ class NativeController(Controller):
     path = "/api"
     tags = ["native"]  # noqa: RUF012
 
-    @get("/health")
+    @get("/health", responses=errors(auth=False))
     async def health(self, services: Services) -> dict[str, Any]:
         return health_body(services)
 

