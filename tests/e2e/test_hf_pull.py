@@ -66,7 +66,8 @@ def test_joe_from_the_hub_speaks_and_is_understood(hf_server: VoxServer, joe_rep
         assert reg.status_code == 200, reg.text
         events = pull_events(client, name)
         assert events[-1] == {"status": "success", "model": name}, events[-3:]
-        assert events[0]["status"] == "resolving"
+        # The sandbox is prepared before any file is fetched (a failed one leaves nothing).
+        assert [e["status"] for e in events[:2]] == ["preparing the piper sandbox", "resolving"]
         progress = [e for e in events if e["status"] == "downloading"]
         per_file: dict[str, list[int]] = {}
         for e in progress:

@@ -114,11 +114,13 @@ def documented(
     *,
     description: str | None = None,
     form: Schema | None = None,
+    raw: str | None = None,
     one_of_required: tuple[str, ...] = (),
     limits: Mapping[str, Schema] | None = None,
 ) -> type[Operation]:
     """An ``operation_class`` whose 200 response lists ``content`` (media type -> schema) with
-    ``description``, whose body is the multipart ``form``, or whose JSON body needs one of
+    ``description``, whose body is the multipart ``form`` or raw bytes of media type ``raw``
+    (the handler reads the stream itself), or whose JSON body needs one of
     ``one_of_required``; ``limits`` adds the ranges and enums the handler checks to fields
     the body's type declares loosely.
     """
@@ -135,6 +137,9 @@ def documented(
                 self.request_body = RequestBody(
                     content={"multipart/form-data": media}, required=True
                 )
+            if raw is not None:
+                media = OpenAPIMediaType(schema=_text(raw, binary=True))
+                self.request_body = RequestBody(content={raw: media}, required=True)
             body = self.request_body
             if one_of_required and isinstance(body, RequestBody):
                 json = body.content.get("application/json")
@@ -230,6 +235,7 @@ NATIVE_TRANSCRIPTION = documented(
     TRANSCRIPTION_CONTENT, description=TRANSCRIPTION_OK, form=transcription_form(native=True)
 )
 PULL = documented(PULL_CONTENT, description=PULL_OK, one_of_required=("model", "name"))
+UPLOAD = documented(raw="application/x-tar")
 # Bodies that name a model as `model` or as Ollama's older `name`.
 MODEL_OR_NAME = documented(one_of_required=("model", "name"))
 

