@@ -25,6 +25,7 @@ from vox_control.routes.openapi import DOCS_ASSETS, openapi_config
 from vox_control.routes.realtime import REALTIME_ROUTES
 from vox_control.routes.runtime import RuntimeController
 from vox_control.routes.voices import VoicesController
+from vox_control.routes.web import WEB_ROUTES
 from vox_control.services import Services
 from vox_control.sessions.ws_stt import transcription_stream
 from vox_control.sessions.ws_tts import speech_stream
@@ -69,6 +70,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             transcription_stream,
             speech_stream,
             *REALTIME_ROUTES,
+            *WEB_ROUTES,
             DOCS_ASSETS,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
