@@ -13,6 +13,7 @@ from litestar.params import Parameter
 from vox_sandboxes import parse_package
 
 from vox_control.errors import BadRequest, VoxError
+from vox_control.routes.openapi import MODEL_OR_NAME, UPLOAD, errors
 from vox_control.services import Services
 from vox_control.store.disk import NotInstalled
 from vox_control.store.registry import (
@@ -30,6 +31,7 @@ from vox_control.store.sources.local import (
     LocalDirRefused,
     allowed_dir,
 )
+from vox_control.validation import JSON_MAX_BYTES
 
 TAR = "application/x-tar"
 
@@ -180,7 +182,13 @@ class ModelsController(Controller):
     path = "/api"
     tags = ["models"]  # noqa: RUF012
 
-    @post("/show", status_code=200)
+    @post(
+        "/show",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 404, 413),
+        operation_class=MODEL_OR_NAME,
+    )
     async def show(self, services: Services, data: ModelBody) -> dict[str, Any]:
         """The catalog entry, what is installed of it, its sandbox and whether it is loaded."""
         entry = services.registry.resolve(_requested(data))
@@ -201,12 +209,18 @@ class ModelsController(Controller):
         body["loaded"] = any(m.name == entry.name for m in services.scheduler.loaded())
         return body
 
-    @delete("/delete", status_code=200)
+    @delete(
+        "/delete",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 404, 409, 413),
+        operation_class=MODEL_OR_NAME,
+    )
     async def remove(self, services: Services, data: ModelBody) -> dict[str, Any]:
         """Remove an installed model; a loaded idle one is unloaded first, a busy one refused."""
         return await remove_model(services, _requested(data))
 
-    @get("/search")
+    @get("/search", responses=errors(400))
     async def search(
         self,
         services: Services,
@@ -217,7 +231,12 @@ class ModelsController(Controller):
         found = services.registry.search(q, model_type)
         return {"models": [entry_json(services, e) for e in found]}
 
-    @post("/register", status_code=200)
+    @post(
+        "/register",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 409, 413),
+    )
     async def register(self, services: Services, data: RegisterBody) -> dict[str, Any]:
         """Add a user catalog entry (kept under <VOX_HOME>/catalog) for `vox pull --as`."""
         try:
@@ -242,7 +261,13 @@ class ModelsController(Controller):
         path = _save_entry(services, entry)
         return {"status": "success", "model": entry.name, "file": path}
 
-    @post("/upload", status_code=200, request_max_body_size=None)
+    @post(
+        "/upload",
+        status_code=200,
+        request_max_body_size=None,
+        responses=errors(400, 409, 413, 422, 503),
+        operation_class=UPLOAD,
+    )
     async def upload(
         self,
         services: Services,
