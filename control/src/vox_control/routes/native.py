@@ -14,9 +14,11 @@ from litestar.response import Stream
 from vox_control import __version__
 from vox_control.errors import BadRequest
 from vox_control.renderers import ndjson_error
+from vox_control.routes.openapi import INFERENCE, NATIVE_TRANSCRIPTION, PULL, SPEECH, errors
 from vox_control.routes.speech import SpeechBody, speech_response
 from vox_control.routes.transcription import native_json, transcription_response
 from vox_control.services import Services
+from vox_control.validation import JSON_MAX_BYTES
 
 _NDJSON = "application/x-ndjson"
 
@@ -25,6 +27,7 @@ class PullBody(msgspec.Struct, forbid_unknown_fields=False):
     model: str | None = None
     name: str | None = None  # Ollama's older field name
     stream: bool = True
+    verify: bool = False  # hash every installed file; re-fetch what does not match
 
 
 transcript_json = native_json  # the native transcript shape, kept under its first name
@@ -45,22 +48,33 @@ class NativeController(Controller):
     path = "/api"
     tags = ["native"]  # noqa: RUF012
 
-    @get("/health")
+    @get("/health", responses=errors(auth=False))
     async def health(self, services: Services) -> dict[str, Any]:
         return health_body(services)
 
-    @get("/list")
+    @get("/list", responses=errors())
     async def list_models(self, services: Services) -> dict[str, Any]:
         return {"models": [model_json(m) for m in services.store.list()]}
 
-    @post("/pull", status_code=200)
+    @post(
+        "/pull",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 404, 413, 422, 502, 503),
+        operation_class=PULL,
+    )
     async def pull(self, services: Services, data: PullBody) -> Stream | dict[str, Any]:
         name = data.model or data.name
         if not name:
             raise BadRequest("'model' is required", param="model")
-        return await pull_response(services, name, stream=data.stream)
+        return await pull_response(services, name, stream=data.stream, verify=data.verify)
 
-    @post("/transcribe", status_code=200)
+    @post(
+        "/transcribe",
+        status_code=200,
+        responses=errors(*INFERENCE),
+        operation_class=NATIVE_TRANSCRIPTION,
+    )
     async def transcribe(
         self,
         services: Services,
@@ -70,27 +84,36 @@ class NativeController(Controller):
         beam_size; without response_format it answers the native JSON (segments, words)."""
         return await transcription_response(services, data, "transcribe", native=True)
 
-    @post("/synthesize", status_code=200)
+    @post(
+        "/synthesize",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(*INFERENCE),
+        operation_class=SPEECH,
+    )
     async def synthesize(self, services: Services, data: SpeechBody) -> Stream:
         """Same body as /v1/audio/speech; the default response_format is wav."""
         return await speech_response(services, data, "wav")
 
 
 async def pull_response(
-    services: Services, requested: str, *, stream: bool
+    services: Services, requested: str, *, stream: bool, verify: bool = False
 ) -> Stream | dict[str, Any]:
-    """A pull as NDJSON progress events (or one JSON answer): /api/pull and /v1/models/pull."""
+    """A pull as NDJSON progress events (or one JSON answer): /api/pull and /v1/models/pull.
+
+    ``verify`` hashes every installed file and fetches again what does not match.
+    """
     name = services.model_name(requested, "stt")
     # Unknown names fail with 404 before streaming starts; aliases pull their model.
     name = services.registry.resolve(name).name
     services.puller.check(name)  # a GPU-only model on a CPU server: 422, nothing fetched
     if not stream:
-        manifest = await services.puller.pull(name)
+        manifest = await services.puller.pull(name, verify=verify)
         return {"status": "success", "model": manifest.name}
 
     async def events() -> AsyncIterator[bytes]:
         try:
-            async for event in services.puller.events(name):
+            async for event in services.puller.events(name, verify=verify):
                 yield msgspec.json.encode(event) + b"\n"
         except Exception as exc:
             # The stream already started with 200; the error travels as the last event,

@@ -13,6 +13,7 @@ from litestar import Response
 from litestar.response import Stream
 from vox_protocol import Transcript
 
+from vox_control.audio.long_audio import LongAudio
 from vox_control.errors import BadRequest
 from vox_control.inference import (
     TranscribeOptions,
@@ -132,7 +133,7 @@ def render_response(
 
 
 async def _events(
-    services: Services, request: TranscriptionRequest, pcm: np.ndarray, rate: int
+    services: Services, request: TranscriptionRequest, pcm: np.ndarray | LongAudio, rate: int
 ) -> AsyncIterator[bytes]:
     try:
         transcript = await run_transcription(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import msgspec
 from litestar import WebSocket
 
-from vox_control.errors import VoxError, classify
+from vox_control.errors import BadRequest, VoxError, classify
 from vox_control.renderers import (
     WS_BAD_CONFIG,
     WS_INTERNAL,
@@ -21,6 +22,7 @@ from vox_control.renderers import (
     ws_code,
     ws_error,
 )
+from vox_control.validation import check_json_depth
 
 log = logging.getLogger("vox.streaming")
 
@@ -66,8 +68,12 @@ class ClientGone(Exception):
 def parse_message(text: str) -> dict[str, Any]:
     """A text frame as a JSON object with a string ``type``, else a protocol error."""
     try:
+        check_json_depth(text)
+    except BadRequest as exc:
+        raise StreamError("invalid_json", exc.message, POLICY) from None
+    try:
         message = msgspec.json.decode(text)
-    except (msgspec.DecodeError, RecursionError) as exc:  # deep nesting: msgspec's depth limit
+    except msgspec.DecodeError as exc:  # nesting was bounded above: no RecursionError here
         raise StreamError(
             "invalid_json", f"a text frame is not valid JSON: {exc}", POLICY
         ) from None
@@ -97,9 +103,41 @@ class Channel:
         self.socket = socket
         self._lock = asyncio.Lock()
         self.open = True
+        self._ahead: asyncio.Task[str | bytes] | None = None  # begun by meanwhile()
 
     async def receive(self) -> str | bytes:
         """The next text or binary frame; raises ClientGone on disconnect."""
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            return await ahead
+        return await self._receive()
+
+    async def meanwhile(self, work: Awaitable[T]) -> T:
+        """Await ``work`` (a put into a full queue) while still noticing a disconnect.
+
+        A session that stops reading to slow its client down would otherwise learn that the
+        client left only once the model has caught up, keeping the runner busy for nobody. A
+        frame that arrives meanwhile is kept for the next receive(): one frame at most.
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            if self._ahead is None:
+                self._ahead = asyncio.ensure_future(self._receive())
+            ahead = self._ahead
+            await asyncio.wait({task, ahead}, return_when=asyncio.FIRST_COMPLETED)
+            if ahead.done() and isinstance(ahead.exception(), ClientGone):
+                self._ahead = None
+                ahead.result()  # raises ClientGone
+            return await task
+        except asyncio.CancelledError:
+            if self._ahead is not None:  # the reader is going away: nobody reads any more
+                self._ahead.cancel()
+                self._ahead = None
+            raise
+        finally:
+            task.cancel()
+
+    async def _receive(self) -> str | bytes:
         try:
             message = await self.socket.receive()
         except Exception as exc:  # the server implementation's disconnect errors vary

@@ -14,7 +14,7 @@ import numpy as np
 from vox_protocol import Transcribe, Transcript
 
 from vox_control.audio.decode import WHISPER_RATE
-from vox_control.inference import resample
+from vox_control.audio.resample import resample
 from vox_control.scheduler.scheduled import LoadedModel
 from vox_control.services import Services
 from vox_control.sessions.pipecat_wire import (

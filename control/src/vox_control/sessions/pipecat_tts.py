@@ -12,7 +12,7 @@ from typing import Any
 
 from vox_protocol import Synthesize
 
-from vox_control.audio.decode import PCMResampler
+from vox_control.audio.resample import ToRate
 from vox_control.errors import BadRequest
 from vox_control.inference import MAX_SPEED, MIN_SPEED
 from vox_control.scheduler.scheduled import LoadedModel
@@ -40,6 +40,7 @@ from vox_control.sessions.pipecat_wire import (
 )
 from vox_control.store.disk import Manifest
 from vox_control.text.sentences import SentenceSplitter
+from vox_control.validation import check_no_nul
 
 log = logging.getLogger("vox.realtime.tts")
 
@@ -249,6 +250,10 @@ class TtsRealtime:
         text = message.get("text")
         if not isinstance(text, str):
             raise ProtocolError("invalid_config", "input_text.append missing text")
+        try:
+            check_no_nul(text, "text")
+        except BadRequest as exc:
+            raise ProtocolError("invalid_event", exc.message) from None
         text_format = message.get("text_format", "plain")
         if text_format != "plain":
             raise ProtocolError(
@@ -412,7 +417,7 @@ class TtsRealtime:
         frame_bytes = self.rate * FRAME_MS // 1000 * 2
         carry = bytearray()
         seq = samples = 0
-        resampler: PCMResampler | None = None
+        to_rate = ToRate(self.rate)
         try:
             async with stack:  # the model's reference, released when the response ends
                 runner = model.runner
@@ -430,9 +435,7 @@ class TtsRealtime:
                             pcm = chunk.audio
                             if chunk.sample_rate != self.rate:
                                 # The advertised rate is a contract: convert, never relabel.
-                                if resampler is None or resampler.in_rate != chunk.sample_rate:
-                                    resampler = PCMResampler(chunk.sample_rate, self.rate)
-                                pcm = resampler.push(pcm)
+                                pcm = to_rate.push(pcm, chunk.sample_rate)
                             samples += len(pcm) // 2
                             carry.extend(pcm)
                             while len(carry) >= frame_bytes:

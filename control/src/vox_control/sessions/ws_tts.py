@@ -13,7 +13,8 @@ import msgspec
 from litestar import WebSocket, websocket
 from vox_protocol import Synthesize
 
-from vox_control.audio.stream_encode import StreamEncoder, make_encoder
+from vox_control.audio.encode import Encoder
+from vox_control.audio.stream_encode import stream_encoder
 from vox_control.errors import BadRequest
 from vox_control.inference import check_speed
 from vox_control.services import Services
@@ -31,6 +32,7 @@ from vox_control.sessions.channel import (
     parse_message,
 )
 from vox_control.text.sentences import SentenceSplitter
+from vox_control.validation import check_no_nul
 
 log = logging.getLogger("vox.streaming.tts")
 
@@ -66,7 +68,7 @@ class TtsSession:
         self.chunks_total = 0
         self.samples = 0  # at the model's rate, everything sent so far
         self.model_rate = 0
-        self.encoder: StreamEncoder | None = None  # created at the first audio of a stream
+        self.encoder: Encoder | None = None  # created at the first audio of a stream
 
     async def run(self) -> None:
         try:
@@ -151,6 +153,10 @@ class TtsSession:
             raise StreamError("after_end", f"{kind!r} after end", POLICY)
         if kind == "text":
             text = convert(message, TextMessage, "invalid_message", POLICY)
+            try:
+                check_no_nul(text.text, "text")
+            except BadRequest as exc:
+                raise model_error(exc) from None
             self.total_chars += len(text.text)
             if self.total_chars > self.settings.stream_max_text_chars:
                 raise StreamError(
@@ -257,7 +263,7 @@ class TtsSession:
 
     async def _send_audio(self, config: TtsConfig, pcm: bytes, rate: int) -> None:
         if self.encoder is None:
-            self.encoder = make_encoder(config.response_format, rate, config.sample_rate)
+            self.encoder = stream_encoder(config.response_format, rate, config.sample_rate)
             await self.channel.send_event(
                 {
                     "type": "audio_start",

@@ -229,7 +229,8 @@ class KokoroAdapter(Adapter):
             if index < len(sentences) - 1:
                 audio = np.concatenate([audio, pause])
             pcm = np.clip(np.asarray(audio) * 32767.0, -32768, 32767).astype("<i2")
-            yield SynthChunk(audio=pcm.tobytes(), sample_rate=SAMPLE_RATE, text=sentence)
+            last = index == len(sentences) - 1
+            yield SynthChunk(pcm.tobytes(), SAMPLE_RATE, text=sentence, last=last)
 
     def _warm_up(self) -> None:
         # The first ONNX run is several times slower; do not bill it to the first request.

@@ -25,6 +25,7 @@ from vox_runner.adapter import (
     SynthChunk,
     iterate_in_thread,
     option_bool,
+    with_last,
 )
 
 log = logging.getLogger("vox_runner.adapters.piper")
@@ -138,11 +139,15 @@ class PiperAdapter(Adapter):
         from piper import SynthesisConfig
 
         syn_config = SynthesisConfig(speaker_id=speaker_id, length_scale=length_scale)
-        for sentence in split_sentences(text):
+        for sentence, final in with_last(split_sentences(text)):
             label = sentence
-            for chunk in voice.synthesize(sentence, syn_config=syn_config):
+            pieces = voice.synthesize(sentence, syn_config=syn_config)
+            for chunk, last in with_last(pieces):
                 yield SynthChunk(
-                    audio=chunk.audio_int16_bytes, sample_rate=chunk.sample_rate, text=label
+                    audio=chunk.audio_int16_bytes,
+                    sample_rate=chunk.sample_rate,
+                    text=label,
+                    last=final and last,
                 )
                 label = ""  # piper split our sentence further: the text went with the first
 
