@@ -110,3 +110,14 @@ def test_routes_each_model_to_one_node_and_recovers(vox_cluster: VoxCluster) -> 
         ) < 2:
             assert time.monotonic() < deadline, vox_cluster.nodes()
             time.sleep(1)
+        # Ray's LRU and the nodes agree: whichever node took over a model unloaded its other
+        # one through the eviction hook (the nodes never unload on a timer of their own).
+        deadline = time.monotonic() + 30
+        while True:
+            per_node: dict[str, int] = {}
+            for m in client.get("/api/ps").json()["models"]:
+                per_node[m["node"]] = per_node.get(m["node"], 0) + 1
+            if all(count <= 1 for count in per_node.values()):
+                break
+            assert time.monotonic() < deadline, per_node
+            time.sleep(1)
