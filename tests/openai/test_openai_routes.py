@@ -42,19 +42,23 @@ class Overloaded(VoxError):
 
 
 class FakeRunner:
+    """RunnerClient's typed methods; each records the message the real client would send."""
+
     def __init__(self) -> None:
         self.sent: list[Any] = []
         self._id = 0
 
-    def next_id(self) -> int:
+    def _next_id(self) -> int:
         self._id += 1
         return self._id
 
-    async def request(self, message: Any) -> Any:
+    async def voices(self) -> Voices:
+        self.sent.append(ListVoices(id=self._next_id()))
+        return Voices(id=self._id, voices=[Voice(id="joe", language="en-US")], default="joe")
+
+    async def transcribe(self, audio: bytes, sample_rate: int, **options: Any) -> Transcript:
+        message = Transcribe(id=self._next_id(), audio=audio, sample_rate=sample_rate, **options)
         self.sent.append(message)
-        if isinstance(message, ListVoices):
-            return Voices(id=message.id, voices=[Voice(id="joe", language="en-US")], default="joe")
-        assert isinstance(message, Transcribe)
         words = [Word(0.1, 0.5, " Hello"), Word(0.6, 1.0, " world.")]
         return Transcript(
             id=message.id,
@@ -67,7 +71,8 @@ class FakeRunner:
             ],
         )
 
-    async def stream(self, message: Synthesize) -> AsyncIterator[AudioChunk]:
+    async def synthesize(self, text: str, **options: Any) -> AsyncIterator[AudioChunk]:
+        message = Synthesize(id=self._next_id(), text=text, **options)
         self.sent.append(message)
         if message.voice == "nobody":
             raise RunnerRequestError("bad_request", "unknown voice 'nobody'; available: joe")

@@ -9,9 +9,9 @@ import logging
 import os
 import signal
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Literal, TypeVar
 
 from vox_protocol import (
     PROTOCOL_VERSION,
@@ -22,10 +22,17 @@ from vox_protocol import (
     FrameDecoder,
     FrameEncoder,
     Hello,
+    ListVoices,
+    Load,
+    Loaded,
     ProtocolError,
     RunnerMessage,
     Shutdown,
     SynthesisDone,
+    Synthesize,
+    Transcribe,
+    Transcript,
+    Voices,
     Welcome,
 )
 
@@ -34,6 +41,9 @@ from vox_control import __version__
 log = logging.getLogger("vox.runner")
 
 _READ_CHUNK = 1 << 20
+
+R = TypeVar("R", Loaded, Transcript, Voices)
+Request = Load | Transcribe | Synthesize | ListVoices
 
 
 class RunnerDied(Exception):
@@ -55,6 +65,16 @@ class RunnerRequestError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class UnexpectedReply(RunnerRequestError):
+    """The runner answered a request with a frame of the wrong kind (a protocol fault)."""
+
+    def __init__(self, name: str, expected: type[RunnerMessage], got: RunnerMessage) -> None:
+        super().__init__(
+            "protocol",
+            f"runner for {name} answered {type(got).__name__} where {expected.__name__} was due",
+        )
 
 
 class RunnerClient:
@@ -187,25 +207,92 @@ class RunnerClient:
 
     # ------------------------------------------------------------------ requests
 
-    def next_id(self) -> int:
+    async def load(
+        self,
+        model_dir: str,
+        *,
+        device: str = "cpu",
+        options: Mapping[str, str | int | float | bool | None] | None = None,
+    ) -> Loaded:
+        """Load the model in ``model_dir``; returns what the runner reports about it."""
+        load = Load(
+            id=self._next_id(), model_dir=model_dir, device=device, options=dict(options or {})
+        )
+        return await self._request(load, Loaded)
+
+    async def transcribe(
+        self,
+        audio: bytes,
+        sample_rate: int,
+        *,
+        language: str | None = None,
+        task: Literal["transcribe", "translate"] = "transcribe",
+        prompt: str | None = None,
+        temperature: float | None = None,
+        word_timestamps: bool = False,
+        vad_filter: bool = False,
+        beam_size: int | None = None,
+    ) -> Transcript:
+        """Transcribe mono float32 PCM (raw little-endian bytes) at ``sample_rate``."""
+        request = Transcribe(
+            id=self._next_id(),
+            audio=audio,
+            sample_rate=sample_rate,
+            language=language,
+            task=task,
+            prompt=prompt,
+            temperature=temperature,
+            word_timestamps=word_timestamps,
+            vad_filter=vad_filter,
+            beam_size=beam_size,
+        )
+        return await self._request(request, Transcript)
+
+    async def voices(self) -> Voices:
+        return await self._request(ListVoices(id=self._next_id()), Voices)
+
+    async def synthesize(
+        self,
+        text: str,
+        *,
+        voice: str | None = None,
+        speed: float = 1.0,
+        language: str | None = None,
+    ) -> AsyncGenerator[AudioChunk, None]:
+        """Speak ``text``: its audio chunks until SynthesisDone.
+
+        Closing the generator early (``aclose``, or cancelling the task iterating it) sends
+        the runner a Cancel for this request.
+        """
+        request = Synthesize(
+            id=self._next_id(), text=text, voice=voice, speed=speed, language=language
+        )
+        # aclosing: an early close reaches _exchange now (its finally sends the Cancel).
+        async with contextlib.aclosing(self._exchange(request, single=False)) as replies:
+            async for reply in replies:
+                if isinstance(reply, AudioChunk):
+                    yield reply
+                elif not isinstance(reply, SynthesisDone):
+                    raise UnexpectedReply(self.name, AudioChunk, reply)
+
+    def _next_id(self) -> int:
         return next(self._ids)
 
-    async def request(self, message: Any) -> RunnerMessage:
-        """Send a request carrying ``message.id`` and return its single reply."""
-        async for reply in self._exchange(message, single=True):
-            return reply
+    async def _request(self, message: Request, expected: type[R]) -> R:
+        """Send a request and return its single reply, which must be an ``expected``."""
+        async with contextlib.aclosing(self._exchange(message, single=True)) as replies:
+            async for reply in replies:
+                if not isinstance(reply, expected):
+                    raise UnexpectedReply(self.name, expected, reply)
+                return reply
         raise RunnerDied(self.name, self.proc.returncode, self.stderr_tail)  # pragma: no cover
 
-    async def stream(self, message: Any) -> AsyncIterator[AudioChunk]:
-        """Send a synthesis request and yield its audio chunks until SynthesisDone."""
-        async for reply in self._exchange(message, single=False):
-            if isinstance(reply, AudioChunk):
-                yield reply
-
-    async def _exchange(self, message: Any, *, single: bool) -> AsyncIterator[RunnerMessage]:
+    async def _exchange(
+        self, message: Request, *, single: bool
+    ) -> AsyncGenerator[RunnerMessage, None]:
         if self._died is not None:
             raise self._died
-        request_id: int = message.id
+        request_id = message.id
         queue: asyncio.Queue[RunnerMessage | RunnerDied] = asyncio.Queue()
         self._pending[request_id] = queue
         finished = False
