@@ -253,6 +253,18 @@ def test_speech_defaults_and_extensions(env: tuple[TestClient[Any], FakeSchedule
     assert sent.voice is None
 
 
+def test_speech_sends_one_runner_request_per_sentence(
+    env: tuple[TestClient[Any], FakeScheduler],
+) -> None:
+    client, scheduler = env
+    text = "Dr. Smith met Mr. Jones at 5 p.m. on Friday. Pi is 3.14! Is it?"
+    response = client.post("/v1/audio/speech", json={"input": text, "response_format": "pcm"})
+    assert response.status_code == 200, response.text
+    spoken = [m.text for m in scheduler.runner.sent if isinstance(m, Synthesize)]
+    assert spoken == ["Dr. Smith met Mr. Jones at 5 p.m. on Friday.", "Pi is 3.14!", "Is it?"]
+    assert scheduler.uses == [TTS]  # the model is held once for the whole request
+
+
 def test_speech_sse(env: tuple[TestClient[Any], FakeScheduler]) -> None:
     client, _ = env
     body = {"input": "One. Two.", "response_format": "wav", "stream_format": "sse"}
