@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from vox_protocol import ModelInfo
 
 from vox_control.inference import Kind, ResolvedModel, resolve
 from vox_control.services import Services
-from vox_control.sessions.channel import Channel, ClientGone, StreamError, model_error
+from vox_control.sessions.channel import Channel, ClientGone, StreamError, convert, model_error
 from vox_control.sessions.pipecat_wire import (
     ProtocolError,
     SessionRefused,
@@ -39,6 +39,8 @@ from vox_control.sessions.pipecat_wire import (
 )
 
 log = logging.getLogger("vox.sessions")
+
+C = TypeVar("C")
 
 
 class StreamSession:
@@ -61,6 +63,10 @@ class StreamSession:
 
     async def serve(self) -> None:
         raise NotImplementedError
+
+    async def receive_config(self, kind: type[C]) -> C:
+        """The session's first message, a ``config``, validated into ``kind``."""
+        return convert(await self.channel.receive_config(), kind)
 
     async def open_model(self, requested: str | None) -> tuple[ResolvedModel, ModelInfo]:
         """Resolve the configured model and load it now, so a model that cannot load fails

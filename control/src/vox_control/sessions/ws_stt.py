@@ -24,7 +24,6 @@ from vox_control.sessions.channel import (
     UNSUPPORTED_DATA,
     Channel,
     StreamError,
-    convert,
     model_error,
     parse_message,
 )
@@ -113,13 +112,11 @@ class SttSession(StreamSession):
     kind = "stt"
 
     async def serve(self) -> None:
-        config, model = await self._configure()
-        await self._stream(config, model)
-
-    async def _configure(self) -> tuple[SttConfig, ResolvedModel]:
-        message = await self.channel.receive_config()
-        config = convert(message, SttConfig)
+        config = await self.receive_config(SttConfig)
         check_config(config)
+        await self._stream(config, await self._open(config))
+
+    async def _open(self, config: SttConfig) -> ResolvedModel:
         model, info = await self.open_model(config.model)
         name = model.name
         languages = info.languages
@@ -140,7 +137,7 @@ class SttSession(StreamSession):
                 "overlap_ms": config.overlap_ms,
             }
         )
-        return config, model
+        return model
 
     async def _stream(self, config: SttConfig, model: ResolvedModel) -> None:
         started = time.perf_counter()

@@ -66,12 +66,10 @@ class TtsSession(StreamSession):
         self.encoder: StreamEncoder | None = None  # created at the first audio of a stream
 
     async def serve(self) -> None:
-        config, name = await self._configure()
-        await self._stream(config, name)
+        config = await self.receive_config(TtsConfig)
+        await self._stream(config, await self._open(config))
 
-    async def _configure(self) -> tuple[TtsConfig, str]:
-        message = await self.channel.receive_config()
-        config = convert(message, TtsConfig)
+    async def _open(self, config: TtsConfig) -> str:
         try:
             check_speed(config.speed)
         except BadRequest as exc:
@@ -95,7 +93,7 @@ class TtsSession(StreamSession):
         await self.channel.send_event(
             {"type": "ready", "model": name, "response_format": config.response_format}
         )
-        return config, name
+        return name
 
     async def _stream(self, config: TtsConfig, name: str) -> None:
         started = time.perf_counter()
