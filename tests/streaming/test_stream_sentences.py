@@ -32,8 +32,15 @@ def test_quotes_close_the_sentence() -> None:
     assert s.feed('He said "Stop." Then he left. And') == ['He said "Stop."', "Then he left."]
 
 
-def test_pieces_split_anywhere_give_the_same_sentences() -> None:
-    text = "First one. Second one! Third, with a comma? Fourth... still fourth. Fifth 5. 6 six."
+@pytest.mark.parametrize(
+    "text",
+    [
+        "First one. Second one! Third, with a comma? Fourth... still fourth. Fifth 5. 6 six.",
+        "Dr. Smith met Mr. Jones at 5 p.m. on Friday. Pi is 3.14! The U.S. team won. OK",
+        "今日は晴れです。明日は雨でしょう！本当？はい",
+    ],
+)
+def test_pieces_split_anywhere_give_the_same_sentences(text: str) -> None:
     whole = SentenceSplitter()
     expected = whole.feed(text) + whole.flush()
     for size in (1, 2, 3, 7, 13):

@@ -24,6 +24,10 @@ import re
 import pysbd
 
 _CLAUSE = re.compile(r"[,;:、，；]\s?")
+# Where pysbd could find a sentence that has certainly ended: a stop, then space and more text
+# (or a CJK stop and more text). Without a new one, fed text is not segmented again: a client
+# streaming an LLM's tokens costs a regex per token, not a pysbd pass.
+_CANDIDATE = re.compile(r"""[.!?…]["'”’)\]]*\s+\S|[。！？]\s*\S""")
 _CJK_STOPS = frozenset("。！？")
 _ELLIPSIS = ("..", "…")
 
@@ -82,6 +86,7 @@ class SentenceSplitter:
         self._buffer = ""
         self._max = max_chars
         self._language = language
+        self._seen = 0  # candidates in the buffer that pysbd has already declined
 
     @property
     def pending(self) -> str:
@@ -90,6 +95,9 @@ class SentenceSplitter:
     def feed(self, text: str) -> list[str]:
         self._buffer += text
         out: list[str] = []
+        candidates = len(_CANDIDATE.findall(self._buffer))
+        if candidates <= self._seen and len(self._buffer) <= self._max:
+            return out
         while True:
             # A window of two sentences' length: every sentence but the window's last is
             # complete, and the last one is looked at again with what follows it.
@@ -104,6 +112,7 @@ class SentenceSplitter:
             else:
                 break
             self._buffer = self._buffer[cut:]
+        self._seen = len(_CANDIDATE.findall(self._buffer))
         return [s.strip() for s in out if s.strip()]
 
     @staticmethod
@@ -114,12 +123,13 @@ class SentenceSplitter:
     def flush(self) -> list[str]:
         """Everything still buffered, as the last sentences (at end of input or on request)."""
         # feed() leaves at most max_chars here, so this segmenting is bounded too.
-        rest, self._buffer = self._buffer, ""
+        rest, self._buffer, self._seen = self._buffer, "", 0
         ends = [end for end in _ends(rest, self._language) if end < len(rest)] + [len(rest)]
         return [s.strip() for s in self._cut(rest, ends) if s.strip()]
 
     def reset(self) -> None:
         self._buffer = ""
+        self._seen = 0
 
 
 def split_sentences(text: str, language: str | None = None) -> list[str]:
