@@ -44,12 +44,17 @@ class ResolvedModel:
     rate: int  # the catalog's rate; a loaded model's own (ModelInfo.sample_rate) wins
 
 
-def resolve(services: Services, requested: str | None, kind: Kind) -> ResolvedModel:
+def resolve(services: Services, requested: str | None, kind: Kind | None) -> ResolvedModel:
     """Map a requested name (or none, or an OpenAI alias) onto an installed model of ``kind``:
-    404 when it is not pulled, 400 when it is of the other kind."""
-    name = services.model_name(requested, kind)
+    404 when it is not pulled, 400 when it is of the other kind.
+
+    ``kind`` None takes the model's own kind (a protocol that serves both, like the realtime
+    root); the default model is then the default TTS model.
+    """
+    name = services.model_name(requested, kind or "tts")
     manifest = services.manifest(name, kind)
-    return ResolvedModel(name, kind, manifest, manifest.entry.sample_rate or DEFAULT_RATES[kind])
+    found: Kind = "stt" if manifest.type == "stt" else "tts"
+    return ResolvedModel(name, found, manifest, manifest.entry.sample_rate or DEFAULT_RATES[found])
 
 
 @dataclass(frozen=True)

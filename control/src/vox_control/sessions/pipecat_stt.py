@@ -53,15 +53,15 @@ class SttRealtime(RealtimeSession):
     kind = "stt"
     client_events = CLIENT_EVENTS
 
-    def __init__(self, transport: Transport, services: Services, name: str) -> None:
-        super().__init__(transport, services, name)
+    def __init__(self, transport: Transport, services: Services, model: ResolvedModel) -> None:
+        super().__init__(transport, services, model)
         self.buffer = bytearray()
         self.rate = WHISPER_RATE  # what the client sends; 16 kHz unless it says otherwise
         self.language: str | None = None
         # Decodes run one after another, in commit order, each holding its model reference.
         self.decodes: list[asyncio.Task[None]] = []
 
-    async def opened(self, model: ResolvedModel) -> None:
+    async def opened(self) -> None:
         await self.send(self._hello())
         for kind in ("session.created", "transcription_session.created"):
             event = reply(kind, None)

@@ -80,8 +80,8 @@ class TtsRealtime(RealtimeSession):
     kind = "tts"
     client_events = CLIENT_EVENTS
 
-    def __init__(self, transport: Transport, services: Services, name: str) -> None:
-        super().__init__(transport, services, name)
+    def __init__(self, transport: Transport, services: Services, model: ResolvedModel) -> None:
+        super().__init__(transport, services, model)
         self.buffer = ""
         self.config: dict[str, Any] = {"voice": None, "language": None, "extras": {}}
         self.created_sent = False
@@ -91,14 +91,12 @@ class TtsRealtime(RealtimeSession):
         self.lock = asyncio.Lock()
         self.rate = 0
         self.voices: list[str] = []
-        self.model: ResolvedModel | None = None
 
-    def learn(self, model: ResolvedModel, info: ModelInfo) -> None:
+    def learn(self, info: ModelInfo) -> None:
         self.rate = info.sample_rate  # the true rate, from the loaded model
-        self.voices = [v.id for v in info.voices] or list(model.manifest.entry.voices)
-        self.model = model
+        self.voices = [v.id for v in info.voices] or list(self.model.manifest.entry.voices)
 
-    async def opened(self, model: ResolvedModel) -> None:
+    async def opened(self) -> None:
         await self.send(self._hello())
 
     async def stop(self) -> None:
@@ -290,7 +288,6 @@ class TtsRealtime(RealtimeSession):
             return None
         if not isinstance(voice, str):
             raise ProtocolError("invalid_config", "voice must be a string")
-        assert self.model is not None  # set before hello
         try:
             mapped = self.services.voice_for(self.model.manifest, voice)
         except BadRequest as exc:

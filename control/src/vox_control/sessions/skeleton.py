@@ -85,10 +85,11 @@ class RealtimeSession:
     kind: ClassVar[Kind]
     client_events: ClassVar[frozenset[str]]
 
-    def __init__(self, transport: Transport, services: Services, name: str) -> None:
+    def __init__(self, transport: Transport, services: Services, model: ResolvedModel) -> None:
         self.transport = transport
         self.services = services
-        self.name = name
+        self.model = model
+        self.name = model.name
         self.session_id = new_id("session")
         self.closed = False
         self.started = time.monotonic()
@@ -98,12 +99,12 @@ class RealtimeSession:
     async def run(self) -> None:
         try:
             try:
-                model = await self._load()
+                await self._load()
             except SessionRefused as exc:
                 await self.send(error_event(exc.code, exc.message))
                 await self.transport.close(exc.close_code, exc.code)
                 return
-            await self.opened(model)
+            await self.opened()
             while not self.closed:
                 frame = await self.transport.receive()
                 try:
@@ -125,9 +126,8 @@ class RealtimeSession:
     async def send(self, event: dict[str, Any]) -> None:
         await self.transport.send_event(event)
 
-    async def _load(self) -> ResolvedModel:
+    async def _load(self) -> None:
         try:
-            model = resolve(self.services, self.name, self.kind)
             loaded = loaded_model(self.services, self.name)
             if loaded is not None:
                 info = loaded.info  # no reference: a hello never waits in the queue
@@ -137,9 +137,8 @@ class RealtimeSession:
         except Exception as exc:
             raise refusal(exc) from None
         self.adapter = info.adapter
-        self.languages = list(info.languages) or list(model.manifest.entry.languages)
-        self.learn(model, info)
-        return model
+        self.languages = list(info.languages) or list(self.model.manifest.entry.languages)
+        self.learn(info)
 
     async def _dispatch(self, frame: str | bytes) -> None:
         if isinstance(frame, bytes):
@@ -194,10 +193,10 @@ class RealtimeSession:
 
     # ---------------------------------------------------------------- the protocol's own
 
-    def learn(self, model: ResolvedModel, info: ModelInfo) -> None:
+    def learn(self, info: ModelInfo) -> None:
         """Take what the protocol needs from the loaded model, before hello."""
 
-    async def opened(self, model: ResolvedModel) -> None:
+    async def opened(self) -> None:
         """Send hello (and whatever else opens the session)."""
         raise NotImplementedError
 
