@@ -62,7 +62,7 @@ async def test_a_wrong_reply_is_one_failure_type(
 ) -> None:
     runner, _ = client
     with pytest.raises(UnexpectedReply) as info:
-        await runner._request(ListVoices(id=runner._next_id()), Transcript)
+        await runner._request(ListVoices(id=next(runner._ids)), Transcript)
     assert info.value.code == "protocol"  # a RunnerRequestError: every mapping knows it
     assert runner.in_flight == 0
 

@@ -215,9 +215,8 @@ class RunnerClient:
         options: Mapping[str, str | int | float | bool | None] | None = None,
     ) -> Loaded:
         """Load the model in ``model_dir``; returns what the runner reports about it."""
-        load = Load(
-            id=self._next_id(), model_dir=model_dir, device=device, options=dict(options or {})
-        )
+        options = dict(options or {})
+        load = Load(id=next(self._ids), model_dir=model_dir, device=device, options=options)
         return await self._request(load, Loaded)
 
     async def transcribe(
@@ -235,7 +234,7 @@ class RunnerClient:
     ) -> Transcript:
         """Transcribe mono float32 PCM (raw little-endian bytes) at ``sample_rate``."""
         request = Transcribe(
-            id=self._next_id(),
+            id=next(self._ids),
             audio=audio,
             sample_rate=sample_rate,
             language=language,
@@ -249,7 +248,7 @@ class RunnerClient:
         return await self._request(request, Transcript)
 
     async def voices(self) -> Voices:
-        return await self._request(ListVoices(id=self._next_id()), Voices)
+        return await self._request(ListVoices(id=next(self._ids)), Voices)
 
     async def synthesize(
         self,
@@ -265,7 +264,7 @@ class RunnerClient:
         the runner a Cancel for this request.
         """
         request = Synthesize(
-            id=self._next_id(), text=text, voice=voice, speed=speed, language=language
+            id=next(self._ids), text=text, voice=voice, speed=speed, language=language
         )
         # aclosing: an early close reaches _exchange now (its finally sends the Cancel).
         async with contextlib.aclosing(self._exchange(request, single=False)) as replies:
@@ -274,9 +273,6 @@ class RunnerClient:
                     yield reply
                 elif not isinstance(reply, SynthesisDone):
                     raise UnexpectedReply(self.name, AudioChunk, reply)
-
-    def _next_id(self) -> int:
-        return next(self._ids)
 
     async def _request(self, message: Request, expected: type[R]) -> R:
         """Send a request and return its single reply, which must be an ``expected``."""
