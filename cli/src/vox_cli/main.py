@@ -2,88 +2,114 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated
 
 from cyclopts import App, Parameter
-from rich.console import Console
-from rich.table import Table
+from vox_control import __version__
+from vox_control.settings import Settings
 
 from vox_cli import models
-from vox_cli.client import CLIError, VoxClient
-from vox_cli.progress import PullProgress
+from vox_cli.client import CLIError, Host, Json, VoxClient
+from vox_cli.output import err, say, write_speech
 from vox_cli.runtime import ps, stop
-from vox_cli.status import status
-from vox_cli.stream import stream_synthesize, stream_transcribe
-from vox_cli.voices import voices
-
-console = Console()
-err = Console(stderr=True)
+from vox_cli.table import print_json, print_rows, size
 
 app = App(
     name="vox",
-    help="Vox: a local runtime for speech-to-text and text-to-speech models.",
+    help="Vox: a local runtime for speech-to-text and text-to-speech models.\n\n"
+    "`vox --host HOST:PORT COMMAND ...` (or VOX_HOST) points any command at another server.",
+    # A fixed string: cyclopts would otherwise look the version up in package metadata,
+    # which costs ~0.1 s of `vox --version`.
+    version=__version__,
     version_flags=["--version"],
 )
 
-Host = Annotated[
-    str | None,
-    Parameter(
-        help="Server address (host, host:port or URL); default $VOX_HOST or 127.0.0.1:11435."
-    ),
-]
+
+def _flag(name: str, text: str) -> Parameter:
+    """A serve flag's help: what it does, its VOX_* variable and its default."""
+    default = _DEFAULTS.get(name)
+    shown = f"; default {default}" if default not in (None, "", ()) else ""
+    return Parameter(help=f"{text} [env VOX_{name.upper()}{shown}]")
 
 
-@app.command
+def _serve_help() -> str:
+    """The command's help, ending with the settings that only an environment variable sets."""
+    import inspect
+
+    flags = set(inspect.signature(serve).parameters) if "serve" in globals() else set()
+    env_only = [n for n in _DEFAULTS if n not in flags and n not in _FLAGLESS]
+    lines = ", ".join(f"VOX_{n.upper()}" for n in env_only)
+    return (
+        "Start the Vox server. Every flag also reads a VOX_* variable (a flag wins).\n\n"
+        f"Set only from the environment: {lines}."
+    )
+
+
+_DEFAULTS: dict[str, object] = {
+    f.name: (f.default if f.default is not dataclasses.MISSING else None)
+    for f in dataclasses.fields(Settings)
+}
+_DEFAULTS["home"] = "~/.vox"
+_DEFAULTS["host"] = "127.0.0.1"
+# Never a flag: a secret must not sit in a process list (VOX_API_KEY).
+_FLAGLESS = {"api_key"}
+
+
 def serve(
     *,
-    host: Annotated[str | None, Parameter(help="Address to bind (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, Parameter(help="Port (default 11435).")] = None,
-    device: Annotated[str | None, Parameter(help="auto, cpu, cuda or cuda:N.")] = None,
-    home: Annotated[Path | None, Parameter(help="Vox home (default $VOX_HOME or ~/.vox).")] = None,
+    host: Host = None,
+    port: Annotated[int | None, _flag("port", "Port (a port in --host also sets it).")] = None,
+    device: Annotated[str | None, _flag("device", "auto, cpu, cuda or cuda:N.")] = None,
+    home: Annotated[Path | None, _flag("home", "Vox home: models, sandboxes, catalog.")] = None,
     preload: Annotated[
-        str | None, Parameter(help="Models to load at start, comma-separated.")
+        str | None, _flag("preload", "Models to load at start, comma-separated.")
     ] = None,
     max_loaded: Annotated[
-        int | None, Parameter(help="Most models loaded at once (0: no limit).")
+        int | None, _flag("max_loaded", "Most models loaded at once (0: no limit).")
     ] = None,
-    keep_alive: Annotated[str | None, Parameter(help="How long idle models stay loaded.")] = None,
+    keep_alive: Annotated[
+        str | None, _flag("keep_alive", "How long idle models stay loaded.")
+    ] = None,
     memory_budget: Annotated[
-        str | None, Parameter(help="Memory for models per device: 4GB, 800MB or 70%.")
+        str | None, _flag("memory_budget", "Memory for models per device: 4GB, 800MB or 70%.")
     ] = None,
     max_queue: Annotated[
-        int | None, Parameter(help="Requests per model that may queue (then 429).")
+        int | None, _flag("max_queue", "Requests per model that may queue (then 429).")
     ] = None,
     num_parallel: Annotated[
-        int | None, Parameter(help="Requests one runner works on at once.")
+        int | None, _flag("num_parallel", "Requests one runner works on at once.")
     ] = None,
     queue_timeout: Annotated[
-        float | None, Parameter(help="Seconds a request may wait for memory (then 503).")
+        float | None, _flag("queue_timeout", "Seconds a request may wait for memory (then 503).")
     ] = None,
     drain_timeout: Annotated[
-        float | None, Parameter(help="Seconds in-flight requests get on shutdown.")
+        float | None, _flag("drain_timeout", "Seconds in-flight requests get on shutdown.")
     ] = None,
     pull_defaults: Annotated[
-        bool | None, Parameter(help="Pull the default models when the store is empty.")
+        bool | None, _flag("pull_defaults", "Pull the default models when the store is empty.")
     ] = None,
-    log_level: Annotated[str | None, Parameter(help="debug, info, warning, error.")] = None,
+    log_level: Annotated[str | None, _flag("log_level", "debug, info, warning, error.")] = None,
+    log_format: Annotated[
+        str | None, _flag("log_format", "text, or json: one object a line.")
+    ] = None,
     socket: Annotated[
-        str | None, Parameter(help="Also serve on this Unix socket (mode 0600).")
+        str | None, _flag("socket", "Also serve on this Unix socket (mode 0600).")
     ] = None,
     realtime_model: Annotated[
-        str | None, Parameter(help="Model the realtime protocols serve at / (socket clients).")
+        str | None,
+        _flag("realtime_model", "Model the realtime protocols serve at / (socket clients)."),
     ] = None,
     api_key_file: Annotated[
-        str | None, Parameter(help="File holding the bearer token (or set VOX_API_KEY).")
+        str | None, _flag("api_key_file", "File holding the bearer token (or set VOX_API_KEY).")
     ] = None,
     insecure: Annotated[
-        bool | None, Parameter(help="Allow a non-loopback --host without an API key.")
+        bool | None, _flag("insecure", "Allow a non-loopback --host without an API key.")
     ] = None,
 ) -> None:
-    """Start the Vox server. Each flag also reads VOX_*: --max-loaded from VOX_MAX_LOADED."""
     from vox_control.serve import serve as run_server
-    from vox_control.settings import Settings
 
     settings = Settings.from_env(
         host=host,
@@ -100,12 +126,17 @@ def serve(
         drain_timeout=drain_timeout,
         pull_defaults=pull_defaults,
         log_level=log_level,
+        log_format=log_format,
         socket=socket,
         realtime_model=realtime_model,
         api_key_file=api_key_file,
         insecure=insecure,
     )
     run_server(settings)
+
+
+serve.__doc__ = _serve_help()
+app.command(serve)
 
 
 @app.command
@@ -119,27 +150,33 @@ def pull(
     host: Host = None,
 ) -> None:
     """Download a model (a name, hf://owner/repo or ./dir with --adapter and --as)."""
-    with VoxClient(host) as client, PullProgress(err) as progress:
+    from vox_cli.progress import PullProgress
+
+    with VoxClient(host) as client:
         if models.is_source(name):
             name = models.register(
                 client, name, as_name=as_, adapter=adapter, type=type, revision=revision
             )
-        for event in client.stream_lines("/api/pull", {"model": name, "stream": True}):
-            if event.get("status") == "error":
-                raise CLIError(event.get("error", {}).get("message", "pull failed"))
-            progress.update(event)
-    console.print(f"[green]pulled {name}[/green]")
+        elif ":" not in name:
+            # `vox pull whisper`: a family, not a model; name its tags as `ollama pull` would.
+            models.suggest_tags(client, name)
+        with PullProgress(err()) as progress:
+            for event in client.stream_lines("/api/pull", {"model": name, "stream": True}):
+                if event.get("status") == "error":
+                    raise CLIError(event.get("error", {}).get("message", "pull failed"))
+                progress.update(event)
+    say(f"pulled {name}")
 
 
-@app.command(name="list")
-def list_models(*, host: Host = None) -> None:
+@app.command(name=["list", "ls"])
+def list_models(*, json: Json = False, host: Host = None) -> None:
     """List the models in the store."""
     with VoxClient(host) as client:
-        models = client.get("/api/list")["models"]
-    table = Table("NAME", "TYPE", "ADAPTER", "SIZE", box=None)
-    for m in models:
-        table.add_row(m["name"], m["type"], m["adapter"], _size(m.get("size") or 0))
-    console.print(table)
+        body = client.get("/api/list")
+    if json:
+        return print_json(body)
+    rows = [(m["name"], m["type"], m["adapter"], size(m.get("size") or 0)) for m in body["models"]]
+    print_rows(("NAME", "TYPE", "ADAPTER", "SIZE"), rows)
 
 
 # What `vox run` takes for a file to transcribe, never for text to speak.
@@ -154,13 +191,30 @@ def run(
     input: str,
     /,
     *,
-    output: Annotated[Path | None, Parameter(name=["--output", "-o"])] = None,
-    voice: str | None = None,
-    speed: float = 1.0,
-    language: str | None = None,
+    output: Annotated[
+        Path | None,
+        Parameter(
+            name=["--output", "-o"],
+            help="Where speech goes (default output.wav); the extension picks the format: "
+            ".wav .mp3 .flac .ogg/.opus .aac .pcm.",
+        ),
+    ] = None,
+    voice: Annotated[str | None, Parameter(help="Voice of a TTS model (`vox voices`).")] = None,
+    speed: Annotated[float, Parameter(help="Speaking rate, 0.25 to 4.0.")] = 1.0,
+    language: Annotated[
+        str | None, Parameter(help="Spoken language of the audio (default: detected).")
+    ] = None,
     host: Host = None,
 ) -> None:
-    """Transcribe an audio file, or speak a text into a WAV file (-o, default output.wav)."""
+    """Transcribe an audio file, or speak a text into a file (-o, default output.wav).
+
+    Parameters
+    ----------
+    name
+        The model: an STT model to transcribe, a TTS model to speak.
+    input
+        An audio file to transcribe, or the text to speak.
+    """
     path = Path(input)
     if path.suffix.lower() in AUDIO_SUFFIXES and not path.is_file():
         # Not spoken as text: "a.wav" that is not there is a typo, not a sentence.
@@ -170,42 +224,27 @@ def run(
             with path.open("rb") as fh:
                 data = {"model": name} | ({"language": language} if language else {})
                 result = client.post_files("/api/transcribe", {"file": (path.name, fh)}, data)
-            console.print(result["text"].strip())
+            say(result["text"].strip())
             return
         out = output or Path("output.wav")
-        body = {"model": name, "input": input, "speed": speed, "response_format": "wav"}
+        body: dict[str, object] = {"model": name, "input": input, "speed": speed}
         if voice:
             body["voice"] = voice
-        written = 0
-        tmp = out.with_name(f".{out.name}.part")
-        try:
-            with tmp.open("wb") as fh:
-                for chunk in client.stream_bytes("/api/synthesize", body):
-                    fh.write(chunk)
-                    written += len(chunk)
-            tmp.replace(out)  # never leave a half-written file under the requested name
-        finally:
-            tmp.unlink(missing_ok=True)
-    err.print(f"wrote {out} ({_size(written)})")
+        written = write_speech(out, body, lambda b: client.stream_bytes("/api/synthesize", b))
+    err().print(f"wrote {out} ({size(written)})")
 
 
-app.command(voices)
-app.command(status)
+# Commands whose modules import websockets and av load them only when they run.
+app.command("vox_cli.voices:voices", name="voices")
+app.command("vox_cli.status:status", name="status")
 app.command(ps)
 app.command(stop)
-app.command(stream_transcribe)
-app.command(stream_synthesize)
+app.command("vox_cli.stream:stream_transcribe", name="stream-transcribe")
+app.command("vox_cli.stream:stream_synthesize", name="stream-synthesize")
 app.command(models.search)
 app.command(models.show)
 app.command(models.rm)
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
+app.register_install_completion_command()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -216,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args)
     except CLIError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err().print(f"[red]error:[/red] {exc}")
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

@@ -6,22 +6,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from cyclopts import Parameter
-from rich.console import Console
-from rich.table import Table
 
-from vox_cli.client import CLIError, VoxClient
-
-console = Console()
-
-Host = Annotated[str | None, Parameter(help="Server address; default $VOX_HOST or :11435.")]
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
+from vox_cli.client import CLIError, Host, Json, VoxClient
+from vox_cli.output import say
+from vox_cli.table import print_json, print_rows, size
 
 
 def is_source(name: str) -> bool:
@@ -51,7 +39,17 @@ def register(
         body["type"] = type
     if revision:
         body["revision"] = revision
-    return str(client.post_json("/api/register", body).json()["model"])
+    return str(client.post_json("/api/register", body)["model"])
+
+
+def suggest_tags(client: VoxClient, family: str) -> None:
+    """`vox pull whisper`: raise an error that lists the family's tags (ollama pulls :latest;
+    speech models have no such default, so the person picks one)."""
+    found = client.get_params("/api/search", {"q": family})["models"]
+    names = sorted(m["name"] for m in found if m["name"].split(":", 1)[0] == family)
+    if not names:
+        raise CLIError(f"no model family {family!r}; `vox search` lists the catalog")
+    raise CLIError(f"{family} needs a tag: {', '.join(names)}")
 
 
 def search(
@@ -59,29 +57,47 @@ def search(
     /,
     *,
     type: Annotated[Literal["stt", "tts"] | None, Parameter(help="Only stt or tts.")] = None,
+    json: Json = False,
     host: Host = None,
 ) -> None:
-    """Search the catalog by name, alias, adapter, description or language."""
+    """Search the catalog by name, alias, adapter, description or language.
+
+    Parameters
+    ----------
+    query
+        Words to look for (default: the whole catalog).
+    """
     params = {k: v for k, v in {"q": query, "type": type}.items() if v}
     with VoxClient(host) as client:
-        models = client.get_params("/api/search", params)["models"]
-    table = Table("NAME", "TYPE", "ADAPTER", "SIZE", "INSTALLED", "DESCRIPTION", box=None)
-    for m in models:
-        table.add_row(
+        body = client.get_params("/api/search", params)
+    if json:
+        return print_json(body)
+    rows = [
+        (
             m["name"],
             m["type"],
             m["adapter"],
-            _size(m.get("size_bytes") or 0),
-            "yes" if m.get("installed") else "",
+            size(m.get("size_bytes") or 0),
+            "yes" if m.get("installed") else "no",
             m.get("description", ""),
         )
-    console.print(table)
+        for m in body["models"]
+    ]
+    print_rows(("NAME", "TYPE", "ADAPTER", "SIZE", "INSTALLED", "DESCRIPTION"), rows)
 
 
-def show(name: str, /, *, host: Host = None) -> None:
-    """Show a model: entry, source, files, size, adapter, sandbox, license, voices."""
+def show(name: str, /, *, json: Json = False, host: Host = None) -> None:
+    """Show a model: entry, source, files, size, adapter, sandbox, license, voices.
+
+    Parameters
+    ----------
+    name
+        A model name (family:tag) or alias.
+    """
     with VoxClient(host) as client:
-        m = client.post_json("/api/show", {"model": name}).json()
+        m = client.post_json("/api/show", {"model": name})
+    if json:
+        return print_json(m)
     source = m["source"]
     pkgs = ", ".join(f"{p['name']}=={p['version']}" for p in source.get("packages", []))
     if source["kind"] == "hf":
@@ -99,7 +115,7 @@ def show(name: str, /, *, host: Host = None) -> None:
         ("revision", m.get("revision") or ""),
         ("origin", m.get("origin", "")),
         ("installed", m.get("path") or "no"),
-        ("size", _size(m.get("size") or 0)),
+        ("size", size(m.get("size") or 0)),
         ("sandbox", m.get("sandbox") or "not built"),
         ("loaded", "yes" if m.get("loaded") else "no"),
         ("license", m.get("license") or ""),
@@ -108,21 +124,22 @@ def show(name: str, /, *, host: Host = None) -> None:
         ("voices", ", ".join(m.get("voices") or [])),
         ("description", m.get("description") or ""),
     ]
-    table = Table(show_header=False, box=None)
-    for key, value in rows:
-        if value:
-            table.add_row(f"[bold]{key}[/bold]", value)
-    console.print(table)
+    print_rows(("KEY", "VALUE"), [(k, v) for k, v in rows if v], header=False)
     if m.get("files"):
-        files = Table("FILE", "SIZE", "SHA256", box=None)
-        for f in m["files"]:
-            files.add_row(f["path"], _size(f["size"]), f["sha256"][:16])
-        console.print(files)
+        say("")
+        files = [(f["path"], size(f["size"]), f["sha256"][:16]) for f in m["files"]]
+        print_rows(("FILE", "SIZE", "SHA256"), files)
 
 
 def rm(name: str, /, *, host: Host = None) -> None:
-    """Remove an installed model (unloading it first if it is loaded and idle)."""
+    """Remove an installed model (unloading it first if it is loaded and idle).
+
+    Parameters
+    ----------
+    name
+        A model name (family:tag) or alias.
+    """
     with VoxClient(host) as client:
         result = client.delete_json("/api/delete", {"model": name})
     note = " (unloaded first)" if result.get("unloaded") else ""
-    console.print(f"[green]removed {result['model']}[/green]{note}")
+    say(f"removed {result['model']}{note}")

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from cyclopts import Parameter
-from rich.console import Console
-from rich.table import Table
-
-from vox_cli.client import VoxClient
-
-Host = Annotated[str | None, Parameter(help="Server address (host, host:port or URL).")]
+from vox_cli.client import CLIError, Host, Json, VoxClient
+from vox_cli.output import err
+from vox_cli.table import print_json, print_rows
 
 
 def until(model: dict[str, Any]) -> str:
@@ -29,57 +25,48 @@ def until(model: dict[str, Any]) -> str:
     return f"{seconds / 3600:.0f} hours from now"
 
 
-def ps(*, host: Host = None) -> None:
+def ps(*, json: Json = False, host: Host = None) -> None:
     """List loaded models: runner, device, measured memory, load, and when they unload."""
     with VoxClient(host) as client:
         body = client.get("/api/ps")
-    table = Table(
-        "NAME", "PID", "DEVICE", "PROVIDERS", "MEMORY", "STATE", "IN FLIGHT", "QUEUED", "UNTIL",
-        box=None,
-    )  # fmt: skip
+    if json:
+        return print_json(body)
+    rows: list[tuple[str, ...]] = []
     for m in body["models"]:
         memory = f"{m['memory_mb']:.0f} MB" + ("" if m.get("memory_measured") else " (est.)")
-        table.add_row(
-            m["name"],
-            str(m["pid"]),
-            m["device"],
-            # What the runner really got (CUDA may have fallen back to CPU).
-            ",".join(m.get("providers") or []) or "-",
-            memory,
-            m["state"],
-            str(m["in_flight"]),
-            str(m["queued"]),
-            until(m),
-        )
-    loading = body.get("loading")
-    if loading:
-        table.add_row(
-            loading["name"],
-            str(loading.get("pid") or "-"),
-            loading["device"],
-            "-",
-            f"{loading['memory_mb']:.0f} MB (est.)",
-            "loading",
-            "0",
-            str(loading.get("waiting", 0)),
-            "-",
-        )
+        # What the runner really got (CUDA may have fallen back to CPU).
+        providers = ",".join(m.get("providers") or []) or "-"
+        rows.append(
+            (m["name"], str(m["pid"]), m["device"], providers, memory, m["state"],
+             str(m["in_flight"]), str(m["queued"]), until(m))
+        )  # fmt: skip
+    if loading := body.get("loading"):
+        rows.append(
+            (loading["name"], str(loading.get("pid") or "-"), loading["device"], "-",
+             f"{loading['memory_mb']:.0f} MB (est.)", "loading", "0",
+             str(loading.get("waiting", 0)), "-")
+        )  # fmt: skip
     for f in body.get("failed") or []:
-        table.add_row(f["name"], "-", "-", "-", "-", f"failed: {f['error']}", "0", "0", "-")
-    # One line per runner, as `ollama ps` prints (and `vox ps | grep` needs): a narrow
-    # terminal folds long lines, rather than rich wrapping every cell into a column of words.
-    console = Console()
-    natural = console.measure(table, options=console.options.update(max_width=10_000)).maximum
-    Console(width=max(console.width, natural)).print(table)
+        rows.append((f["name"], "-", "-", "-", "-", f"failed: {f['error']}", "0", "0", "-"))
+    columns = ("NAME", "PID", "DEVICE", "PROVIDERS", "MEMORY", "STATE", "IN FLIGHT", "QUEUED")
+    print_rows((*columns, "UNTIL"), rows)
 
 
 def stop(name: str, /, *, host: Host = None) -> None:
-    """Unload a model now (or as soon as its in-flight requests finish)."""
+    """Unload a model now (or as soon as its in-flight requests finish).
+
+    Parameters
+    ----------
+    name
+        A loaded model (`vox ps`).
+    """
     with VoxClient(host) as client:
-        body = client.post_json("/api/unload", {"model": name}).json()
+        body = client.post_json("/api/unload", {"model": name})
+    if body["status"] == "not_loaded":
+        # As `ollama stop` of a model that is not running: an error, exit 1.
+        raise CLIError(f"{name} is not loaded")
     messages = {
         "unloaded": f"stopped {name}",
         "unloading": f"{name} is busy; it unloads when its requests finish",
-        "not_loaded": f"{name} is not loaded",
     }
-    Console(stderr=True).print(messages.get(body["status"], body["status"]))
+    err().print(messages.get(body["status"], body["status"]))

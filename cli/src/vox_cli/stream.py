@@ -120,7 +120,10 @@ def stream_transcribe(
     json_output: Annotated[bool, Parameter(help="Print the final `done` event as JSON.")] = False,
     language: str | None = None,
     word_timestamps: Annotated[
-        bool, Parameter(help="Include per-word timestamps (JSON output).")
+        bool,
+        Parameter(
+            help="Print each word with its start and end time (or, with --json-output, add them)."
+        ),
     ] = False,
     chunk_ms: Annotated[int, Parameter(help="Window length in milliseconds.")] = 30_000,
     overlap_ms: Annotated[int, Parameter(help="Overlap between windows in ms.")] = 1_000,
@@ -185,8 +188,18 @@ def stream_transcribe(
         raise CLIError(str(failure[0]))
     if json_output:
         console.print_json(data=result)
+    elif word_timestamps:
+        for line in word_lines(result.get("segments") or []):
+            console.print(line, soft_wrap=True, highlight=False)
     else:
         console.print(result.get("text", ""), soft_wrap=True)
+
+
+def word_lines(segments: list[dict[str, Any]]) -> Iterator[str]:
+    """One line per word: `start --> end  word`, seconds with milliseconds."""
+    for segment in segments:
+        for word in segment.get("words") or []:
+            yield f"{word['start']:9.3f} --> {word['end']:9.3f}  {word['word'].strip()}"
 
 
 def _wav_header(rate: int, data_bytes: int) -> bytes:

@@ -2,36 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated
 from urllib.parse import quote
 
-from cyclopts import Parameter
-from rich.console import Console
-from rich.table import Table
-
-from vox_cli.client import VoxClient
+from vox_cli.client import Host, Json, VoxClient
+from vox_cli.table import print_json, print_rows
 
 
-def voices(
-    name: str,
-    /,
-    *,
-    host: Annotated[str | None, Parameter(help="Server address (host, host:port or URL).")] = None,
-) -> None:
-    """List the voices of a text-to-speech model (`*` marks the default)."""
+def voices(name: str, /, *, json: Json = False, host: Host = None) -> None:
+    """List the voices of a text-to-speech model (`*` marks the default).
+
+    Parameters
+    ----------
+    name
+        A TTS model name (family:tag) or alias.
+    """
     with VoxClient(host) as client:
         body = client.get(f"/api/voices?model={quote(name, safe=':')}")
+    if json:
+        return print_json(body)
     default = body.get("default")
     mapped: dict[str, list[str]] = {}
     for openai_name, voice in (body.get("openai_voices") or {}).items():
         mapped.setdefault(voice, []).append(openai_name)
-    table = Table("VOICE", "LANGUAGE", "GENDER", "OPENAI NAMES", box=None)
-    for v in body["voices"]:
-        vid = v["id"]
-        table.add_row(
-            f"{vid} *" if vid == default else vid,
+    rows = [
+        (
+            f"{v['id']} *" if v["id"] == default else v["id"],
             v.get("language") or "",
             v.get("gender") or "",
-            ", ".join(mapped.get(vid, [])),
+            ", ".join(mapped.get(v["id"], [])),
         )
-    Console().print(table)
+        for v in body["voices"]
+    ]
+    print_rows(("VOICE", "LANGUAGE", "GENDER", "OPENAI NAMES"), rows)

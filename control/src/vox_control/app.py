@@ -10,7 +10,12 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from vox_control import __version__
-from vox_control.errors import EXCEPTION_HANDLERS
+from vox_control.renderers import (
+    EXCEPTION_HANDLERS,
+    request_id_header,
+    request_id_middleware,
+)
+from vox_control.routes.compat import VoxRuntimeController
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
@@ -46,12 +51,17 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             VoicesController,
             ModelsController,
             RuntimeController,
+            VoxRuntimeController,
             transcription_stream,
             speech_stream,
             *REALTIME_ROUTES,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
+        # Every request and session gets an id: in its response headers, its error bodies and
+        # events, and the server log lines about it.
+        middleware=[request_id_middleware],
+        before_send=[request_id_header],
         lifespan=[lifespan],
         request_max_body_size=settings.max_upload_bytes,
         openapi_config=OpenAPIConfig(title="Vox", version=__version__, path="/docs"),

@@ -1,28 +1,37 @@
-"""Errors with their HTTP status, and the one exception-handler map the app installs."""
+"""One error vocabulary: the VoxError root every domain error derives from, and classify().
+
+``classify(exc)`` turns any exception (ours, Litestar's, msgspec's, the sandboxes', a bug) into
+one ``Problem``: status, OpenAI ``type``, ``code``, a clean client-facing ``message``, ``param``,
+headers, and a ``detail`` that only the server log sees (runner stderr, uv logs, tracebacks).
+Each transport renders a Problem in its own shape (vox_control.renderers). This module imports
+nothing from vox_control, so every layer (store, scheduler, runner client) can raise from it.
+"""
 
 from __future__ import annotations
 
-import logging
+import dataclasses
+import re
+import traceback
+from collections.abc import Mapping
 from typing import Any
 
-from litestar import MediaType, Request, Response
+import msgspec
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from vox_sandboxes import SandboxError
 
-from vox_control.audio.decode import AudioDecodeError
-from vox_control.runner_client import RunnerDied, RunnerRequestError
-from vox_control.store.disk import NotInstalled
-from vox_control.store.registry import CatalogError, InvalidModelName, UnknownModel
-from vox_control.store.sources.base import IntegrityError, OfflineError, PullError
-
-log = logging.getLogger("vox.errors")
+# A client-facing message is one line of bounded length: whatever follows belongs in the log.
+MAX_MESSAGE = 300
 
 
 class VoxError(Exception):
-    """An error a client can act on: carries its status, an error type and the parameter."""
+    """An error a client can act on: its status, OpenAI error type, code and parameter.
+
+    ``detail`` is for the server log only (runner stderr, tool output): never sent to clients.
+    """
 
     status = 400
     type = "invalid_request_error"
+    code = "invalid_request"
 
     def __init__(
         self,
@@ -30,14 +39,17 @@ class VoxError(Exception):
         *,
         param: str | None = None,
         code: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
-        self.code = code
+        if code is not None:
+            self.code = code
         # Sent with the error response: Retry-After on 429/503, for instance.
         self.headers = dict(headers or {})
+        self.detail = detail
 
 
 class BadRequest(VoxError):
@@ -47,24 +59,28 @@ class BadRequest(VoxError):
 class ModelNotFound(VoxError):
     status = 404
     type = "not_found_error"
+    code = "model_not_found"
 
     def __init__(self, message: str, *, param: str | None = "model") -> None:
-        super().__init__(message, param=param, code="model_not_found")
+        super().__init__(message, param=param)
 
 
 class PayloadTooLarge(VoxError):
     status = 413
+    code = "payload_too_large"
 
 
 class Unprocessable(VoxError):
     """Well-formed, but a value this server cannot act on (a rate the codec cannot carry)."""
 
     status = 422
+    code = "unprocessable"
 
 
 class Unavailable(VoxError):
     status = 503
     type = "server_error"
+    code = "unavailable"
 
 
 class Overloaded(VoxError):
@@ -72,139 +88,153 @@ class Overloaded(VoxError):
 
     status = 429
     type = "rate_limit_error"
+    code = "queue_full"
 
 
-class LoadError(Exception):
+class ServerFault(VoxError):
+    """The server (not the request) failed: the base of the 5xx domain errors."""
+
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+
+class LoadError(ServerFault):
     """A runner could not be started or could not load its model (raised by the scheduler)."""
 
+    code = "load_failed"
 
-class UpstreamFailed(VoxError):
+    @classmethod
+    def because(cls, what: str, cause: BaseException) -> LoadError:
+        """``what`` failed because of ``cause``: its clean message shown, its detail logged."""
+        if isinstance(cause, TimeoutError):
+            reason = "timed out"
+        elif isinstance(cause, VoxError):
+            reason = f"{cause.code}: {clean(cause.message)}"
+        else:
+            reason = type(cause).__name__
+        detail = getattr(cause, "detail", None) or str(cause)
+        return cls(f"{what}: {reason}", detail=detail)
+
+
+class UpstreamFailed(ServerFault):
     """The runner process failed (crashed, or its adapter raised)."""
 
     status = 502
-    type = "server_error"
+    code = "upstream_failed"
 
 
-# Runner error codes -> HTTP status. bad_request/unsupported are the caller's fault.
-_RUNNER_STATUS = {
-    "bad_request": 400,
-    "unsupported": 400,
-    "cancelled": 499,
-    "not_loaded": 503,
-    "load_failed": 500,
-    "inference_failed": 500,
-    "version_mismatch": 500,
-    "protocol": 502,
-    "internal": 500,
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One classified error, what every transport renders (and logs) from."""
+
+    status: int
+    type: str
+    code: str
+    message: str
+    param: str | None = None
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    detail: str | None = None  # server log only
+    close_code: int | None = None  # a session protocol's own close code, when it names one
+
+    @property
+    def retry_after_s(self) -> float | None:
+        value = self.headers.get("Retry-After")
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+
+# Codes for Litestar's own HTTP exceptions (routing, body limits, auth).
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
 }
+_JSON_PATH = re.compile(r"`\$\.([A-Za-z_][\w.\[\]]*)`")
+
+
+def clean(message: str) -> str:
+    """A message safe to show: its first line, bounded (the rest is a log's business)."""
+    first = message.strip().split("\n", 1)[0].strip()
+    return first if len(first) <= MAX_MESSAGE else first[: MAX_MESSAGE - 3] + "..."
+
+
+def error_type(status: int) -> str:
+    return "invalid_request_error" if status < 500 else "server_error"
+
+
+def classify(exc: BaseException) -> Problem:
+    """The one decision of whose fault an exception is and what the client is told."""
+    if isinstance(exc, VoxError):
+        return Problem(
+            status=exc.status,
+            type=exc.type,
+            code=exc.code,
+            message=clean(exc.message),
+            param=exc.param,
+            headers=exc.headers,
+            detail=exc.detail,
+            close_code=getattr(exc, "close_code", None),
+        )
+    if isinstance(exc, SandboxError):
+        # uv's log follows the first line; it is for the operator, not the client.
+        text = str(exc)
+        summary = text.split(": uv exited", 1)[0] if ": uv exited" in text else text
+        return Problem(503, "server_error", "sandbox_unavailable", clean(summary), detail=text)
+    if isinstance(exc, HTTPException):
+        status = exc.status_code
+        message = str(exc.detail)
+        if isinstance(exc, ValidationException) and exc.extra:
+            message = f"{exc.detail}: {exc.extra}"
+        code = _HTTP_CODES.get(status, "invalid_request" if status < 500 else "internal_error")
+        return Problem(status, error_type(status), code, clean(message), headers=exc.headers or {})
+    if isinstance(exc, msgspec.ValidationError):
+        found = _JSON_PATH.search(str(exc))
+        param = found.group(1) if found else None
+        return Problem(400, "invalid_request_error", "invalid_request", clean(str(exc)), param)
+    if isinstance(exc, msgspec.DecodeError):
+        return Problem(400, "invalid_request_error", "invalid_json", clean(str(exc)))
+    if isinstance(exc, RecursionError):
+        # Deeply nested JSON (msgspec stops at its depth limit): the input's fault.
+        message = "the request is nested too deeply"
+        return Problem(400, "invalid_request_error", "invalid_json", message, detail=repr(exc))
+    if isinstance(exc, ValueError) and "null" in str(exc).lower():
+        # "embedded null byte" from os/subprocess calls given a client's string.
+        message = "the request contains a NUL character"
+        return Problem(400, "invalid_request_error", "invalid_request", message, detail=repr(exc))
+    return Problem(
+        500,
+        "server_error",
+        "internal_error",
+        "internal server error; the server log has the details",
+        # A bug: the traceback is what the operator needs.
+        detail="".join(traceback.format_exception(exc)).rstrip(),
+    )
 
 
 def error_body(
-    message: str, type_: str, *, param: str | None = None, code: str | None = None
+    message: str,
+    type_: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
-    """OpenAI's error envelope, used by every route so clients parse one shape."""
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    """OpenAI's error envelope, used by every route so clients parse one shape.
 
-
-def _respond(
-    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> Response[Any]:
-    return Response(content=body, status_code=status, media_type=MediaType.JSON, headers=headers)
-
-
-def vox_error_handler(_: Request[Any, Any, Any], exc: VoxError) -> Response[Any]:
-    body = error_body(exc.message, exc.type, param=exc.param, code=exc.code)
-    return _respond(exc.status, body, headers=getattr(exc, "headers", None) or None)
-
-
-def audio_error_handler(_: Request[Any, Any, Any], exc: AudioDecodeError) -> Response[Any]:
-    return _respond(
-        400, error_body(str(exc), "invalid_request_error", param="file", code="invalid_audio")
-    )
-
-
-def runner_error_handler(_: Request[Any, Any, Any], exc: RunnerRequestError) -> Response[Any]:
-    status = _RUNNER_STATUS.get(exc.code, 500)
-    type_ = "invalid_request_error" if status < 500 else "server_error"
-    return _respond(status, error_body(exc.message, type_, code=exc.code))
-
-
-def runner_died_handler(request: Request[Any, Any, Any], exc: RunnerDied) -> Response[Any]:
-    # The runner's last stderr lines go to the server log: that is where the cause lives.
-    tail = "\n".join(f"  | {line}" for line in exc.stderr_tail[-20:])
-    log.error("%s %s failed: %s\n%s", request.method, request.url.path, exc, tail)
-    return _respond(
-        502,
-        error_body(
-            f"the runner for {exc.name} stopped while serving this request "
-            f"(exit code {exc.returncode}); it will be restarted on the next request",
-            "server_error",
-            code="runner_died",
-        ),
-    )
-
-
-def unknown_model_handler(_: Request[Any, Any, Any], exc: UnknownModel) -> Response[Any]:
-    return _respond(
-        404, error_body(str(exc), "not_found_error", param="model", code="model_not_found")
-    )
-
-
-def bad_name_handler(_: Request[Any, Any, Any], exc: InvalidModelName) -> Response[Any]:
-    return _respond(400, error_body(str(exc), "invalid_request_error", param="model"))
-
-
-def catalog_error_handler(_: Request[Any, Any, Any], exc: CatalogError) -> Response[Any]:
-    return _respond(500, error_body(str(exc), "server_error", code="catalog_error"))
-
-
-def load_error_handler(_: Request[Any, Any, Any], exc: LoadError) -> Response[Any]:
-    log.error("%s", exc)
-    return _respond(500, error_body(str(exc), "server_error", code="load_failed"))
-
-
-def pull_error_handler(_: Request[Any, Any, Any], exc: PullError) -> Response[Any]:
-    # Offline refusals and unreachable hubs are the server's situation, not the request's.
-    if isinstance(exc, OfflineError):
-        return _respond(503, error_body(str(exc), "server_error", code="offline"))
-    code = "integrity_error" if isinstance(exc, IntegrityError) else "pull_failed"
-    return _respond(502, error_body(str(exc), "server_error", code=code))
-
-
-def not_installed_handler(_: Request[Any, Any, Any], exc: NotInstalled) -> Response[Any]:
-    return _respond(
-        404, error_body(str(exc), "not_found_error", param="model", code="model_not_found")
-    )
-
-
-def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    status = exc.status_code
-    message = exc.detail
-    if isinstance(exc, ValidationException) and exc.extra:
-        message = f"{exc.detail}: {exc.extra}"
-    type_ = "invalid_request_error" if status < 500 else "server_error"
-    return _respond(status, error_body(str(message), type_), headers=exc.headers)
-
-
-def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-    return _respond(
-        HTTP_500_INTERNAL_SERVER_ERROR,
-        error_body(f"internal error: {type(exc).__name__}: {exc}", "server_error"),
-    )
-
-
-EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
-    VoxError: vox_error_handler,
-    AudioDecodeError: audio_error_handler,
-    RunnerRequestError: runner_error_handler,
-    RunnerDied: runner_died_handler,
-    LoadError: load_error_handler,
-    UnknownModel: unknown_model_handler,
-    InvalidModelName: bad_name_handler,
-    CatalogError: catalog_error_handler,
-    PullError: pull_error_handler,
-    NotInstalled: not_installed_handler,
-    HTTPException: http_exception_handler,
-    Exception: internal_error_handler,
-}
+    The request id sits beside ``error``, whose keys stay exactly OpenAI's.
+    """
+    body: dict[str, Any] = {
+        "error": {"message": message, "type": type_, "param": param, "code": code}
+    }
+    if request_id is not None:
+        body["request_id"] = request_id
+    return body

@@ -37,6 +37,7 @@ from vox_protocol import (
 )
 
 from vox_control import __version__
+from vox_control.errors import UpstreamFailed, VoxError, error_type
 
 log = logging.getLogger("vox.runner")
 
@@ -46,25 +47,48 @@ R = TypeVar("R", Loaded, Transcript, Voices)
 Request = Load | Transcribe | Synthesize | ListVoices
 
 
-class RunnerDied(Exception):
-    """The runner process exited (or broke the protocol) while requests were in flight."""
+class RunnerDied(UpstreamFailed):
+    """The runner process exited (or broke the protocol) while requests were in flight.
+
+    Its stderr tail is ``detail``: the server log shows it, clients never see it (it names
+    model paths, pids, other requests' work).
+    """
+
+    code = "runner_died"
 
     def __init__(self, name: str, returncode: int | None, stderr_tail: Sequence[str]) -> None:
         self.name = name
         self.returncode = returncode
         self.stderr_tail = list(stderr_tail)
-        how = "was killed" if returncode is not None and returncode < 0 else "exited"
-        last = "; ".join(line for line in self.stderr_tail[-3:] if line) or "no output"
-        super().__init__(f"runner for {name} {how} (code {returncode}); last stderr: {last}")
+        tail = "\n".join(f"  | {line}" for line in self.stderr_tail[-20:])
+        super().__init__(
+            f"the runner for {name} stopped (exit code {returncode}); "
+            "it will be restarted on the next request",
+            detail=f"runner stderr:\n{tail}" if tail else "runner stderr: no output",
+        )
 
 
-class RunnerRequestError(Exception):
+# Runner error codes -> HTTP status. bad_request/unsupported are the caller's fault.
+_RUNNER_STATUS = {
+    "bad_request": 400,
+    "unsupported": 400,
+    "cancelled": 499,
+    "not_loaded": 503,
+    "load_failed": 500,
+    "inference_failed": 500,
+    "version_mismatch": 500,
+    "protocol": 502,
+    "internal": 500,
+}
+
+
+class RunnerRequestError(VoxError):
     """The runner answered a request with an Error frame."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
+        self.status = _RUNNER_STATUS.get(code, 500)
+        self.type = error_type(self.status)
 
 
 class UnexpectedReply(RunnerRequestError):

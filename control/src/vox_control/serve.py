@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -14,6 +15,7 @@ import uvicorn
 
 from vox_control.app import create_app
 from vox_control.auth import AuthConfigError, check_bind, protect, resolve_token
+from vox_control.logs import configure_logging
 from vox_control.settings import Settings
 
 log = logging.getLogger("vox")
@@ -21,14 +23,6 @@ log = logging.getLogger("vox")
 
 class SocketPathError(Exception):
     """The --socket path cannot be used: a non-socket file, or a live server, is there."""
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def clear_stale_socket(path: Path) -> None:
@@ -109,8 +103,31 @@ def _announce(settings: Settings, token: str | None) -> None:
     )
 
 
+def _bind_tcp(settings: Settings) -> socket.socket:
+    """The listening TCP socket, or exit with what is in the way."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        where = f"{settings.host}:{settings.port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(
+                f"vox serve: {where} is already in use (another vox serve? `vox status "
+                f"--host {where}` tells); stop it or choose another --port"
+            ) from None
+        raise SystemExit(f"vox serve: cannot bind {where}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(settings: Settings) -> None:
-    configure_logging(settings.log_level)
+    try:
+        configure_logging(settings.log_level, settings.log_format)
+    except ValueError as exc:
+        raise SystemExit(f"vox serve: VOX_LOG_FORMAT / --log-format: {exc}") from None
     try:
         token = resolve_token(settings)
         check_bind(settings, token)
@@ -130,10 +147,13 @@ def serve(settings: Settings) -> None:
         # pcm16 before the first frame left (bench/streaming.py), for a few percent of bytes.
         ws_per_message_deflate=False,
     )
+    # Bound before anything claims to serve: a busy port is one clear line, not a
+    # "serving on ..." followed by uvicorn's traceback-less exit.
+    tcp = _bind_tcp(settings)
     if not settings.socket:
         _announce(settings, token)
         server = uvicorn.Server(config)
-        server.run()
+        server.run(sockets=[tcp])
         if not server.started:
             sys.exit(3)  # uvicorn.run's exit code for a failed start
         return
@@ -141,11 +161,11 @@ def serve(settings: Settings) -> None:
     try:
         unix = bind_unix_socket(path)
     except SocketPathError as exc:
+        tcp.close()
         raise SystemExit(f"vox serve: {exc}") from None
     inode = path.stat().st_ino
     _announce(settings, token)
     try:
-        tcp = config.bind_socket()
         server = _SocketServer(config, path, inode)
         # One server, one app, one lifespan: TCP and the Unix socket serve the same routes.
         server.run(sockets=[tcp, unix])

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from vox_sandboxes import RunnerSource, SandboxError, SandboxManager
+from vox_sandboxes import RunnerSource, SandboxManager
 
-from vox_control.errors import BadRequest, ModelNotFound, Unavailable
+from vox_control.errors import BadRequest, ModelNotFound
 from vox_control.runner_client import RunnerClient
 from vox_control.scheduler.loop import LoadSpec, Scheduler
 from vox_control.settings import Settings
@@ -133,10 +133,8 @@ class Puller:
             progress=emit,
         )
         emit(PullEvent(status=f"preparing the {entry.adapter} sandbox"))
-        try:
-            await asyncio.to_thread(self._sandboxes.ensure, entry.adapter, sandbox_log)
-        except SandboxError as exc:
-            raise Unavailable(str(exc)) from exc
+        # A SandboxError is classified (503, uv's log to the server log only) by errors.classify.
+        await asyncio.to_thread(self._sandboxes.ensure, entry.adapter, sandbox_log)
         return manifest
 
 
@@ -152,7 +150,9 @@ class Services:
         self.registry = Registry(user_dir=settings.catalog_dir, remote=remote)
         self.store = Store(settings.models_dir)
         self.sandboxes = SandboxManager(
-            settings.sandboxes_dir, RunnerSource.detect(), device=settings.resolved_device
+            settings.sandboxes_dir,
+            RunnerSource.detect(settings.sandboxes_dir / ".wheels"),
+            device=settings.resolved_device,
         )
         self.puller = Puller(settings, self.registry, self.store, self.sandboxes)
         self.scheduler = Scheduler(settings, self.load_spec, self.spawn)
@@ -271,10 +271,7 @@ class Services:
         check_device(manifest.entry, self.settings.resolved_device)
         sandbox = self.sandboxes.get(manifest.adapter)
         if sandbox is None:
-            try:
-                sandbox = await asyncio.to_thread(self.sandboxes.ensure, manifest.adapter)
-            except SandboxError as exc:
-                raise Unavailable(str(exc)) from exc
+            sandbox = await asyncio.to_thread(self.sandboxes.ensure, manifest.adapter)
         return LoadSpec(
             name=name,
             adapter=manifest.adapter,

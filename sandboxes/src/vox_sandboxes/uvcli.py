@@ -96,6 +96,8 @@ def runner_requirement(source: RunnerSource, adapter: str) -> str:
     """`<dir>[adapter]` for a local project, `vox-runner[adapter]==X` for a requirement."""
     if source.runner_project is not None:
         return f"{source.runner}[{adapter}]"
+    if (wheel := source.runner_wheel) is not None:
+        return f"{RUNNER_NAME}[{adapter}] @ {wheel.resolve().as_uri()}"
     # Extras go right after the name: "vox-runner==0.1.0[piper]" is not a valid requirement.
     req = Requirement(source.runner)
     req.extras = {*req.extras, adapter}

@@ -11,13 +11,20 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from vox_control.errors import BadRequest
+
 WHISPER_RATE = 16000
 # Upload containers and codecs this decoder is tested with (any format FFmpeg reads works).
 INPUT_FORMATS = ("wav", "flac", "mp3", "ogg/opus", "ogg/vorbis", "webm/opus", "m4a/aac", "aac")
 
 
-class AudioDecodeError(ValueError):
+class AudioDecodeError(BadRequest, ValueError):
     """The upload is empty, not audio, or corrupt."""
+
+    code = "invalid_audio"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="file")
 
 
 def decode_audio(data: bytes, sample_rate: int = WHISPER_RATE) -> npt.NDArray[np.float32]:

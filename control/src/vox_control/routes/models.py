@@ -26,6 +26,7 @@ from vox_control.store.registry import (
 class Conflict(VoxError):
     status = 409
     type = "invalid_request_error"
+    code = "conflict"
 
 
 class ModelBody(msgspec.Struct, forbid_unknown_fields=False):
@@ -109,21 +110,7 @@ class ModelsController(Controller):
     @delete("/delete", status_code=200)
     async def remove(self, services: Services, data: ModelBody) -> dict[str, Any]:
         """Remove an installed model; a loaded idle one is unloaded first, a busy one refused."""
-        requested = _requested(data)
-        try:
-            name = services.registry.resolve(requested).name
-        except KeyError:
-            name = validate_name(requested)  # installed from an entry since removed
-        if name in services.puller.in_progress():
-            raise Conflict(f"model '{name}' is being pulled; wait for the pull to finish")
-        for model in services.scheduler.loaded():
-            if model.name == name and model.refcount > 0:
-                raise Conflict(
-                    f"model '{name}' is serving {model.refcount} request(s); retry when idle"
-                )
-        unloaded = await services.scheduler.unload(name)
-        services.store.remove(name)  # NotInstalled -> 404
-        return {"status": "success", "model": name, "unloaded": unloaded}
+        return await remove_model(services, _requested(data))
 
     @get("/search")
     async def search(
@@ -180,3 +167,21 @@ class ModelsController(Controller):
         except CatalogError as exc:
             raise BadRequest(str(exc), param="name") from exc
         return {"status": "success", "model": entry.name, "file": str(path)}
+
+
+async def remove_model(services: Services, requested: str) -> dict[str, Any]:
+    """Remove an installed model: DELETE /api/delete and vox-runtime's /v1/models/{name}."""
+    try:
+        name = services.registry.resolve(requested).name
+    except KeyError:
+        name = validate_name(requested)  # installed from an entry since removed
+    if name in services.puller.in_progress():
+        raise Conflict(f"model '{name}' is being pulled; wait for the pull to finish")
+    for model in services.scheduler.loaded():
+        if model.name == name and model.refcount > 0:
+            raise Conflict(
+                f"model '{name}' is serving {model.refcount} request(s); retry when idle"
+            )
+    unloaded = await services.scheduler.unload(name)
+    services.store.remove(name)  # NotInstalled -> 404
+    return {"status": "success", "model": name, "unloaded": unloaded}

@@ -12,7 +12,8 @@ from litestar.params import Body
 from litestar.response import Stream
 
 from vox_control import __version__
-from vox_control.errors import BadRequest, error_body
+from vox_control.errors import BadRequest
+from vox_control.renderers import ndjson_error
 from vox_control.routes.speech import SpeechBody, speech_response
 from vox_control.routes.transcription import native_json, transcription_response
 from vox_control.services import Services
@@ -46,12 +47,7 @@ class NativeController(Controller):
 
     @get("/health")
     async def health(self, services: Services) -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "version": __version__,
-            "loaded": len(services.scheduler.loaded()),
-            "pulling": services.puller.in_progress(),
-        }
+        return health_body(services)
 
     @get("/list")
     async def list_models(self, services: Services) -> dict[str, Any]:
@@ -62,27 +58,7 @@ class NativeController(Controller):
         name = data.model or data.name
         if not name:
             raise BadRequest("'model' is required", param="model")
-        name = services.model_name(name, "stt")
-        # Unknown names fail with 404 before streaming starts; aliases pull their model.
-        name = services.registry.resolve(name).name
-        services.puller.check(name)  # a GPU-only model on a CPU server: 422, nothing fetched
-        if not data.stream:
-            manifest = await services.puller.pull(name)
-            return {"status": "success", "model": manifest.name}
-
-        async def events() -> AsyncIterator[bytes]:
-            try:
-                async for event in services.puller.events(name):
-                    yield msgspec.json.encode(event) + b"\n"
-            except Exception as exc:
-                # The stream already started with 200; the error travels as the last event,
-                # as Ollama's pull does.
-                body = {"status": "error", **error_body(str(exc), "server_error")}
-                yield msgspec.json.encode(body) + b"\n"
-                return
-            yield msgspec.json.encode({"status": "success", "model": name}) + b"\n"
-
-        return Stream(events(), media_type=_NDJSON)
+        return await pull_response(services, name, stream=data.stream)
 
     @post("/transcribe", status_code=200)
     async def transcribe(
@@ -98,3 +74,39 @@ class NativeController(Controller):
     async def synthesize(self, services: Services, data: SpeechBody) -> Stream:
         """Same body as /v1/audio/speech; the default response_format is wav."""
         return await speech_response(services, data, "wav")
+
+
+async def pull_response(
+    services: Services, requested: str, *, stream: bool
+) -> Stream | dict[str, Any]:
+    """A pull as NDJSON progress events (or one JSON answer): /api/pull and /v1/models/pull."""
+    name = services.model_name(requested, "stt")
+    # Unknown names fail with 404 before streaming starts; aliases pull their model.
+    name = services.registry.resolve(name).name
+    services.puller.check(name)  # a GPU-only model on a CPU server: 422, nothing fetched
+    if not stream:
+        manifest = await services.puller.pull(name)
+        return {"status": "success", "model": manifest.name}
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            async for event in services.puller.events(name):
+                yield msgspec.json.encode(event) + b"\n"
+        except Exception as exc:
+            # The stream already started with 200; the error travels as the last event,
+            # as Ollama's pull does.
+            yield ndjson_error(exc)
+            return
+        yield msgspec.json.encode({"status": "success", "model": name}) + b"\n"
+
+    return Stream(events(), media_type=_NDJSON)
+
+
+def health_body(services: Services) -> dict[str, Any]:
+    """Liveness: /api/health and vox-runtime's /v1/health."""
+    return {
+        "status": "ok",
+        "version": __version__,
+        "loaded": len(services.scheduler.loaded()),
+        "pulling": services.puller.in_progress(),
+    }

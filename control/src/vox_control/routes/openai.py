@@ -10,6 +10,7 @@ from litestar.params import Body
 from litestar.response import Stream
 
 from vox_control.errors import ModelNotFound
+from vox_control.routes.compat import runtime_model
 from vox_control.routes.speech import SpeechBody, speech_response
 from vox_control.routes.transcription import transcription_response
 from vox_control.services import OPENAI_STT_ALIASES, OPENAI_TTS_ALIASES, Services
@@ -38,14 +39,18 @@ class OpenAIController(Controller):
 
     @get("/models")
     async def models(self, services: Services) -> dict[str, Any]:
-        """Installed models, then the OpenAI aliases of the installed defaults."""
+        """Installed models, then the OpenAI aliases of the installed defaults.
+
+        `models` carries the same list as vox-runtime 0.2.93 serves it on this path, so its
+        clients read their shape while the OpenAI SDK reads `data`."""
         installed = services.store.list()
         data = [self._model(m.name, m.type, m.installed_at) for m in installed]
         names = {m.name for m in installed}
         for alias, target, kind in self._aliases(services):
             if target in names:
                 data.append(self._model(alias, kind, 0, alias_of=target))
-        return {"object": "list", "data": data}
+        runtime = [runtime_model(services, m.name, m.type, m.total_size) for m in installed]
+        return {"object": "list", "data": data, "models": runtime}
 
     @get("/models/{model_id:str}")
     async def model(self, services: Services, model_id: str) -> dict[str, Any]:

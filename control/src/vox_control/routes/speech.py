@@ -10,7 +10,7 @@ import msgspec
 from litestar.response import Stream
 
 from vox_control.audio.encode import MEDIA_TYPES, SPEECH_FORMATS, encode_stream, output_rate
-from vox_control.errors import BadRequest, VoxError, error_body
+from vox_control.errors import BadRequest
 from vox_control.inference import (
     check_keep_alive,
     check_speed,
@@ -18,6 +18,7 @@ from vox_control.inference import (
     open_synthesis,
     resolve,
 )
+from vox_control.renderers import sse_error
 from vox_control.services import Services
 
 STREAM_FORMATS = ("audio", "sse")
@@ -53,11 +54,9 @@ async def _sse(audio: AsyncIterator[bytes], text: str) -> AsyncIterator[bytes]:
             sent += len(piece)
             encoded = base64.b64encode(piece).decode("ascii")
             yield sse_event({"type": "speech.audio.delta", "audio": encoded})
-    except VoxError as exc:
-        yield sse_event(error_body(exc.message, exc.type, param=exc.param, code=exc.code))
-        return
     except Exception as exc:
-        yield sse_event(error_body(str(exc) or type(exc).__name__, "server_error"))
+        # The stream has begun with 200: the error travels as an event.
+        yield sse_error(exc)
         return
     # Token counts mean nothing for these models; characters in and bytes out are what we have.
     usage = {"input_tokens": len(text), "output_tokens": sent, "total_tokens": len(text) + sent}

@@ -13,7 +13,7 @@ from litestar import Response
 from litestar.response import Stream
 from vox_protocol import Transcript
 
-from vox_control.errors import BadRequest, VoxError, error_body
+from vox_control.errors import BadRequest
 from vox_control.inference import (
     ResolvedModel,
     TranscribeOptions,
@@ -23,6 +23,7 @@ from vox_control.inference import (
     resolve,
     transcribe,
 )
+from vox_control.renderers import sse_error
 from vox_control.routes.forms import bool_field, float_field, int_field, list_field, text_field
 from vox_control.routes.speech import sse_event
 from vox_control.services import Services
@@ -143,13 +144,10 @@ async def _events(
         transcript = await transcribe(
             services, model, pcm, rate, request.options, request.keep_alive
         )
-    except VoxError as exc:
+    except Exception as exc:
         # The stream has begun with 200: the error travels as an event, which the openai
         # SDK raises as APIError.
-        yield sse_event(error_body(exc.message, exc.type, param=exc.param, code=exc.code))
-        return
-    except Exception as exc:
-        yield sse_event(error_body(str(exc) or type(exc).__name__, "server_error"))
+        yield sse_error(exc)
         return
     for segment in transcript.segments:
         if segment.text:

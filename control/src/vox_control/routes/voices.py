@@ -18,14 +18,19 @@ class VoicesController(Controller):
     @get("/voices")
     async def voices(self, services: Services, model: str | None = None) -> dict[str, Any]:
         """Catalog voices answer without a runner; other models ask their (loaded) runner."""
-        name = services.model_name(model, "tts")
-        voices, default = await list_voices(services, name)
-        entry = services.registry.resolve(name)
-        default = default or entry.default_voice or (voices[0].id if voices else None)
-        openai = {v: entry.voice_map.get(v) or default for v in sorted(OPENAI_VOICES)}
-        return {
-            "model": entry.name,
-            "default": default,
-            "voices": [msgspec.to_builtins(v) for v in voices],
-            "openai_voices": openai,
-        }
+        return await voices_body(services, model)
+
+
+async def voices_body(services: Services, model: str | None) -> dict[str, Any]:
+    """A TTS model's voices: GET /api/voices and vox-runtime's GET /v1/audio/voices."""
+    name = services.model_name(model, "tts")
+    voices, default = await list_voices(services, name)
+    entry = services.registry.resolve(name)
+    default = default or entry.default_voice or (voices[0].id if voices else None)
+    openai = {v: entry.voice_map.get(v) or default for v in sorted(OPENAI_VOICES)}
+    return {
+        "model": entry.name,
+        "default": default,
+        "voices": [msgspec.to_builtins(v) for v in voices],
+        "openai_voices": openai,
+    }

@@ -30,7 +30,7 @@ async def start_runner(
     try:
         runner = await spawn(spec)
     except (TimeoutError, RunnerDied, RunnerRequestError, OSError) as exc:
-        raise LoadError(f"could not start the runner for {spec.name}: {exc}") from exc
+        raise LoadError.because(f"could not start the runner for {spec.name}", exc) from exc
     on_spawn(runner.pid)
     load = runner.load(str(spec.model_dir), device=spec.device, options=spec.options)
     try:
@@ -39,7 +39,7 @@ async def start_runner(
         await runner.close(grace=1.0)
         # UnexpectedReply (a wrong answer to Load) is a RunnerRequestError too.
         if isinstance(exc, RunnerDied | RunnerRequestError | asyncio.TimeoutError):
-            raise LoadError(f"could not load {spec.name}: {exc}") from exc
+            raise LoadError.because(f"could not load {spec.name}", exc) from exc
         raise
     log.info(
         "loaded %s in %.2fs (pid %d, %s, %s)",

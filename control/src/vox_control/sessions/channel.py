@@ -10,36 +10,53 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import WebSocket
 
-from vox_control.errors import ModelNotFound, VoxError
-from vox_control.runner_client import RunnerDied, RunnerRequestError
-from vox_control.scheduler.loop import LoadError
-from vox_control.store.registry import InvalidModelName, UnknownModel
+from vox_control.errors import VoxError, classify
+from vox_control.renderers import (
+    WS_BAD_CONFIG,
+    WS_INTERNAL,
+    WS_MODEL_NOT_FOUND,
+    WS_NORMAL,
+    WS_TOO_LARGE,
+    ws_close_code,
+    ws_code,
+    ws_error,
+)
 
 log = logging.getLogger("vox.streaming")
 
 T = TypeVar("T")
 
 # Close codes (docs/streaming.md lists each with the error codes that use it).
-NORMAL = 1000
+NORMAL = WS_NORMAL
 UNSUPPORTED_DATA = 1003  # a binary frame where a JSON message was expected, or bad audio
 POLICY = 1008  # the protocol was not followed: bad JSON, unknown type, config twice...
-INTERNAL = 1011  # the server or the model's runner failed
-BAD_CONFIG = 4400  # a config field (or a text message's field) has an invalid value
-MODEL_NOT_FOUND = 4404  # unknown or not pulled model
-TOO_LARGE = 4413  # the session went over VOX_STREAM_MAX_AUDIO_SECONDS / _TEXT_CHARS
+INTERNAL = WS_INTERNAL  # the server or the model's runner failed
+BAD_CONFIG = WS_BAD_CONFIG  # a config field (or a text message's field) has an invalid value
+MODEL_NOT_FOUND = WS_MODEL_NOT_FOUND  # unknown or not pulled model
+TOO_LARGE = WS_TOO_LARGE  # the session went over VOX_STREAM_MAX_AUDIO_SECONDS / _TEXT_CHARS
 
 
-class StreamError(Exception):
+class StreamError(VoxError):
     """Ends a session: an ``error`` event with ``code``, then a close with ``close_code``."""
 
     def __init__(
-        self, code: str, message: str, close_code: int, *, param: str | None = None
+        self,
+        code: str,
+        message: str,
+        close_code: int,
+        *,
+        param: str | None = None,
+        detail: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, param=param, code=code, detail=detail)
         self.close_code = close_code
-        self.param = param
+        # What an HTTP client would have been told (the classification of a session error).
+        if close_code == INTERNAL:
+            self.status, self.type = 500, "server_error"
+        elif close_code == MODEL_NOT_FOUND:
+            self.status, self.type = 404, "not_found_error"
+        elif close_code == TOO_LARGE:
+            self.status = 413
 
 
 class ClientGone(Exception):
@@ -50,7 +67,7 @@ def parse_message(text: str) -> dict[str, Any]:
     """A text frame as a JSON object with a string ``type``, else a protocol error."""
     try:
         message = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # deep nesting: msgspec's depth limit
         raise StreamError(
             "invalid_json", f"a text frame is not valid JSON: {exc}", POLICY
         ) from None
@@ -144,42 +161,19 @@ class Channel:
 
     async def fail(self, error: StreamError) -> None:
         """Send the ``error`` event, then close with the error's code."""
-        log.info("stream session failed: %s (%s)", error.message, error.code)
-        event: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
-        if error.param:
-            event["param"] = error.param
-        event["close_code"] = error.close_code
+        event, close_code = ws_error(classify(error))
         with contextlib.suppress(ClientGone):
             await self.send_event(event)
-        await self.close(error.close_code, error.code)
+        await self.close(close_code, str(event["code"]))
 
 
 def model_error(exc: Exception) -> StreamError:
-    """Map the errors model lookup and loading raise onto a session error."""
-    if isinstance(exc, ModelNotFound | UnknownModel):
-        return StreamError("model_not_found", str(exc), MODEL_NOT_FOUND, param="model")
-    if isinstance(exc, InvalidModelName):
-        return StreamError("invalid_config", str(exc), BAD_CONFIG, param="model")
-    if isinstance(exc, VoxError):
-        close = BAD_CONFIG if exc.status < 500 else INTERNAL
-        return StreamError(
-            "invalid_config" if exc.status < 500 else "server_error",
-            exc.message,
-            close,
-            param=exc.param,
-        )
-    if isinstance(exc, RunnerRequestError):
-        if exc.code in ("bad_request", "unsupported"):
-            return StreamError(exc.code, exc.message, BAD_CONFIG)
-        return StreamError(exc.code, exc.message, INTERNAL)
-    if isinstance(exc, RunnerDied):
-        return StreamError(
-            "runner_died",
-            f"the runner for {exc.name} stopped (exit code {exc.returncode}); "
-            "it will be restarted on the next request",
-            INTERNAL,
-        )
-    if isinstance(exc, LoadError):
-        return StreamError("load_failed", str(exc), INTERNAL)
-    log.exception("stream session: unexpected error", exc_info=exc)
-    return StreamError("internal_error", f"{type(exc).__name__}: {exc}", INTERNAL)
+    """Map the errors model lookup, loading and inference raise onto a session error."""
+    problem = classify(exc)
+    return StreamError(
+        ws_code(problem),
+        problem.message,
+        ws_close_code(problem),
+        param=problem.param,
+        detail=problem.detail,
+    )

@@ -10,18 +10,20 @@ from typing import Any, Protocol
 
 from vox_control import __version__
 from vox_control.audio.decode import PCMResampler
-from vox_control.errors import Overloaded, VoxError
-from vox_control.runner_client import RunnerDied, RunnerRequestError
-from vox_control.scheduler.loop import LoadError
+from vox_control.errors import Overloaded, VoxError, classify
+from vox_control.renderers import (
+    REALTIME_TYPES,
+    current_request_id,
+    realtime_code,
+    realtime_error,
+    realtime_error_object,
+    realtime_retry_after_ms,
+    report,
+    ws_close_code,
+)
 from vox_control.scheduler.scheduled import LoadedModel
 from vox_control.services import Services
-from vox_control.sessions.channel import (
-    BAD_CONFIG,
-    INTERNAL,
-    MODEL_NOT_FOUND,
-    ClientGone,
-)
-from vox_control.store.registry import InvalidModelName, UnknownModel
+from vox_control.sessions.channel import ClientGone
 
 __all__ = ["ClientGone", "Transport"]
 
@@ -32,21 +34,7 @@ BUSY_RETRY_AFTER_MS = 250
 STARTED = time.monotonic()  # server uptime for server.status (this module loads at start)
 
 # OpenAI Realtime's coarse error types for each code (the peers' own table).
-ERROR_TYPES = {
-    "invalid_json": "invalid_request_error",
-    "invalid_event": "invalid_request_error",
-    "unsupported_event": "invalid_request_error",
-    "invalid_config": "invalid_request_error",
-    "buffer_empty": "invalid_request_error",
-    "buffer_overflow": "invalid_request_error",
-    "payload_too_large": "invalid_request_error",
-    "unsupported_format": "invalid_request_error",
-    "model_not_found": "invalid_request_error",
-    "busy": "rate_limit_error",
-    "unauthorized": "authentication_error",
-    "backend_error": "server_error",
-    "internal_error": "server_error",
-}
+ERROR_TYPES = REALTIME_TYPES
 
 
 class Transport(Protocol):
@@ -96,24 +84,32 @@ class PcmFramer:
         return tail
 
 
-class ProtocolError(Exception):
+class ProtocolError(VoxError):
     """A client mistake answered with an ``error`` event; the session goes on."""
 
-    def __init__(self, code: str, message: str, *, retry_after_ms: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retry_after_ms: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        headers = {} if retry_after_ms is None else {"Retry-After": str(retry_after_ms / 1000)}
+        super().__init__(message, code=code, headers=headers, detail=detail)
         self.retry_after_ms = retry_after_ms
         self.client_event_id: str | None = None  # the event it answers, when it named one
+        if code == "busy":
+            self.status, self.type = 429, "rate_limit_error"
+        elif ERROR_TYPES.get(code, "server_error") == "server_error":
+            self.status, self.type = 500, "server_error"
 
 
-class SessionRefused(Exception):
+class SessionRefused(VoxError):
     """The session cannot start (unknown model, load failure): error event, then close."""
 
     def __init__(self, code: str, message: str, close_code: int) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
         self.close_code = close_code
 
 
@@ -126,7 +122,7 @@ def new_id(prefix: str) -> str:
 
 
 def error_object(code: str, message: str) -> dict[str, Any]:
-    return {"type": ERROR_TYPES.get(code, "server_error"), "code": code, "message": message}
+    return realtime_error_object(classify(ProtocolError(code, message)))
 
 
 def error_event(
@@ -136,23 +132,16 @@ def error_event(
     client_event_id: str | None = None,
     retry_after_ms: int | None = None,
 ) -> dict[str, Any]:
-    """The peers' ``error`` event: correlation and retry hint both nested and top level."""
-    error = error_object(code, message)
-    event: dict[str, Any] = {"type": "error", "event_id": event_id(), "error": error}
-    if client_event_id:
-        error["event_id"] = client_event_id
-        event["previous_event_id"] = client_event_id
-    if retry_after_ms is not None:
-        error["retry_after_ms"] = retry_after_ms
-        event["retry_after_ms"] = retry_after_ms
-    return event
+    """The peers' ``error`` event (renderers.realtime_error), with this server event's id."""
+    problem = classify(ProtocolError(code, message, retry_after_ms=retry_after_ms))
+    return realtime_error(problem, event_id(), client_event_id=client_event_id)
 
 
 def parse(frame: str) -> dict[str, Any]:
     """A text frame as a JSON object with a string ``type``."""
     try:
         message = json.loads(frame)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ProtocolError("invalid_json", str(exc)) from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("invalid_event", "missing type")
@@ -174,44 +163,26 @@ def reply(kind: str, eid: str | None) -> dict[str, Any]:
 
 def busy_from(exc: Overloaded) -> ProtocolError:
     """The scheduler's full queue (HTTP 429 + Retry-After seconds) as the protocol's ``busy``."""
-    try:
-        seconds = float(exc.headers.get("Retry-After", "1"))
-    except ValueError:
-        seconds = 1.0
-    return ProtocolError("busy", exc.message, retry_after_ms=max(1, round(seconds * 1000)))
+    return backend_error(exc)
 
 
 def backend_error(exc: Exception) -> ProtocolError:
-    """A model-side failure during a commit, as a ``backend_error`` (busy for a full queue)."""
-    if isinstance(exc, Overloaded):
-        return busy_from(exc)
-    if isinstance(exc, VoxError):
-        code = "invalid_config" if exc.status < 500 else "backend_error"
-        return ProtocolError(code, exc.message)
-    if isinstance(exc, RunnerRequestError):
-        code = "invalid_config" if exc.code in ("bad_request", "unsupported") else "backend_error"
-        return ProtocolError(code, exc.message)
-    if isinstance(exc, RunnerDied):
-        return ProtocolError(
-            "backend_error",
-            f"the runner for {exc.name} stopped (exit code {exc.returncode}); "
-            "it will be restarted on the next commit",
-        )
-    if isinstance(exc, LoadError):
-        return ProtocolError("backend_error", str(exc))
-    return ProtocolError("internal_error", f"{type(exc).__name__}: {exc}")
+    """A model-side failure during a commit, as the peers' code (busy for a full queue)."""
+    problem = classify(exc)
+    report(problem, "realtime session", current_request_id())
+    return ProtocolError(
+        realtime_code(problem),
+        problem.message,
+        retry_after_ms=realtime_retry_after_ms(problem),
+        detail=problem.detail,
+    )
 
 
 def refusal(exc: Exception) -> SessionRefused:
     """Why a session could not start, from the errors model lookup and loading raise."""
-    if isinstance(exc, UnknownModel) or (isinstance(exc, VoxError) and exc.status == 404):
-        return SessionRefused("model_not_found", str(exc), MODEL_NOT_FOUND)
-    if isinstance(exc, InvalidModelName):
-        return SessionRefused("invalid_config", str(exc), BAD_CONFIG)
-    if isinstance(exc, VoxError) and exc.status < 500 and not isinstance(exc, Overloaded):
-        return SessionRefused("invalid_config", exc.message, BAD_CONFIG)
-    mapped = backend_error(exc)
-    return SessionRefused(mapped.code, mapped.message, INTERNAL)
+    problem = classify(exc)
+    report(problem, "realtime session", current_request_id())
+    return SessionRefused(realtime_code(problem), problem.message, ws_close_code(problem))
 
 
 def loaded_model(services: Services, name: str) -> LoadedModel | None:

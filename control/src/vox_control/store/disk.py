@@ -13,6 +13,7 @@ from pathlib import Path
 import filelock
 import msgspec
 
+from vox_control.errors import ModelNotFound, ServerFault
 from vox_control.store.registry import CatalogEntry, Source, split_name, validate_name
 
 MANIFEST = "manifest.json"
@@ -21,11 +22,13 @@ STAGING = ".staging"
 LOCKS = ".locks"
 
 
-class StoreError(Exception):
+class StoreError(ServerFault):
     """The store was asked to do something inconsistent (a bug in the caller, usually)."""
 
+    code = "store_error"
 
-class NotInstalled(KeyError):
+
+class NotInstalled(ModelNotFound, KeyError):
     """The model is not in the store; ``args[0]`` is the message."""
 
     def __init__(self, name: str) -> None:

@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
+from vox_control.errors import BadRequest, ModelNotFound, ServerFault
+
 MAX_NAME_LENGTH = 128
 _PART = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -23,19 +25,24 @@ _DIST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 RESERVED_FILES = frozenset({"manifest.json"})
 
 
-class InvalidModelName(ValueError):
+class InvalidModelName(BadRequest, ValueError):
     """A model name that is not ``family:tag``."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param="model")
 
-class CatalogError(ValueError):
+
+class CatalogError(ServerFault, ValueError):
     """A catalog file that cannot be read or does not describe a valid entry."""
+
+    code = "catalog_error"
 
     def __init__(self, message: str, file: str | None = None) -> None:
         super().__init__(message)
         self.file = file
 
 
-class UnknownModel(KeyError):
+class UnknownModel(ModelNotFound, KeyError):
     """A well-formed name that the catalog does not know; ``args[0]`` is the message."""
 
     def __init__(self, name: str, suggestions: list[str]) -> None:
@@ -386,6 +393,11 @@ class Registry:
         """The entry for a name or an alias."""
         validate_name(name_or_alias)
         target = self._aliases.get(name_or_alias, name_or_alias)
+        family, sep, tag = target.partition(":")
+        if target not in self._entries and family.endswith(("-stt", "-tts")):
+            # vox-runtime 0.2.93 names its families by kind (whisper-stt:large-v3,
+            # kokoro-tts:v1.0, piper-tts:en-us-lessac-medium): the same models here.
+            target = self._aliases.get(f"{family[:-4]}{sep}{tag}", f"{family[:-4]}{sep}{tag}")
         return self.get(target)
 
     def all(self) -> list[CatalogEntry]:

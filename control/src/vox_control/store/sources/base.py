@@ -15,6 +15,7 @@ from typing import IO, TypeVar
 import filelock
 import msgspec
 
+from vox_control.errors import UpstreamFailed
 from vox_control.store.disk import Manifest, ManifestFile, Store
 
 T = TypeVar("T")
@@ -35,12 +36,16 @@ class PullEvent(msgspec.Struct, omit_defaults=True):
 ProgressCallback = Callable[[PullEvent], None]
 
 
-class PullError(Exception):
+class PullError(UpstreamFailed):
     """A pull failed; the message says why in words a user can act on."""
+
+    code = "pull_failed"
 
 
 class IntegrityError(PullError):
     """A downloaded or assembled file does not have the expected digest or size."""
+
+    code = "integrity_error"
 
     def __init__(self, file: str, expected: str, actual: str, what: str = "sha256") -> None:
         super().__init__(f"{file}: {what} mismatch: expected {expected}, got {actual}")
@@ -51,6 +56,9 @@ class IntegrityError(PullError):
 
 class OfflineError(PullError):
     """The pull would need the network and VOX_OFFLINE forbids it."""
+
+    status = 503  # the server's situation, not the request's
+    code = "offline"
 
 
 class UnsupportedSource(PullError, NotImplementedError):
