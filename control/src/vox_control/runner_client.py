@@ -39,12 +39,7 @@ from vox_protocol import (
 )
 
 from vox_control import __version__
-from vox_control.runner_errors import (
-    RunnerDied,
-    RunnerRequestError,
-    RunnerStalled,
-    UnexpectedReply,
-)
+from vox_control.runner_errors import RunnerDied, RunnerRequestError, RunnerStalled, UnexpectedReply
 
 __all__ = ["RunnerClient", "RunnerDied", "RunnerRequestError", "RunnerStalled", "UnexpectedReply"]
 
