@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,87 +23,22 @@ from vox_sandboxes import uvcli
 from vox_sandboxes.errors import SandboxError
 from vox_sandboxes.external import Interpreters
 from vox_sandboxes.package import AdapterPackage, parse_package, resolve_package
-from vox_sandboxes.source import PROTOCOL_NAME, RUNNER_NAME, RunnerSource, normalize_name
+from vox_sandboxes.probe import (
+    MANIFEST_NAME,
+    PROBE_TIMEOUT_S,
+    SCHEMA_VERSION,
+    Sandbox,
+    base_python,
+    discard,
+    identity,
+    probe,
+    read_manifest,
+)
+from vox_sandboxes.source import RunnerSource, normalize_name
 
-MANIFEST_NAME = "vox-sandbox.json"
-# Bump when the layout or the install recipe changes in a way that needs every sandbox rebuilt.
-SCHEMA_VERSION = 1
-PROBE_TIMEOUT_S = 60.0
 _ADAPTER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 
-# Run inside a sandbox: proves its interpreter and site-packages work and reports what it holds.
-_PROBE_SCRIPT = f"""
-import importlib.metadata as m, json, vox_protocol
-versions = {{}}
-for name in ({PROTOCOL_NAME!r}, {RUNNER_NAME!r}):
-    try:
-        versions[name] = m.version(name)
-    except m.PackageNotFoundError:
-        versions[name] = None
-print(json.dumps(versions))
-"""
-
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Sandbox:
-    """One ready adapter venv; run the runner as `<python> -m vox_runner --adapter <adapter>`.
-
-    ``adapter`` is the sandbox's directory name: the adapter's, plus ``-pkg-<key>`` for a
-    third-party package. An interpreter the operator provides is a Sandbox too (``external``).
-    """
-
-    adapter: str
-    path: Path
-    python: Path  # <path>/bin/python
-    fingerprint: str
-    external: bool = False
-
-
-def _discard(_line: str) -> None:
-    pass
-
-
-def _base_python() -> str:
-    # The interpreter the control plane's own venv was made from, not the venv's shim.
-    return getattr(sys, "_base_executable", None) or sys.executable
-
-
-def _read_manifest(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((path / MANIFEST_NAME).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _probe(python: Path) -> dict[str, str | None] | None:
-    """What the sandbox holds, or None if its python does not run (base interpreter gone...)."""
-    try:
-        out = subprocess.run(
-            [str(python), "-I", "-c", _PROBE_SCRIPT],
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-        )
-        data = json.loads(out.stdout) if out.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _identity(sandbox: Sandbox) -> tuple[int, ...] | None:
-    """Changes when the sandbox is replaced or its base interpreter is; None if python is gone."""
-    try:
-        manifest = (sandbox.path / MANIFEST_NAME).stat()
-        interpreter = sandbox.python.stat()  # follows the symlink to the base interpreter
-    except OSError:
-        return None
-    if not os.access(sandbox.python, os.X_OK):
-        return None
-    return (manifest.st_ino, manifest.st_mtime_ns, interpreter.st_ino, interpreter.st_mtime_ns)
 
 
 @dataclass(frozen=True)
@@ -140,10 +74,10 @@ class SandboxManager:
 
             uv = str(find_uv_bin())
         self.uv: str = uv
-        self.python = python or _base_python()
+        self.python = python or base_python()
         self._env = uvcli.uv_env(extra_env)
         self._python_info: dict[str, str] | None = None
-        self._verified: dict[str, tuple[int, ...]] = {}  # adapter -> _identity() probed OK
+        self._verified: dict[str, tuple[int, ...]] = {}  # adapter -> identity() probed OK
         # Interpreters the operator provides (--adapter-python): used as they are, never built.
         self.interpreters = Interpreters(interpreters or {}, protocol_version)
 
@@ -193,7 +127,7 @@ class SandboxManager:
             # Dot-dirs are staging/old dirs; a dir without a manifest was never finished.
             if child.name.startswith(".") or not child.is_dir():
                 continue
-            manifest = _read_manifest(child)
+            manifest = read_manifest(child)
             if manifest is None or not isinstance(manifest.get("fingerprint"), str):
                 continue
             found.append(self._sandbox(child.name, str(manifest["fingerprint"])))
@@ -201,7 +135,7 @@ class SandboxManager:
 
     def manifest(self, adapter: str, package: str | None = None) -> dict[str, Any] | None:
         """The sandbox's vox-sandbox.json (versions, packages, ...), if it has one."""
-        return _read_manifest(self.root / self._dir_name(self._name(adapter), package))
+        return read_manifest(self.root / self._dir_name(self._name(adapter), package))
 
     def known_adapters(self) -> builtins.list[str] | None:
         """The adapters the runner source offers, or None when that cannot be known up front."""
@@ -234,7 +168,7 @@ class SandboxManager:
             return ready
         try:
             job = _Job(name, dir_name, pkg, fingerprint)
-            return self._ensure_locked(job, log if log is not None else _discard)
+            return self._ensure_locked(job, log if log is not None else discard)
         except OSError as exc:
             prefix = f"could not create the sandbox for {name}"
             raise SandboxError(f"{prefix}: {exc}", f"{prefix}: {exc.strerror}") from exc
@@ -266,7 +200,7 @@ class SandboxManager:
             return
         with FileLock(self._lock_path(name)):
             self._verified.pop(name, None)
-            self._clean_leftovers(name, _discard)
+            self._clean_leftovers(name, discard)
             target = self.root / name
             if target.exists() or target.is_symlink():
                 # Rename first so a half-deleted tree is never mistaken for a sandbox.
@@ -337,7 +271,7 @@ class SandboxManager:
 
     def _ready(self, name: str, fingerprint: str) -> Sandbox | None:
         target = self.root / name
-        manifest = _read_manifest(target)
+        manifest = read_manifest(target)
         if manifest is None:
             return None
         if manifest.get("fingerprint") != fingerprint or manifest.get("adapter") != name:
@@ -345,11 +279,11 @@ class SandboxManager:
         sandbox = self._sandbox(name, fingerprint)
         # get() runs on the control plane's event loop, so the ~50 ms probe runs once per
         # process and sandbox state; after that a stat of the manifest and interpreter suffices.
-        key = _identity(sandbox)
+        key = identity(sandbox)
         if key is None:
             return None
         if self._verified.get(name) != key:
-            if _probe(sandbox.python) is None:
+            if probe(sandbox.python) is None:
                 return None
             self._verified[name] = key
         return sandbox
@@ -374,7 +308,7 @@ class SandboxManager:
             raise
         log(f"sandbox for {name} ready in {time.monotonic() - started:.1f} s")
         sandbox = self._sandbox(name, fingerprint)
-        key = _identity(sandbox)  # probed in staging; the rename keeps these inodes
+        key = identity(sandbox)  # probed in staging; the rename keeps these inodes
         if key is not None:
             self._verified[name] = key
         return sandbox
@@ -405,7 +339,7 @@ class SandboxManager:
             except SandboxError as exc:
                 msg = f"adapter package {package.spec} does not provide adapter {name}: {exc}"
                 raise SandboxError(msg) from exc
-        versions = _probe(python)
+        versions = probe(python)
         if versions is None:
             raise SandboxError(f"could not create the sandbox for {name}: its python does not run")
         manifest = {
