@@ -19,6 +19,7 @@ from vox_control.routes.compat import VoxRuntimeController
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
+from vox_control.routes.openai_realtime import openai_realtime
 from vox_control.routes.realtime import REALTIME_ROUTES
 from vox_control.routes.runtime import RuntimeController
 from vox_control.routes.voices import VoicesController
@@ -55,6 +56,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             transcription_stream,
             speech_stream,
             *REALTIME_ROUTES,
+            openai_realtime,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import soxr
 from litestar.datastructures import UploadFile
-from vox_protocol import AudioChunk, Transcript, Voice
+from vox_protocol import AudioChunk, SpeechProbabilities, Transcript, Voice
 
 from vox_control.audio.decode import WHISPER_RATE, AudioDecodeError, decode_audio
 from vox_control.errors import BadRequest
@@ -127,6 +127,26 @@ async def transcribe(
     """Transcribe decoded PCM, holding the model for this one call."""
     async with services.scheduler.use(model.name, keep_alive=keep_alive) as loaded:
         return await transcribe_loaded(loaded, pcm, rate, options)
+
+
+async def detect_speech(
+    model: LoadedModel,
+    pcm: np.ndarray,
+    rate: int,
+    stream: str,
+    *,
+    reset: bool = False,
+    end: bool = False,
+) -> SpeechProbabilities:
+    """The one VAD call: speech probabilities for the next PCM of ``stream`` on a VAD model
+    already held (``scheduler.use``); the runner keeps each stream's state between calls."""
+    target = model.info.sample_rate
+    if target and target != rate and len(pcm):
+        pcm = await asyncio.to_thread(resample, pcm, rate, target)
+        rate = target
+    return await model.runner.vad(
+        pcm.astype(np.float32, copy=False).tobytes(), rate, stream=stream, reset=reset, end=end
+    )
 
 
 async def list_voices(services: Services, name: str) -> tuple[list[Voice], str | None]:
