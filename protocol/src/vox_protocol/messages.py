@@ -143,15 +143,7 @@ class Shutdown(_Msg, tag="shutdown"):
 
 
 ControlMessage = (
-    Hello
-    | Load
-    | Unload
-    | Transcribe
-    | Synthesize
-    | DetectSpeech
-    | ListVoices
-    | Cancel
-    | Shutdown
+    Hello | Load | Unload | Transcribe | Synthesize | DetectSpeech | ListVoices | Cancel | Shutdown
 )
 
 
