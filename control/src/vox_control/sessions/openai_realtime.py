@@ -348,11 +348,14 @@ class OpenAIRealtimeSession:
         return inference.TranscribeOptions(language=self.config.language, prompt=self.config.prompt)
 
     async def _partial_transcript(self, item: str) -> None:
+        """A partial of the open turn, only while the model's runner is idle: partials must
+        never queue ahead of any session's final transcript."""
         pcm = np.concatenate(self._buffer) if self._buffer else np.zeros(0, np.float32)
         try:
-            result = await inference.transcribe(
-                self.services, self.model, pcm, RATE, self._options()
-            )
+            async with self.services.scheduler.use(self.model.name) as loaded:
+                if loaded.runner.in_flight:
+                    return
+                result = await inference.transcribe_loaded(loaded, pcm, RATE, self._options())
         except VoxError:
             return  # a partial is best effort; the final transcript reports failures
         if self._turn_item == item:
