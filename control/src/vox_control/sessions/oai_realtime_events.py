@@ -54,6 +54,45 @@ class SessionConfig:
     turn_detection: TurnDetection | None = TurnDetection()
 
 
+# ---------------------------------------------------------------------- session plumbing
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_pending_s: float = 10.0  # received but not yet through the VAD: a flood past this
+    max_buffer_s: float = 300.0  # uncommitted audio (manual mode without commits)
+    idle_timeout_s: float = 120.0  # no client event for this long ends the session
+
+
+class SessionClosed(VoxError):
+    """Ends the session: an ``error`` event, then a close."""
+
+    def __init__(self, message: str, code: str, close_code: int) -> None:
+        super().__init__(message, code=code)
+        self.close_code = close_code
+
+
+@dataclass
+class Append:
+    pcm: np.ndarray
+
+
+@dataclass
+class Commit:
+    client_event_id: str | None
+
+
+@dataclass
+class Clear:
+    client_event_id: str | None
+
+
+@dataclass
+class Turn:
+    item_id: str
+    pcm: np.ndarray
+
+
 def _obj(value: object, param: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise EventError(f"'{param}' must be an object", param=param)

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -28,8 +27,14 @@ from vox_control.services import Services
 from vox_control.sessions.channel import Channel, ClientGone
 from vox_control.sessions.oai_realtime_events import (
     FORMAT_RATES,
+    Append,
+    Clear,
+    Commit,
     EventError,
+    Limits,
+    SessionClosed,
     SessionConfig,
+    Turn,
     TurnDetection,
     apply_update,
     decode_append,
@@ -48,47 +53,11 @@ VAD_STEP = RATE * 160 // 1000  # run the VAD once this much new audio has arrive
 PARTIAL_EVERY = RATE  # a partial transcript per second of new speech in an open turn
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_pending_s: float = 10.0  # received but not yet through the VAD: a flood past this
-    max_buffer_s: float = 300.0  # uncommitted audio (manual mode without commits)
-    idle_timeout_s: float = 120.0  # no client event for this long ends the session
-
-
-class SessionClosed(VoxError):
-    """Ends the session: an ``error`` event, then a close."""
-
-    def __init__(self, message: str, code: str, close_code: int) -> None:
-        super().__init__(message, code=code)
-        self.close_code = close_code
-
-
-@dataclass
-class _Append:
-    pcm: np.ndarray
-
-
-@dataclass
-class _Commit:
-    client_event_id: str | None
-
-
-@dataclass
-class _Clear:
-    client_event_id: str | None
-
-
-@dataclass
-class _Turn:
-    item_id: str
-    pcm: np.ndarray
-
-
 class OpenAIRealtimeSession:
-    def __init__(self, channel: Channel, services: Services, limits: Limits = Limits()) -> None:
+    def __init__(self, channel: Channel, services: Services, limits: Limits | None = None) -> None:
         self.channel = channel
         self.services = services
-        self.limits = limits
+        self.limits = limits or Limits()
         self.session_id = f"sess_{uuid.uuid4().hex[:16]}"
         self.config = SessionConfig(model=None)
         self.model = inference.resolve(services, None, "stt")
@@ -96,9 +65,9 @@ class OpenAIRealtimeSession:
         if not self.vad_ok:
             self.config = SessionConfig(turn_detection=None)
         self._resampler = self._new_resampler()
-        self._work: asyncio.Queue[_Append | _Commit | _Clear] = asyncio.Queue()
+        self._work: asyncio.Queue[Append | Commit | Clear] = asyncio.Queue()
         self._pending = 0  # samples queued for the turn worker
-        self._turns: asyncio.Queue[_Turn] = asyncio.Queue()
+        self._turns: asyncio.Queue[Turn] = asyncio.Queue()
         # The turn worker's state: audio since ``_base`` (samples since the session began).
         self._buffer: list[np.ndarray] = []
         self._buffered = 0
@@ -199,11 +168,11 @@ class OpenAIRealtimeSession:
                     "input_audio_buffer_overflow",
                     1008,
                 )
-            self._work.put_nowait(_Append(resampled))
+            self._work.put_nowait(Append(resampled))
         elif kind == "input_audio_buffer.commit":
-            self._work.put_nowait(_Commit(client_id))
+            self._work.put_nowait(Commit(client_id))
         elif kind == "input_audio_buffer.clear":
-            self._work.put_nowait(_Clear(client_id))
+            self._work.put_nowait(Clear(client_id))
         elif kind in ("session.update", "transcription_session.update"):
             await self._update(event.get("session"))
         else:
@@ -231,7 +200,7 @@ class OpenAIRealtimeSession:
             )
         self.config, self.model = config, model
         if config.turn_detection is not None:
-            self._work.put_nowait(_Clear(None))  # new VAD parameters start on fresh audio
+            self._work.put_nowait(Clear(None))  # new VAD parameters start on fresh audio
         await self._send("session.updated", session=self._session())
 
     # ------------------------------------------------------------------ turns
@@ -239,7 +208,7 @@ class OpenAIRealtimeSession:
     async def _turn_worker(self) -> None:
         while True:
             work = await self._work.get()
-            if isinstance(work, _Append):
+            if isinstance(work, Append):
                 self._pending -= len(work.pcm)
                 self._buffer.append(work.pcm)
                 self._buffered += len(work.pcm)
@@ -254,7 +223,7 @@ class OpenAIRealtimeSession:
                     self._unvad_n += len(work.pcm)
                     if self._unvad_n >= VAD_STEP and self._work.empty():
                         await self._detect()
-            elif isinstance(work, _Commit):
+            elif isinstance(work, Commit):
                 await self._commit(work.client_event_id)
             else:
                 self._cut(self._base + self._buffered)
@@ -340,7 +309,7 @@ class OpenAIRealtimeSession:
             "conversation.item.added", previous_item_id=self._last_item, item=user_item(item)
         )
         self._last_item = item
-        self._turns.put_nowait(_Turn(item, pcm))
+        self._turns.put_nowait(Turn(item, pcm))
 
     # ------------------------------------------------------------------ transcription
 
