@@ -10,9 +10,11 @@ from vox_control.errors import BadRequest, VoxError, classify
 from vox_control.renderers import WS_TRY_LATER, oai_realtime_error
 from vox_control.services import Services
 from vox_control.sessions.channel import Channel
+from vox_control.sessions.oai_realtime_events import Limits
 from vox_control.sessions.openai_realtime import OpenAIRealtimeSession
 
 MAX_SESSIONS = 16  # concurrent sessions; one more is refused with session_limit and 1013
+LIMITS = Limits()  # per session: input buffer, idle timeout
 _active = 0
 
 
@@ -36,7 +38,7 @@ async def openai_realtime(socket: WebSocket[Any, Any, Any], services: Services) 
             )
         if _active >= MAX_SESSIONS:
             raise SessionLimit(f"{MAX_SESSIONS} realtime sessions are open; try again later")
-        session = OpenAIRealtimeSession(channel, services)
+        session = OpenAIRealtimeSession(channel, services, LIMITS)
     except Exception as exc:
         problem = classify(exc)
         await channel.send_event(oai_realtime_error(problem, None))
