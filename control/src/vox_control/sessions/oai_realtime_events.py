@@ -8,6 +8,7 @@ turn_detection}``. The beta's flat fields (``input_audio_format``, ``input_audio
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import soxr
+from vox_protocol import Transcript
 
 from vox_control.errors import VoxError
 from vox_control.sessions.pipecat_wire import event_id, new_id
@@ -91,6 +94,8 @@ class Clear:
 class Turn:
     item_id: str
     pcm: np.ndarray
+    # The transcript started early, once the turn fell silent (server_vad), when it ended there.
+    early: asyncio.Task[Transcript] | None = None
 
 
 def _obj(value: object, param: str) -> dict[str, Any]:
@@ -211,6 +216,11 @@ def _alaw_table() -> np.ndarray:
 
 
 G711 = {"audio/pcmu": _ulaw_table(), "audio/pcma": _alaw_table()}
+
+
+def resampler(fmt: Format) -> soxr.ResampleStream:
+    """One session's streaming resampler from the format's rate to 16 kHz (no seams per append)."""
+    return soxr.ResampleStream(FORMAT_RATES[fmt], 16000, 1, dtype="float32", quality="HQ")
 
 
 def decode_append(audio: object, fmt: Format) -> np.ndarray:

@@ -40,6 +40,11 @@ class TurnDetector:
         self._silent_frames = 0
         self._floor_ms = 0  # a new turn never starts before this (the last turn's end)
 
+    @property
+    def silent_ms(self) -> float:
+        """How long an open turn has been silent so far (0 while speaking or between turns)."""
+        return self._silent_frames * self.frame_ms if self.speaking else 0.0
+
     def skip_to(self, ms: float) -> None:
         """Audio up to ``ms`` was committed or cleared by the client: start afresh there."""
         self.speaking = False

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
-import soxr
+from vox_protocol import Transcript
 
 from vox_control import inference
 from vox_control.errors import VoxError, classify
@@ -26,7 +26,6 @@ from vox_control.renderers import oai_realtime_error
 from vox_control.services import Services
 from vox_control.sessions.channel import Channel, ClientGone
 from vox_control.sessions.oai_realtime_events import (
-    FORMAT_RATES,
     Append,
     Clear,
     Commit,
@@ -39,6 +38,7 @@ from vox_control.sessions.oai_realtime_events import (
     apply_update,
     decode_append,
     item_id,
+    resampler,
     server_event,
     session_object,
     user_item,
@@ -51,6 +51,10 @@ RATE = 16000  # the session's internal rate: the VAD's and Whisper's
 VAD_MODEL = "silero-vad:v6"
 VAD_STEP = RATE * 160 // 1000  # run the VAD once this much new audio has arrived
 PARTIAL_EVERY = RATE  # a partial transcript per second of new speech in an open turn
+# Once an open turn has been silent this long (or half its silence_duration_ms, if less), its
+# final transcript starts: most turns end there, and the transcript is then ready sooner after
+# the turn ends. Speech that resumes drops it.
+EARLY_AFTER_MS = 200
 
 
 class OpenAIRealtimeSession:
@@ -64,7 +68,7 @@ class OpenAIRealtimeSession:
         self.vad_ok = self._vad_available()
         if not self.vad_ok:
             self.config = SessionConfig(turn_detection=None)
-        self._resampler = self._new_resampler()
+        self._resampler = resampler(self.config.format)
         self._work: asyncio.Queue[Append | Commit | Clear] = asyncio.Queue()
         self._pending = 0  # samples queued for the turn worker
         self._turns: asyncio.Queue[Turn] = asyncio.Queue()
@@ -81,6 +85,7 @@ class OpenAIRealtimeSession:
         self._vad_started = False
         self._partial: asyncio.Task[None] | None = None
         self._partial_at = 0
+        self._early: tuple[str, asyncio.Task[Transcript]] | None = None
         self._sent: dict[str, str] = {}  # text already sent as deltas, per item
 
     # ------------------------------------------------------------------ lifecycle
@@ -103,6 +108,7 @@ class OpenAIRealtimeSession:
                 await self.channel.send_event(oai_realtime_error(classify(exc), None))
             await self.channel.close(exc.close_code, exc.code)
         finally:
+            self._drop_early()
             for task in [receiver, *tasks, *([self._partial] if self._partial else [])]:
                 task.cancel()
             await asyncio.gather(receiver, *tasks, return_exceptions=True)
@@ -124,10 +130,6 @@ class OpenAIRealtimeSession:
         except VoxError:
             return False
         return True
-
-    def _new_resampler(self) -> soxr.ResampleStream:
-        rate = FORMAT_RATES[self.config.format]
-        return soxr.ResampleStream(rate, RATE, 1, dtype="float32", quality="HQ")
 
     # ------------------------------------------------------------------ receiver
 
@@ -195,9 +197,7 @@ class OpenAIRealtimeSession:
                 exc.message, param="session.audio.input.transcription.model", code=exc.code
             ) from None
         if config.format != self.config.format:
-            self._resampler = soxr.ResampleStream(
-                FORMAT_RATES[config.format], RATE, 1, dtype="float32", quality="HQ"
-            )
+            self._resampler = resampler(config.format)
         self.config, self.model = config, model
         if config.turn_detection is not None:
             self._work.put_nowait(Clear(None))  # new VAD parameters start on fresh audio
@@ -269,10 +269,25 @@ class OpenAIRealtimeSession:
         if self._turn_item is None:
             # Between turns only the prefix padding can still become part of one.
             self._cut(self._base + self._buffered - td.prefix_padding_ms * RATE // 1000)
-        elif self._base + self._buffered - self._partial_at >= PARTIAL_EVERY:
-            self._partial_at = self._base + self._buffered
-            if self._partial is None or self._partial.done():
-                self._partial = asyncio.create_task(self._partial_transcript(self._turn_item))
+        elif self._detector.silent_ms >= min(EARLY_AFTER_MS, td.silence_duration_ms / 2):
+            if self._early is None:
+                pcm = np.concatenate(self._buffer)
+                self._early = (self._turn_item, asyncio.create_task(self._transcribe(pcm)))
+        else:
+            self._drop_early()  # speech resumed: the turn goes on
+            if self._base + self._buffered - self._partial_at >= PARTIAL_EVERY:
+                self._partial_at = self._base + self._buffered
+                if self._partial is None or self._partial.done():
+                    self._partial = asyncio.create_task(self._partial_transcript(self._turn_item))
+
+    def _drop_early(self) -> None:
+        if self._early is None:
+            return
+        task = self._early[1]
+        self._early = None
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: a dropped failure is no failure
+        task.cancel()
 
     def _cut(self, start: int) -> None:
         """Drop buffered audio before sample ``start`` (counted from the session's start)."""
@@ -298,6 +313,10 @@ class OpenAIRealtimeSession:
         pcm = np.concatenate(self._buffer)[:length] if self._buffer else np.zeros(0, np.float32)
         self._cut(stop)
         item = self._turn_item or item_id()
+        early = None
+        if self._early is not None and self._early[0] == item:
+            early, self._early = self._early[1], None
+        self._drop_early()
         self._turn_item = None
         self._detector.skip_to(stop * 1000 // RATE)
         if self._partial is not None:
@@ -309,12 +328,15 @@ class OpenAIRealtimeSession:
             "conversation.item.added", previous_item_id=self._last_item, item=user_item(item)
         )
         self._last_item = item
-        self._turns.put_nowait(Turn(item, pcm))
+        self._turns.put_nowait(Turn(item, pcm, early))
 
     # ------------------------------------------------------------------ transcription
 
     def _options(self) -> inference.TranscribeOptions:
         return inference.TranscribeOptions(language=self.config.language, prompt=self.config.prompt)
+
+    async def _transcribe(self, pcm: np.ndarray) -> Transcript:
+        return await inference.transcribe(self.services, self.model, pcm, RATE, self._options())
 
     async def _partial_transcript(self, item: str) -> None:
         """A partial of the open turn, only while the model's runner is idle: partials must
@@ -347,9 +369,7 @@ class OpenAIRealtimeSession:
         while True:
             turn = await self._turns.get()
             try:
-                result = await inference.transcribe(
-                    self.services, self.model, turn.pcm, RATE, self._options()
-                )
+                result = await (turn.early or self._transcribe(turn.pcm))
             except VoxError as exc:
                 await self._send(
                     "conversation.item.input_audio_transcription.failed",
