@@ -7,8 +7,9 @@ sentence, 1.5 s silence) at 24 kHz pcm16. Each sentence alone is transcribed thr
 realtime client, server_vad defaults) stream the recording at real-time pace; per turn the
 client notes when it sent the sentence's last sample (end of speech), the first delta and the
 ``.completed``. Goal (issue 17): end of speech to completed at most 1.3x the HTTP time of the
-same sentence. server_vad waits silence_duration_ms (500 ms) of silence before it may end a
-turn, so that wait is reported too and subtracted in the last column. Prints a table, writes JSON.
+same sentence (medians over --rounds). server_vad waits silence_duration_ms (500 ms) of
+silence before it may end a turn, so that wait is reported too and subtracted in the last
+column. Prints a table, writes JSON.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ async def session(url: str, pcm: bytes, ends: list[int]) -> list[dict[str, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="HTTP baseline runs per sentence")
+    parser.add_argument("--runs", type=int, default=3, help="first HTTP baseline runs")
+    parser.add_argument("--rounds", type=int, default=3, help="sessions per concurrency")
     parser.add_argument("--out", type=Path, default=Path("bench-realtime-oai.json"))
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="vox-bench-rt-oai-"))
@@ -139,6 +141,7 @@ def main() -> None:
         ends[1] += len(utterances[1])
         pcm = (np.clip(np.concatenate(parts), -1, 1) * 32767).astype("<i2").tobytes()
         results: dict[str, Any] = {"http_s": baseline, "silence_duration_ms": SILENCE_MS}
+        asyncio.run(session(server.url, pcm, ends))  # warm: the VAD's runner starts here
         for sessions in (1, 4):
 
             async def many(n: int = sessions) -> list[list[dict[str, float]]]:
@@ -146,9 +149,14 @@ def main() -> None:
                     await asyncio.gather(*(session(server.url, pcm, ends) for _ in range(n)))
                 )
 
-            runs = asyncio.run(many())
+            # The machine's load drifts: the HTTP baseline is measured again next to each round.
+            runs, https = [], []
+            for _ in range(args.rounds):
+                https.append([http_seconds(client, u, 1) for u in utterances])
+                runs += asyncio.run(many())
             rows = []
-            for turn, http_s in enumerate(baseline):
+            for turn in range(len(utterances)):
+                http_s = statistics.median(h[turn] for h in https)
                 completed = statistics.median(r[turn]["completed_s"] for r in runs)
                 delta = statistics.median(r[turn]["first_delta_s"] for r in runs)
                 rows.append(
