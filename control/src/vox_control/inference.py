@@ -54,6 +54,8 @@ def resolve(services: Services, requested: str | None, kind: Kind | None) -> Res
     """
     name = services.model_name(requested, kind or "tts")
     manifest = services.manifest(name, kind)
+    if manifest.type not in ("stt", "tts"):  # a VAD model serves sessions, not requests
+        raise BadRequest(f"model '{name}' is a {manifest.type} model", param="model")
     found: Kind = "stt" if manifest.type == "stt" else "tts"
     return ResolvedModel(name, found, manifest, manifest.entry.sample_rate or DEFAULT_RATES[found])
 
