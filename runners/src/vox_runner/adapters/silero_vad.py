@@ -3,7 +3,8 @@
 Streaming state lives here, keyed by the control plane's stream id: Silero's LSTM state
 (h, c), the last 64 samples (the model's context) and the samples short of a whole frame.
 Sending a window of context with every call instead would cost the model that many extra
-frames per call and still not reproduce the LSTM state; the state is 1 KiB a stream.
+frames per call and still not reproduce the LSTM state (one thread, a 160 ms piece: 0.27 ms
+with the state kept, 2.9 ms with 1 s of context, 7.4 ms with 2 s); the state is 1 KiB a stream.
 """
 
 from __future__ import annotations
