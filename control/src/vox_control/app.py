@@ -21,6 +21,7 @@ from vox_control.routes.forms import UploadBudget
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
+from vox_control.routes.openai_realtime import openai_realtime
 from vox_control.routes.openapi import DOCS_ASSETS, openapi_config
 from vox_control.routes.realtime import REALTIME_ROUTES
 from vox_control.routes.runtime import RuntimeController
@@ -71,6 +72,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             speech_stream,
             *REALTIME_ROUTES,
             *WEB_ROUTES,
+            openai_realtime,
             DOCS_ASSETS,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},

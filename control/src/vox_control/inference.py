@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 from litestar.datastructures import UploadFile
-from vox_protocol import AudioChunk, Transcript, Voice
+from vox_protocol import AudioChunk, SpeechProbabilities, Transcript, Voice
 
 from vox_control.audio.decode import WHISPER_RATE, AudioDecodeError, AudioLimits, Source
 from vox_control.audio.long_audio import LongAudio, open_audio, transcribe_long, window_samples
@@ -54,6 +54,8 @@ def resolve(services: Services, requested: str | None, kind: Kind | None) -> Res
     """
     name = services.model_name(requested, kind or "tts")
     manifest = services.manifest(name, kind)
+    if manifest.type not in ("stt", "tts"):  # a VAD model serves sessions, not requests
+        raise BadRequest(f"model '{name}' is a {manifest.type} model", param="model")
     found: Kind = "stt" if manifest.type == "stt" else "tts"
     return ResolvedModel(name, found, manifest, manifest.entry.sample_rate or DEFAULT_RATES[found])
 
@@ -139,6 +141,26 @@ async def transcribe(
         )
     async with services.scheduler.use(model.name, keep_alive=keep_alive) as loaded:
         return await transcribe_loaded(loaded, pcm, rate, options)
+
+
+async def detect_speech(
+    model: LoadedModel,
+    pcm: np.ndarray,
+    rate: int,
+    stream: str,
+    *,
+    reset: bool = False,
+    end: bool = False,
+) -> SpeechProbabilities:
+    """The one VAD call: speech probabilities for the next PCM of ``stream`` on a VAD model
+    already held (``scheduler.use``); the runner keeps each stream's state between calls."""
+    target = model.info.sample_rate
+    if target and target != rate and len(pcm):
+        pcm = await asyncio.to_thread(resample, pcm, rate, target)
+        rate = target
+    return await model.runner.vad(
+        pcm.astype(np.float32, copy=False).tobytes(), rate, stream=stream, reset=reset, end=end
+    )
 
 
 async def list_voices(services: Services, name: str) -> tuple[list[Voice], str | None]:

@@ -261,3 +261,23 @@ def realtime_error_object(problem: Problem) -> dict[str, Any]:
     if rid is not None:
         error["request_id"] = rid
     return error
+
+
+# ---------------------------------------------------------------------- OpenAI Realtime
+
+
+def oai_realtime_error(problem: Problem, client_event_id: str | None) -> dict[str, Any]:
+    """OpenAI Realtime's ``error`` event: the SDK's RealtimeError shape, the client's
+    event id (when the failing event had one) to correlate."""
+    rid = current_request_id()
+    report(problem, "openai realtime session", rid)
+    error: dict[str, Any] = {
+        "type": "invalid_request_error" if problem.status < 500 else "server_error",
+        "code": problem.code,
+        "message": problem.message,
+        "param": problem.param,
+        "event_id": client_event_id,
+    }
+    if rid is not None:
+        error["request_id"] = rid
+    return {"type": "error", "event_id": f"evt_{uuid.uuid4().hex[:16]}", "error": error}

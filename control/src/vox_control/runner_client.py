@@ -19,6 +19,7 @@ from vox_protocol import (
     AudioChunk,
     Cancel,
     ControlMessage,
+    DetectSpeech,
     Error,
     FrameDecoder,
     FrameEncoder,
@@ -30,6 +31,7 @@ from vox_protocol import (
     ProtocolError,
     RunnerMessage,
     Shutdown,
+    SpeechProbabilities,
     SynthesisDone,
     Synthesize,
     Transcribe,
@@ -48,8 +50,8 @@ log = logging.getLogger("vox.runner")
 _READ_CHUNK = 1 << 20
 HEARTBEAT_S = 1.0  # a busy runner says it is alive this often (see scheduler/watchdog.py)
 
-R = TypeVar("R", Loaded, Transcript, Voices)
-Request = Load | Transcribe | Synthesize | ListVoices
+R = TypeVar("R", Loaded, Transcript, Voices, SpeechProbabilities)
+Request = Load | Transcribe | Synthesize | DetectSpeech | ListVoices
 
 
 class RunnerClient:
@@ -240,6 +242,26 @@ class RunnerClient:
             beam_size=beam_size,
         )
         return await self._request(request, Transcript)
+
+    async def vad(
+        self,
+        audio: bytes,
+        sample_rate: int,
+        *,
+        stream: str,
+        reset: bool = False,
+        end: bool = False,
+    ) -> SpeechProbabilities:
+        """Speech probabilities for the next float32 PCM of ``stream`` (state in the runner)."""
+        request = DetectSpeech(
+            id=next(self._ids),
+            audio=audio,
+            sample_rate=sample_rate,
+            stream=stream,
+            reset=reset,
+            end=end,
+        )
+        return await self._request(request, SpeechProbabilities)
 
     async def voices(self) -> Voices:
         return await self._request(ListVoices(id=next(self._ids)), Voices)

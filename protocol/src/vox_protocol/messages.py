@@ -57,7 +57,7 @@ class ModelInfo(msgspec.Struct, omit_defaults=True):
     """What a runner reports about the model it has loaded."""
 
     adapter: str
-    kind: Literal["stt", "tts"]
+    kind: Literal["stt", "tts", "vad"]
     sample_rate: int
     device: str = "cpu"
     # The execution providers or compute device the runner really got, e.g.
@@ -115,6 +115,22 @@ class Synthesize(_Msg, tag="synthesize"):
     language: str | None = None
 
 
+class DetectSpeech(_Msg, tag="detect_speech"):
+    """Speech probabilities for the next piece of one stream's mono float32 PCM.
+
+    A VAD is stateful (Silero keeps LSTM state and the last samples as context): the runner
+    keeps that state per ``stream`` and carries samples short of a frame to the next call.
+    ``reset`` starts the stream afresh; ``end`` drops its state (no audio needed).
+    """
+
+    id: int
+    audio: bytes
+    sample_rate: int = 16000
+    stream: str = ""
+    reset: bool = False
+    end: bool = False
+
+
 class ListVoices(_Msg, tag="list_voices"):
     id: int
 
@@ -129,7 +145,9 @@ class Shutdown(_Msg, tag="shutdown"):
     """Unload and exit cleanly."""
 
 
-ControlMessage = Hello | Load | Unload | Transcribe | Synthesize | ListVoices | Cancel | Shutdown
+ControlMessage = (
+    Hello | Load | Unload | Transcribe | Synthesize | DetectSpeech | ListVoices | Cancel | Shutdown
+)
 
 
 # ---------------------------------------------------------------- runner -> control
@@ -184,6 +202,15 @@ class SynthesisDone(_Msg, tag="synthesis_done"):
     sample_rate: int
 
 
+class SpeechProbabilities(_Msg, tag="speech_probabilities"):
+    """One probability of speech per whole frame of ``frame_samples`` the stream completed."""
+
+    id: int
+    probabilities: list[float]
+    frame_samples: int = 512
+    sample_rate: int = 16000
+
+
 class Voices(_Msg, tag="voices"):
     id: int
     voices: list[Voice]
@@ -199,5 +226,13 @@ class Error(_Msg, tag="error"):
 
 
 RunnerMessage = (
-    Welcome | Loaded | Transcript | AudioChunk | SynthesisDone | Voices | Error | Heartbeat
+    Welcome
+    | Loaded
+    | Transcript
+    | AudioChunk
+    | SynthesisDone
+    | SpeechProbabilities
+    | Voices
+    | Error
+    | Heartbeat
 )

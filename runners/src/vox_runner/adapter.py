@@ -14,7 +14,16 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from vox_protocol import ErrorCode, ModelInfo, Synthesize, Transcribe, Transcript, Voice
+from vox_protocol import (
+    DetectSpeech,
+    ErrorCode,
+    ModelInfo,
+    SpeechProbabilities,
+    Synthesize,
+    Transcribe,
+    Transcript,
+    Voice,
+)
 
 T = TypeVar("T")
 _log = logging.getLogger("vox_runner.adapter")
@@ -55,7 +64,7 @@ class Adapter(ABC):
     """
 
     name: ClassVar[str]
-    kind: ClassVar[Literal["stt", "tts"]]
+    kind: ClassVar[Literal["stt", "tts", "vad"]]
 
     @abstractmethod
     def load(self, model_dir: Path, device: str, options: Mapping[str, Any]) -> ModelInfo:
@@ -71,6 +80,10 @@ class Adapter(ABC):
     def synthesize(self, request: Synthesize) -> AsyncIterator[SynthChunk]:
         """Yield one chunk per sentence, each as soon as it is ready."""
         raise AdapterError("unsupported", f"adapter {self.name!r} cannot synthesize")
+
+    async def detect_speech(self, request: DetectSpeech) -> SpeechProbabilities:
+        """Speech probabilities per frame of one stream's next audio (a VAD's only call)."""
+        raise AdapterError("unsupported", f"adapter {self.name!r} cannot detect speech")
 
     async def voices(self) -> list[Voice]:
         return []

@@ -17,6 +17,7 @@ from vox_protocol import (
     AudioChunk,
     Cancel,
     ControlMessage,
+    DetectSpeech,
     Error,
     ErrorCode,
     Heartbeat,
@@ -28,6 +29,7 @@ from vox_protocol import (
     ProtocolError,
     RunnerMessage,
     Shutdown,
+    SpeechProbabilities,
     SynthesisDone,
     Synthesize,
     Transcribe,
@@ -139,6 +141,8 @@ class RunnerHost:
                 self._spawn(message.id, lambda: self._transcribe(message), "inference_failed")
             case Synthesize():
                 self._spawn(message.id, lambda: self._synthesize(message), "inference_failed")
+            case DetectSpeech():
+                self._spawn(message.id, lambda: self._detect_speech(message), "inference_failed")
             case ListVoices():
                 self._spawn(message.id, lambda: self._list_voices(message), "internal")
             case Cancel(id=request_id):
@@ -280,6 +284,13 @@ class RunnerHost:
             if aclose is not None:
                 await aclose()
         return SynthesisDone(id=message.id, chunks=seq, samples=samples, sample_rate=rate)
+
+    async def _detect_speech(self, message: DetectSpeech) -> SpeechProbabilities:
+        async with self._gate.shared():
+            self._loaded()
+            result = await self.adapter.detect_speech(message)
+        result.id = message.id
+        return result
 
     async def _list_voices(self, message: ListVoices) -> Voices:
         info = self._loaded()

@@ -156,7 +156,7 @@ def _user_entry(
     services: Services,
     name: str,
     adapter: str,
-    kind: Literal["stt", "tts"] | None,
+    kind: Literal["stt", "tts", "vad"] | None,
     source: Source,
     **extra: Any,
 ) -> CatalogEntry:

@@ -161,7 +161,7 @@ class CatalogEntry(msgspec.Struct, kw_only=True):
     """Everything Vox knows about one model before it is pulled."""
 
     name: str
-    type: Literal["stt", "tts"]
+    type: Literal["stt", "tts", "vad"]
     adapter: str
     source: Source
     description: str = ""
