@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import signal
 import time
 from collections import deque
@@ -42,6 +41,7 @@ from vox_protocol import (
 
 from vox_control import __version__
 from vox_control.runner_errors import RunnerDied, RunnerRequestError, RunnerStalled, UnexpectedReply
+from vox_control.runner_spawn import spawn_runner
 
 __all__ = ["RunnerClient", "RunnerDied", "RunnerRequestError", "RunnerStalled", "UnexpectedReply"]
 
@@ -102,34 +102,7 @@ class RunnerClient:
         extra_args: Sequence[str] = (),
     ) -> RunnerClient:
         """Spawn ``python -m vox_runner`` and complete the version handshake."""
-        if env is None:
-            child_env = dict(os.environ)
-            # The control plane's own venv must never leak into the sandbox interpreter.
-            for var in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "UV_PROJECT_ENVIRONMENT"):
-                child_env.pop(var, None)
-        else:
-            child_env = dict(env)
-        child_env.setdefault("PYTHONUNBUFFERED", "1")
-        proc = await asyncio.create_subprocess_exec(
-            str(python),
-            "-X",
-            "faulthandler",
-            "-m",
-            "vox_runner",
-            "--adapter",
-            adapter,
-            "--max-frame",
-            str(max_frame),
-            *extra_args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=child_env,
-            # Own process group: a Ctrl-C at the terminal reaches the control plane only,
-            # which then shuts runners down in order. Runners exit on stdin EOF if we die.
-            start_new_session=True,
-            limit=_READ_CHUNK,
-        )
+        proc = await spawn_runner(python, adapter, env, max_frame, extra_args, _READ_CHUNK)
         client = cls(name, proc, max_frame=max_frame)
         try:
             await client._send(

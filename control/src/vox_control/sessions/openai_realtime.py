@@ -3,9 +3,8 @@
 Three tasks per session: the receiver parses client events and decodes audio (to 16 kHz
 float32, one streaming resampler per session), the turn worker runs the VAD model on ~160 ms
 pieces as audio arrives and cuts turns (or takes the client's commits), and the transcriber
-transcribes committed turns in order. Every model call goes through vox_control.inference;
-the VAD is a model like any other, in its own runner. A disconnect cancels the tasks, and a
-cancelled runner call sends the runner Cancel.
+transcribes committed turns in order. Every model call goes through vox_control.inference (the
+VAD is a model in its own runner); a disconnect cancels the tasks and the runner calls.
 """
 
 from __future__ import annotations
