@@ -108,6 +108,15 @@ def serve(
     insecure: Annotated[
         bool | None, _flag("insecure", "Allow a non-loopback --host without an API key.")
     ] = None,
+    wyoming: Annotated[
+        str | None,
+        _flag(
+            "wyoming", "Also speak Wyoming (Home Assistant): tcp://127.0.0.1:10300 or unix:///PATH."
+        ),
+    ] = None,
+    wyoming_zeroconf: Annotated[
+        bool | None, _flag("wyoming_zeroconf", "Announce Wyoming as _wyoming._tcp (zeroconf).")
+    ] = None,
 ) -> None:
     from vox_control.serve import serve as run_server
 
@@ -131,6 +140,8 @@ def serve(
         realtime_model=realtime_model,
         api_key_file=api_key_file,
         insecure=insecure,
+        wyoming=wyoming,
+        wyoming_zeroconf=wyoming_zeroconf,
     )
     run_server(settings)
 

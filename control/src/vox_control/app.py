@@ -25,6 +25,7 @@ from vox_control.routes.voices import VoicesController
 from vox_control.services import Services
 from vox_control.sessions.ws_stt import transcription_stream
 from vox_control.sessions.ws_tts import speech_stream
+from vox_control.sessions.wyoming import WyomingServer
 from vox_control.settings import Settings
 
 
@@ -35,9 +36,16 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await svc.start()
+        wyoming = None
+        if settings.wyoming:  # one process, one scheduler: Wyoming shares the runners
+            wyoming = WyomingServer(svc, settings.wyoming, zeroconf=settings.wyoming_zeroconf)
+            await wyoming.start()
+            svc.session_status["wyoming"] = wyoming.status
         try:
             yield
         finally:
+            if wyoming is not None:
+                await wyoming.stop()
             # Every runner is reaped here, however the server stops (SIGINT, SIGTERM).
             await svc.stop()
 

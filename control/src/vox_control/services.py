@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +157,8 @@ class Services:
         self.puller = Puller(settings, self.registry, self.store, self.sandboxes)
         self.scheduler = Scheduler(settings, self.load_spec, self.spawn)
         self._background: set[asyncio.Task[Any]] = set()
+        # Protocol servers beside HTTP (Wyoming) report their sessions here for /api/ps.
+        self.session_status: dict[str, Callable[[], dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -109,6 +109,10 @@ class Settings:
     api_key: str = field(default="", repr=False)
     api_key_file: str = ""
     insecure: bool = False  # allow a non-loopback bind without a token
+    # The Wyoming protocol (Home Assistant): tcp://127.0.0.1:10300 or unix:///path; off when
+    # empty. It has no authentication, so off loopback it needs insecure too.
+    wyoming: str = ""
+    wyoming_zeroconf: bool = False  # announce it as _wyoming._tcp (needs the zeroconf package)
 
     @property
     def models_dir(self) -> Path:
