@@ -73,9 +73,7 @@ def http_speak(served: Served, text: str = SENTENCE) -> bytes:
 
 def http_text(served: Served, wav: bytes) -> str:
     with served.http.client() as http:
-        response = http.post(
-            "/api/transcribe", files={"file": ("a.wav", wav)}, data={"model": STT}
-        )
+        response = http.post("/api/transcribe", files={"file": ("a.wav", wav)}, data={"model": STT})
     assert response.status_code == 200, response.text
     return str(response.json()["text"])
 
@@ -111,7 +109,8 @@ def audio_of(events: list[Event]) -> tuple[bytes, int]:
     start = next(AudioStart.from_event(e) for e in events if AudioStart.is_type(e.type))
     assert (start.width, start.channels) == (2, 1)
     chunks = [AudioChunk.from_event(e) for e in events if AudioChunk.is_type(e.type)]
-    assert chunks and all(c.rate == start.rate for c in chunks)
+    assert chunks
+    assert all(c.rate == start.rate for c in chunks)
     return b"".join(c.audio for c in chunks), start.rate
 
 
@@ -129,16 +128,20 @@ async def test_describe_lists_the_pulled_models_and_the_voice(wyoming: Served) -
         (event,) = await until(c, lambda e: Info.is_type(e.type))
     info = Info.from_event(event)
     (asr,) = info.asr
-    assert asr.name == "vox" and asr.installed and asr.supports_transcript_streaming
+    assert asr.name == "vox"
+    assert asr.installed
+    assert asr.supports_transcript_streaming
     whisper = next(m for m in asr.models if m.name == STT)
-    assert whisper.installed and whisper.languages == ["en"]
+    assert whisper.installed
+    assert whisper.languages == ["en"]
     assert whisper.attribution.url.startswith("https://pypi.org/project/")
     assert whisper.version
     (tts,) = info.tts
     assert tts.supports_synthesize_streaming
     joe = [v for v in tts.voices if v.name.startswith(f"{TTS}/")]
     assert [v.name for v in joe] == [f"{TTS}/joe"], [v.name for v in tts.voices]
-    assert joe[0].languages and joe[0].languages[0].startswith("en")
+    assert joe[0].languages
+    assert joe[0].languages[0].startswith("en")
     assert "CC0" in (joe[0].description or "")
 
 
