@@ -25,7 +25,7 @@ from vox_control.routes.voices import VoicesController
 from vox_control.services import Services
 from vox_control.sessions.ws_stt import transcription_stream
 from vox_control.sessions.ws_tts import speech_stream
-from vox_control.sessions.wyoming import WyomingServer
+from vox_control.sessions.wyoming_server import WyomingServer
 from vox_control.settings import Settings
 
 

@@ -4,7 +4,8 @@ One more session engine on the model-call seam: a connection's events are read h
 work (describe, a transcription, a synthesis) runs in order in one worker task through
 vox_control.inference, and the scheduler, store and memory budget are the HTTP server's.
 A connection that closes cancels the worker, which closes the runner stream (a Cancel).
-Names and framing: sessions/wyoming_info.py; the user's guide: docs/wyoming.md.
+The listening socket: sessions/wyoming_server.py; names and framing: sessions/wyoming_info.py;
+the user's guide: docs/wyoming.md.
 """
 
 from __future__ import annotations
@@ -14,11 +15,8 @@ import contextlib
 import functools
 import itertools
 import logging
-import os
 import time
-import urllib.parse
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,7 +36,6 @@ from wyoming.tts import (
 )
 
 from vox_control.audio.decode import AudioDecodeError
-from vox_control.auth import is_loopback
 from vox_control.errors import BadRequest, PayloadTooLarge
 from vox_control.inference import (
     ResolvedModel,
@@ -76,25 +73,6 @@ Job = Callable[[], Awaitable[None]]
 
 class ClientGone(Exception):
     """Writing to the peer failed: the connection is over."""
-
-
-def parse_uri(uri: str, *, insecure: bool) -> tuple[str, str, int]:
-    """``tcp://host:port`` or ``unix:///path`` -> (scheme, host or path, port).
-
-    Wyoming has no authentication: off loopback it needs ``--insecure``, as HTTP does
-    without an API key.
-    """
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme == "unix" and parsed.path:
-        return "unix", parsed.path, 0
-    if parsed.scheme != "tcp" or not parsed.hostname or parsed.port is None:
-        raise ValueError(f"VOX_WYOMING / --wyoming: {uri!r} is not tcp://HOST:PORT or unix:///PATH")
-    if not (insecure or is_loopback(parsed.hostname)):
-        raise ValueError(
-            f"--wyoming {uri}: Wyoming has no authentication; binding it off loopback needs "
-            "--insecure (anyone who can reach the port can use every model)"
-        )
-    return "tcp", parsed.hostname, parsed.port
 
 
 def to_float(chunk: AudioChunk) -> np.ndarray:
@@ -189,6 +167,8 @@ class WyomingSession:
             pass
         finally:
             # A client that left mid-request: the runner gets a Cancel for its sentence.
+            if self.state != "idle":
+                log.info("wyoming %s: client gone while %s; cancelled", self.id, self.state)
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
             self.writer.close()
@@ -382,70 +362,3 @@ class WyomingSession:
         await self._start_audio(self.stream_model[1])  # text that held no speech: empty audio
         await self.send(AudioStop().event())
         await self.send(SynthesizeStopped().event())
-
-
-class WyomingServer:
-    """The listening socket, its sessions, and the optional zeroconf announcement."""
-
-    def __init__(self, services: Services, uri: str, *, zeroconf: bool = False) -> None:
-        self.services = services
-        self.uri = uri
-        self.scheme, self.where, self.port = parse_uri(uri, insecure=services.settings.insecure)
-        self.zeroconf = zeroconf
-        self.catalog = VoiceCatalog(services)
-        self.sessions: dict[str, WyomingSession] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.AbstractServer | None = None
-        self.socket_path = Path(os.path.abspath(os.path.expanduser(self.where)))
-
-    async def start(self) -> None:
-        if self.scheme == "unix":
-            # The HTTP socket's binder: mode 0600 from birth, a stale socket replaced.
-            from vox_control.serve import bind_unix_socket  # serve imports the app
-
-            sock = await asyncio.to_thread(bind_unix_socket, self.socket_path)
-            self._server = await asyncio.start_unix_server(self._accept, sock=sock)
-        else:
-            self._server = await asyncio.start_server(
-                self._accept, self.where, self.port, limit=64 * 1024
-            )
-            if self.port == 0:
-                self.port = self._server.sockets[0].getsockname()[1]
-        log.info("wyoming serving on %s", self.uri)
-        if self.zeroconf and self.scheme == "tcp":
-            await self._announce()
-
-    async def _announce(self) -> None:
-        try:
-            from wyoming.zeroconf import HomeAssistantZeroconf
-        except ImportError:
-            log.error("--wyoming-zeroconf needs the zeroconf package (pip install zeroconf)")
-            return
-        host = None if self.where in ("0.0.0.0", "::") else self.where
-        await HomeAssistantZeroconf(port=self.port, host=host).register_server()
-        log.info("wyoming announced as _wyoming._tcp on port %d", self.port)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = WyomingSession(self.services, self.catalog, reader, writer)
-        self.sessions[session.id] = session
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            await session.run()
-        finally:
-            self.sessions.pop(session.id, None)
-            if task is not None:
-                self._tasks.discard(task)
-
-    def status(self) -> dict[str, Any]:
-        return {"listening": self.uri, "sessions": [s.status() for s in self.sessions.values()]}
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.scheme == "unix":
-            self.socket_path.unlink(missing_ok=True)
