@@ -85,13 +85,18 @@ def to_float(chunk: AudioChunk) -> np.ndarray:
     return mono
 
 
+def _integer(value: object) -> int:
+    """An integer field's value; anything else (a string, a bool, missing) is out of range."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
+
+
 def check_format(data: dict[str, Any]) -> tuple[int, int, int]:
-    rate, width, channels = data.get("rate"), data.get("width"), data.get("channels")
-    if not isinstance(rate, int) or not MIN_RATE <= rate <= MAX_RATE:
+    rate, width, channels = (_integer(data.get(k)) for k in ("rate", "width", "channels"))
+    if not MIN_RATE <= rate <= MAX_RATE:
         raise AudioDecodeError(f"rate must be an integer from {MIN_RATE} to {MAX_RATE} Hz")
-    if width not in WIDTHS or not isinstance(width, int):
+    if width not in WIDTHS:
         raise AudioDecodeError("width must be 1, 2 or 4 bytes")
-    if not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
+    if not 1 <= channels <= MAX_CHANNELS:
         raise AudioDecodeError(f"channels must be 1 to {MAX_CHANNELS}")
     return rate, width, channels
 
