@@ -83,6 +83,11 @@ def venv(root: Path, name: str, requirement: str) -> Path:
     return script
 
 
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1]) / 1024
+
+
 def tree_rss_mb(pid: int) -> float:
     """VmRSS of a process and all its descendants, in MB."""
     total, stack = 0, [pid]
@@ -249,6 +254,7 @@ async def compare(
     assert vox.proc is not None
     memory = {
         "vox_mb": tree_rss_mb(vox.proc.pid),
+        "vox_server_alone_mb": rss_mb(vox.proc.pid),
         "vox_loaded": loaded,
         "peers_mb": sum(tree_rss_mb(p.pid) for p in peers),
         "faster_whisper_mb": tree_rss_mb(peers[0].pid),
@@ -288,6 +294,7 @@ def table(result: dict[str, Any], summary: dict[str, Any]) -> str:
         f"{'RSS, both models (MB)':<26}{memory['vox_mb']:>10.0f}{memory['peers_mb']:>10.0f}"
         f"{summary['memory_ratio']:>8.2f}  <= 1.00"
     )
+    lines.append(f"  (vox server process alone: {memory['vox_server_alone_mb']:.0f} MB)")
     return "\n".join(lines)
 
 
