@@ -196,6 +196,8 @@ async def test_errors_are_error_events_with_codes(wyoming: Served) -> None:
     bad_voice = await wyoming_speak(wyoming, Synthesize(text="Hello.", voice=voice).event())
     assert error_of(bad_voice).code == "invalid_request"
     assert "nobody" in error_of(bad_voice).text
+    malformed = await wyoming_speak(wyoming, Event(type="synthesize", data={"text": 5}))
+    assert error_of(malformed).code == "invalid_request"
     # A broken frame (a payload longer than the limit) is an error, then the connection ends.
     reader, writer = await asyncio.open_connection("127.0.0.1", wyoming.port)
     writer.write(b'{"type": "audio-chunk", "payload_length": 999999999}\n')

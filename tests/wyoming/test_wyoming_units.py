@@ -4,16 +4,21 @@ the listen address rule, and the error renderer."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import pytest
 from vox_control.audio.decode import AudioDecodeError
-from vox_control.errors import ModelNotFound, Overloaded
+from vox_control.errors import BadRequest, ModelNotFound, Overloaded, PayloadTooLarge
+from vox_control.inference import ResolvedModel
 from vox_control.renderers import wyoming_error
-from vox_control.sessions.wyoming import check_format, to_float
+from vox_control.sessions.wyoming import parsed
+from vox_control.sessions.wyoming_audio import Utterance, check_format, to_float
 from vox_control.sessions.wyoming_info import MAX_PAYLOAD, FrameError, read_event
 from vox_control.sessions.wyoming_server import parse_uri
 from wyoming.audio import AudioChunk
+from wyoming.event import Event
+from wyoming.tts import Synthesize
 
 
 def reader_of(data: bytes) -> asyncio.StreamReader:
@@ -107,3 +112,26 @@ def test_errors_render_as_text_and_code() -> None:
     text, code = wyoming_error(RuntimeError("secret detail"))
     assert code == "internal_error"
     assert "secret" not in text
+
+
+def test_an_utterance_is_resampled_to_the_model_rate_and_bounded() -> None:
+    manifest: Any = None  # the utterance reads only the name and the rate
+    model = ResolvedModel("whisper:tiny.en", "stt", manifest, 16000)
+    utterance = Utterance(model, 48000, max_seconds=2.0)
+    tone = np.sin(np.arange(48000) / 48000 * 2 * np.pi * 440).astype(np.float32) / 2
+    for piece in np.array_split(tone, 7):  # chunk edges leave no seams: one streaming resampler
+        utterance.push(piece)
+    pcm = utterance.finish()
+    assert abs(pcm.size - 16000) <= 64
+    assert 0.45 < float(np.abs(pcm).max()) < 0.55
+    with pytest.raises(PayloadTooLarge):
+        Utterance(model, 16000, max_seconds=0.5).push(np.zeros(9000, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"text": 5}, {"text": "hi", "voice": "joe"}, {"text": "hi", "voice": {"name": ["x"]}}, {}],
+)
+def test_malformed_events_are_bad_requests(data: dict[str, object]) -> None:
+    with pytest.raises(BadRequest, match="malformed 'synthesize'"):
+        parsed(Synthesize, Event(type="synthesize", data=data))

@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
-import numpy as np
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
@@ -36,7 +35,7 @@ from wyoming.tts import (
 )
 
 from vox_control.audio.decode import AudioDecodeError
-from vox_control.errors import BadRequest, PayloadTooLarge
+from vox_control.errors import BadRequest, PayloadTooLarge, VoxError
 from vox_control.inference import (
     ResolvedModel,
     SynthesisOptions,
@@ -49,7 +48,9 @@ from vox_control.inference import (
 from vox_control.logs import request_id
 from vox_control.renderers import wyoming_error
 from vox_control.services import Services
+from vox_control.sessions.wyoming_audio import Utterance, check_format, to_float
 from vox_control.sessions.wyoming_info import (
+    FrameError,
     VoiceCatalog,
     describe,
     read_event,
@@ -60,11 +61,6 @@ from vox_control.text.sentences import SentenceSplitter
 
 log = logging.getLogger("vox.wyoming")
 
-# What a client may send: absurd formats are refused, not converted.
-MIN_RATE, MAX_RATE = 8000, 192_000
-# Signed little-endian PCM by sample width, and the scale to [-1, 1) (audioop's convention).
-WIDTHS = {1: ("<i1", 128.0), 2: ("<i2", 32768.0), 4: ("<i4", 2147483648.0)}
-MAX_CHANNELS = 8
 _QUEUED_JOBS = 8  # past this the session stops reading: TCP slows the client down
 _ids = itertools.count(1)
 
@@ -75,34 +71,29 @@ class ClientGone(Exception):
     """Writing to the peer failed: the connection is over."""
 
 
-def to_float(chunk: AudioChunk) -> np.ndarray:
-    """A chunk in any allowed width and channel count -> mono float32 at its own rate."""
-    dtype, scale = WIDTHS[chunk.width]
-    frame = chunk.width * chunk.channels
-    usable = len(chunk.audio) - len(chunk.audio) % frame
-    samples = np.frombuffer(chunk.audio[:usable], dtype=dtype).astype(np.float32) / scale
-    mono: np.ndarray = samples.reshape(-1, chunk.channels).mean(axis=1, dtype=np.float32)
-    return mono
+# The string fields Vox reads, per event type: anything else there is a malformed event.
+_STRINGS = {
+    "transcribe": ("name", "language"),
+    "synthesize": ("text",),
+    "synthesize-chunk": ("text",),
+}
+_VOICE_STRINGS = ("name", "language", "speaker")
 
 
-def _integer(value: object) -> int:
-    """An integer field's value; anything else (a string, a bool, missing) is out of range."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else -1
-
-
-def check_format(data: dict[str, Any]) -> tuple[int, int, int]:
-    rate, width, channels = (_integer(data.get(k)) for k in ("rate", "width", "channels"))
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise AudioDecodeError(f"rate must be an integer from {MIN_RATE} to {MAX_RATE} Hz")
-    if width not in WIDTHS:
-        raise AudioDecodeError("width must be 1, 2 or 4 bytes")
-    if not 1 <= channels <= MAX_CHANNELS:
-        raise AudioDecodeError(f"channels must be 1 to {MAX_CHANNELS}")
-    return rate, width, channels
+def _text(value: object) -> bool:
+    return value is None or isinstance(value, str)
 
 
 def parsed(kind: type[Any], event: Event) -> Any:
     """``kind.from_event``, with a malformed event as a 400 instead of a KeyError."""
+    data = event.data
+    voice = data.get("voice") or {}
+    if (
+        not isinstance(voice, dict)
+        or not all(_text(data.get(k)) for k in _STRINGS.get(event.type, ()))
+        or not all(_text(voice.get(k)) for k in _VOICE_STRINGS)
+    ):
+        raise BadRequest(f"malformed '{event.type}' event: a field that must be text is not")
     try:
         return kind.from_event(event)
     except (KeyError, TypeError, ValueError, AttributeError):
@@ -130,10 +121,7 @@ class WyomingSession:
         self.jobs: asyncio.Queue[Job] = asyncio.Queue(_QUEUED_JOBS)
         # Transcription: the request and the audio since audio-start.
         self.transcribe = Transcribe()
-        self.audio: list[np.ndarray] = []
-        self.rate = 0
-        self.samples = 0
-        self.audio_failed = False
+        self.utterance: Utterance | None = None  # from audio-start to audio-stop
         # Streaming synthesis: set from synthesize-start to synthesize-stop.
         self.splitter: SentenceSplitter | None = None
         self.voice: SynthesizeVoice | None = None
@@ -154,20 +142,24 @@ class WyomingSession:
 
     async def run(self) -> None:
         request_id.set(self.id)  # the worker inherits it: every log line names the session
-        worker = asyncio.create_task(self._work())
+        self.worker = worker = asyncio.create_task(self._work())
         try:
             while not worker.done():
                 try:
                     event = await read_event(self.reader)
-                except BadRequest as exc:
-                    await self.fail(exc)  # the framing is lost: nothing more can be read
+                except FrameError as exc:
+                    # The framing is lost: nothing more can be read. What is queued is done,
+                    # then the error is sent and the connection closed.
+                    await self._enqueue(functools.partial(self.fail, exc))
+                    await self._enqueue(self._end)
+                    await asyncio.wait({worker})
                     break
                 if event is None:
                     break
                 try:
                     await self.on_event(event)
-                except BadRequest as exc:
-                    await self.jobs.put(functools.partial(self.fail, exc))
+                except VoxError as exc:
+                    await self._enqueue(functools.partial(self.fail, exc))
         except (ConnectionError, ClientGone):
             pass
         finally:
@@ -179,6 +171,18 @@ class WyomingSession:
             self.writer.close()
             with contextlib.suppress(Exception):
                 await self.writer.wait_closed()
+
+    async def _enqueue(self, job: Job) -> None:
+        """Queue a job; while the queue is full the session reads nothing more (backpressure),
+        unless the worker has ended (the client is gone)."""
+        put = asyncio.ensure_future(self.jobs.put(job))
+        await asyncio.wait({put, self.worker}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+            raise ClientGone("the session's worker has ended")
+
+    async def _end(self) -> None:
+        raise ClientGone("the session ends")
 
     async def _work(self) -> None:
         while True:
@@ -207,64 +211,56 @@ class WyomingSession:
     async def on_event(self, event: Event) -> None:
         kind = event.type
         if Describe.is_type(kind):
-            await self.jobs.put(self._describe)
+            await self._enqueue(self._describe)
         elif Ping.is_type(kind):
-            await self.jobs.put(
+            await self._enqueue(
                 functools.partial(self.send, Pong(text=event.data.get("text")).event())
             )
         elif Transcribe.is_type(kind):
             self.transcribe = parsed(Transcribe, event)
         elif AudioStart.is_type(kind):
-            self.audio, self.samples, self.rate, self.audio_failed = [], 0, 0, True
-            self.rate = check_format(event.data)[0]
-            self.audio_failed = False
+            self.utterance = None  # refused until this start is valid
+            rate = check_format(event.data)[0]
+            model = stt_model(self.services, self.transcribe.name)
+            limit = self.services.settings.stream_max_audio_seconds
+            self.utterance = Utterance(model, rate, limit)
         elif AudioChunk.is_type(kind):
             self._audio_chunk(event)
         elif AudioStop.is_type(kind):
-            audio, rate, failed = self.audio, self.rate, self.audio_failed
-            self.audio, self.samples, self.rate = [], 0, 0
-            if not failed:
-                request = self.transcribe
-                await self.jobs.put(functools.partial(self._transcribe, request, audio, rate))
+            utterance, self.utterance = self.utterance, None
+            if utterance is not None:
+                language = self.transcribe.language
+                await self._enqueue(functools.partial(self._transcribe, utterance, language))
         elif Synthesize.is_type(kind):
             if self.splitter is None:  # while streaming it only repeats the chunks' text
-                await self.jobs.put(functools.partial(self._synthesize, parsed(Synthesize, event)))
+                await self._enqueue(functools.partial(self._synthesize, parsed(Synthesize, event)))
         elif SynthesizeStart.is_type(kind):
             self.voice = parsed(SynthesizeStart, event).voice
             self.splitter = SentenceSplitter()
             self.stream_chars, self.stream_failed, self.audio_started = 0, False, False
-            await self.jobs.put(self._open_stream)
+            await self._enqueue(self._open_stream)
         elif SynthesizeChunk.is_type(kind):
             await self._stream_text(parsed(SynthesizeChunk, event).text)
         elif SynthesizeStop.is_type(kind):
             if self.splitter is not None:
                 for sentence in self.splitter.flush():
-                    await self.jobs.put(functools.partial(self._stream_sentence, sentence))
+                    await self._enqueue(functools.partial(self._stream_sentence, sentence))
                 self.splitter = None
-                await self.jobs.put(self._close_stream)
+                await self._enqueue(self._close_stream)
         else:
             log.debug("wyoming %s: ignoring a %r event", self.id, kind)
 
     def _audio_chunk(self, event: Event) -> None:
-        if self.audio_failed:
-            return
+        utterance = self.utterance
+        if utterance is None:
+            return  # no valid audio-start: its error was sent; the chunks are dropped
         try:
-            rate, _, _ = check_format(event.data)
-            if self.rate and rate != self.rate:
+            if check_format(event.data)[0] != utterance.rate:
                 raise AudioDecodeError("every audio-chunk must have audio-start's rate")
-            chunk = parsed(AudioChunk, event)
-            self.rate = rate
-            pcm = to_float(chunk)
-            limit = self.services.settings.stream_max_audio_seconds
-            if (self.samples + pcm.size) / rate > limit:
-                raise PayloadTooLarge(
-                    f"the audio exceeds {limit:g} s (VOX_STREAM_MAX_AUDIO_SECONDS)"
-                )
-        except BadRequest:
-            self.audio, self.samples, self.audio_failed = [], 0, True
+            utterance.push(to_float(parsed(AudioChunk, event)))
+        except VoxError:
+            self.utterance = None
             raise
-        self.audio.append(pcm)
-        self.samples += pcm.size
 
     async def _stream_text(self, text: object) -> None:
         if self.splitter is None:
@@ -279,23 +275,23 @@ class WyomingSession:
             )
         sentences = await asyncio.to_thread(self.splitter.feed, text)
         for sentence in sentences:
-            await self.jobs.put(functools.partial(self._stream_sentence, sentence))
+            await self._enqueue(functools.partial(self._stream_sentence, sentence))
 
     # ------------------------------------------------------------------ jobs
 
     async def _describe(self) -> None:
         await self.send((await describe(self.services, self.catalog)).event())
 
-    async def _transcribe(self, request: Transcribe, audio: list[np.ndarray], rate: int) -> None:
-        if not audio or not rate:
-            raise AudioDecodeError("no audio between audio-start and audio-stop")
-        model = stt_model(self.services, request.name)
+    async def _transcribe(self, utterance: Utterance, language: str | None) -> None:
+        model, rate = utterance.model, utterance.resampler.out_rate
         self.state, self.model = "transcribing", model.name
-        pcm = np.concatenate(audio)
-        options = TranscribeOptions(language=request.language or None)
+        pcm = utterance.finish()
+        if not pcm.size:
+            raise AudioDecodeError("no audio between audio-start and audio-stop")
+        options = TranscribeOptions(language=language or None)
         result = await transcribe(self.services, model, pcm, rate, options)
         text = result.text.strip()
-        language = result.language or request.language
+        language = result.language or language
         await self.send(TranscriptStart(language=language).event())
         for segment in result.segments or []:
             await self.send(TranscriptChunk(text=segment.text).event())
