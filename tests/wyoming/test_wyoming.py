@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +21,7 @@ import soundfile as sf
 import soxr
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
-from wyoming.client import AsyncTcpClient
+from wyoming.client import AsyncClient, AsyncTcpClient, AsyncUnixClient
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
@@ -46,13 +50,13 @@ def client(served: Served) -> AsyncTcpClient:
     return AsyncTcpClient("127.0.0.1", served.port)
 
 
-async def read(c: AsyncTcpClient) -> Event:
+async def read(c: AsyncClient) -> Event:
     event = await asyncio.wait_for(c.read_event(), TIMEOUT)
     assert event is not None, "the server closed the connection"
     return event
 
 
-async def until(c: AsyncTcpClient, done: Callable[[Event], bool]) -> list[Event]:
+async def until(c: AsyncClient, done: Callable[[Event], bool]) -> list[Event]:
     """Every event up to and including the first one ``done`` accepts (an error ends it)."""
     events: list[Event] = []
     while True:
@@ -307,3 +311,37 @@ async def test_both_models_share_one_budget_and_evict_each_other(
         assert len(set(pids)) == len(pids)
         assert not any(alive(pid) for pid in pids[:-1])
         assert "evicted (LRU)" in one.http.log()
+
+
+# ---------------------------------------------------------------------- where it listens
+
+
+def test_off_loopback_needs_insecure(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "vox_cli.main", "serve", "--port", "1",
+         "--wyoming", "tcp://0.0.0.0:10300"],
+        env={**os.environ, "VOX_HOME": str(tmp_path), "VOX_PULL_DEFAULTS": "false"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "--insecure" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_a_unix_socket_with_mode_0600(pulled: VoxServer, tmp_path: Path) -> None:
+    path = tmp_path / "wyoming.sock"
+    server = VoxServer(
+        pulled.home,
+        tmp_path / "unix.log",
+        env={"VOX_PULL_DEFAULTS": "false", "VOX_WYOMING": f"unix://{path}"},
+    )
+    server.start()
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        async with AsyncUnixClient(str(path)) as c:
+            await c.write_event(Describe().event())
+            (event,) = await until(c, lambda e: Info.is_type(e.type))
+        assert STT in [m.name for m in Info.from_event(event).asr[0].models]
+    finally:
+        server.stop()
+    assert not path.exists()  # removed at shutdown

@@ -16,6 +16,7 @@ import uvicorn
 from vox_control.app import create_app
 from vox_control.auth import AuthConfigError, check_bind, protect, resolve_token
 from vox_control.logs import configure_logging
+from vox_control.sessions.wyoming_server import parse_uri
 from vox_control.settings import Settings
 
 log = logging.getLogger("vox")
@@ -131,7 +132,9 @@ def serve(settings: Settings) -> None:
     try:
         token = resolve_token(settings)
         check_bind(settings, token)
-    except AuthConfigError as exc:
+        if settings.wyoming:  # no auth there: off loopback only with --insecure
+            parse_uri(settings.wyoming, insecure=settings.insecure)
+    except (AuthConfigError, ValueError) as exc:
         raise SystemExit(f"vox serve: {exc}") from None
     app = protect(create_app(settings), token)
     config = uvicorn.Config(
