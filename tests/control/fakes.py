@@ -26,6 +26,8 @@ class FakeRunner:
         self.fail_load = fail_load
         self._ids = 0
         self._dead = asyncio.Event()
+        self.busy_since: float | None = None  # scheduler clock; set by a test to play "busy"
+        self.stalled: float | None = None
 
     async def load(self, model_dir: str, **_: Any) -> Loaded:
         self._ids += 1
@@ -34,6 +36,13 @@ class FakeRunner:
             raise RunnerDied(self.name, 1, ["boom"])
         info = ModelInfo(adapter="fake", kind="tts", sample_rate=16000, device="cpu")
         return Loaded(id=self._ids, info=info)
+
+    def silent_for(self, now: float) -> float | None:
+        return None if self.busy_since is None else now - self.busy_since
+
+    def stall(self, silent_s: float) -> None:
+        self.stalled = silent_s
+        self.crash()
 
     def crash(self) -> None:
         self.alive = False

@@ -32,13 +32,17 @@ from vox_control.scheduler.budget import (
         (0.5, 0.5),
         (None, None),
         ("", None),
+        ("8760h", 8760 * 3600.0),  # MAX_KEEP_ALIVE, a year
+        ("-9999999999999h", FOREVER),
     ],
 )
 def test_parse_keep_alive(value: str | float | None, seconds: float | None) -> None:
     assert parse_keep_alive(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["5 minutes", "m5", "1x", "nan", True])
+@pytest.mark.parametrize(
+    "value", ["5 minutes", "m5", "1x", "nan", True, "9999999999999h", "8761h", "inf", 1e300]
+)
 def test_parse_keep_alive_rejects(value: object) -> None:
     with pytest.raises(ValueError, match="keep_alive"):
         parse_keep_alive(value)  # type: ignore[arg-type]

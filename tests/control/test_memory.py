@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import psutil
 import pytest
 from vox_control.scheduler.memory import Measurements, MemoryProbe, NvmlProbe, pool_of, rss_mb
 
@@ -42,11 +43,51 @@ def test_rss_of_this_process_and_its_children() -> None:
     assert rss_mb(2**22 + 12345) is None  # no such process
 
 
-def test_cpu_pool_budget_from_meminfo(tmp_path: Path) -> None:
-    (tmp_path / "meminfo").write_text("MemTotal: 8388608 kB\nMemAvailable: 2097152 kB\n")
-    assert MemoryProbe(proc=tmp_path).pool("cpu") == (6144.0, 2048.0, 256.0)
-    assert MemoryProbe("1GB", proc=tmp_path).pool("cpu")[0] == 1024.0
-    assert MemoryProbe("50%", headroom_mb=0, proc=tmp_path).pool("cpu") == (4096.0, 2048.0, 0)
+class _FakeProcess:
+    """psutil.Process as macOS answers it: sysctl-backed, no /proc anywhere."""
+
+    def __init__(self, pid: int) -> None:
+        if pid != 4242:
+            raise psutil.NoSuchProcess(pid)
+        self.pid = pid
+
+    def children(self, recursive: bool = False) -> list[Any]:
+        return [SimpleNamespace(pid=4243, memory_info=lambda: SimpleNamespace(rss=64 << 20))]
+
+    def memory_info(self) -> Any:
+        return SimpleNamespace(rss=192 << 20)
+
+
+@pytest.fixture
+def no_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A macOS-like host: reading anything under /proc fails; psutil answers from sysctl."""
+    real_read, real_iterdir = Path.read_text, Path.iterdir
+
+    def read_text(self: Path, *args: Any, **kwargs: Any) -> str:
+        if str(self).startswith("/proc"):
+            raise FileNotFoundError(self)
+        return real_read(self, *args, **kwargs)
+
+    def iterdir(self: Path) -> Any:
+        if str(self).startswith("/proc"):
+            raise FileNotFoundError(self)
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    memory = SimpleNamespace(total=8 << 30, available=2 << 30)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory)
+    monkeypatch.setattr(psutil, "Process", _FakeProcess)
+
+
+@pytest.mark.usefixtures("no_proc")
+def test_a_host_without_proc_gets_a_real_budget_and_runner_sizes() -> None:
+    # Before psutil, no /proc meant a 0 MB budget: every load was refused on macOS.
+    assert MemoryProbe().pool("cpu") == (6144.0, 2048.0, 256.0)
+    assert MemoryProbe("1GB").pool("cpu")[0] == 1024.0
+    assert MemoryProbe("50%", headroom_mb=0).pool("cpu") == (4096.0, 2048.0, 0)
+    assert MemoryProbe().usage_mb(4242, "cpu") == 256.0  # the runner and its child
+    assert MemoryProbe().usage_mb(4244, "cpu") is None  # gone
 
 
 class FakeNvml:

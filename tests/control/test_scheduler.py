@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from vox_control.errors import LoadError, Overloaded, Unavailable
 from vox_control.scheduler.budget import FOREVER
+from vox_control.scheduler.ledger import MEASURE_EVERY
 from vox_control.scheduler.loop import FAILED_AFTER
 
 from tests.control.fakes import Harness
@@ -213,8 +214,13 @@ async def test_measured_memory_replaces_the_estimate_and_is_remembered(tmp_path:
         assert model.memory_mb == 250.0
     assert json.loads((tmp_path / "memory.json").read_text()) == {"a:b@cpu": 250.0}
     h.probe.sizes["a:b"] = 400.0  # grows with use: the peak is kept
-    await h.clock.advance(2)
     await h.touch("a:b")
+    assert h.scheduler.loaded()[0].memory_mb == 250.0  # a release measures nothing
+    await h.clock.advance(MEASURE_EVERY)  # the sampler, in a thread, off the event loop
+    for _ in range(200):
+        if h.scheduler.loaded()[0].memory_mb == 400.0:
+            break
+        await asyncio.sleep(0.01)
     assert h.scheduler.loaded()[0].memory_mb == 400.0
 
 

@@ -1,11 +1,13 @@
-"""HF pulls through the real server: the joe voice from a local hub, progress, kill, rm, CLI."""
+"""HF pulls through the real server: the joe voice from a local hub, progress, kill+resume, rm."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import VoxServer, wer
+from tests.faults import Fault, FaultProxy
 from tests.hf.conftest import hub, joe_files  # noqa: F401  (fixtures)
 from tests.hf.hub import OlahHub
 
@@ -63,7 +66,8 @@ def test_joe_from_the_hub_speaks_and_is_understood(hf_server: VoxServer, joe_rep
         assert reg.status_code == 200, reg.text
         events = pull_events(client, name)
         assert events[-1] == {"status": "success", "model": name}, events[-3:]
-        assert events[0]["status"] == "resolving"
+        # The sandbox is prepared before any file is fetched (a failed one leaves nothing).
+        assert [e["status"] for e in events[:2]] == ["preparing the piper sandbox", "resolving"]
         progress = [e for e in events if e["status"] == "downloading"]
         per_file: dict[str, list[int]] = {}
         for e in progress:
@@ -139,38 +143,63 @@ def test_cli_pull_hf_show_rm(hf_server: VoxServer, joe_repo: str) -> None:
     assert "--adapter" in missing.stderr
 
 
-def test_killed_mid_download_leaves_nothing(
+def test_killed_at_90_percent_resumes_only_the_rest(
     hub: OlahHub,  # noqa: F811
     joe_repo: str,
     tmp_path: Path,
 ) -> None:
-    env = {"VOX_HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "VOX_PULL_DEFAULTS": "0"}
+    """SIGKILL at 90% of the weights, restart: nothing listed, then only the rest is fetched.
+
+    The hub is behind a fault proxy (olah itself ignores Range) that pauses the weights at
+    90% for the kill, and drops the resumed download once, so the stream shows a retry.
+    """
+    onnx = f"/{JOE_REPO}/resolve/{joe_repo}/en_US-joe-medium.onnx"
+    size = 63201294
+    at = size * 9 // 10
+    proxy = FaultProxy(hub.url, lambda path: "/resolve/" in path)
+    proxy.warm(onnx)
+    pause = Fault("pause", after=at, match=r"\.onnx$")
+    proxy.add(pause)
+    env = {"VOX_HF_ENDPOINT": proxy.url, "HF_HOME": str(tmp_path / "hf"), "VOX_PULL_DEFAULTS": "0"}
     server = VoxServer(tmp_path / "home", tmp_path / "server.log", env=env)
     server.start()
     name = "piper:joe-kill"
     body = {"name": name, "source": f"hf://{JOE_REPO}", "adapter": "piper"}
     staging = tmp_path / "home" / "models" / ".staging"
+    partial = staging / "piper__joe-kill.partial"
     try:
         with server.client() as client:
             assert client.post("/api/register", json=body).status_code == 200
             with client.stream("POST", "/api/pull", json={"model": name}) as response:
-                for line in response.iter_lines():
-                    event = json.loads(line) if line.strip() else {}
-                    total = event.get("total") or 0
-                    if event.get("status") == "downloading" and 0 < event["completed"] < total:
-                        assert server.proc is not None
-                        server.proc.kill()  # SIGKILL: no cleanup of any kind
-                        server.proc.wait()
-                        break
-                else:
-                    pytest.fail("the pull ended before it could be killed")
-        assert big_files(staging), "the kill should have left a partial download behind"
+                deadline = time.monotonic() + 300
+                while not any(p.stat().st_size == at for p in big_files(staging)):
+                    assert time.monotonic() < deadline, "the weights never reached 90%"
+                    assert not (tmp_path / "home" / "models" / "piper").exists(), "not paused"
+                    time.sleep(0.05)
+                assert server.proc is not None
+                server.proc.kill()  # SIGKILL: no cleanup of any kind
+                server.proc.wait()
+                pause.release.set()
+                with contextlib.suppress(httpx.HTTPError):
+                    response.read()
+        proxy.add(Fault("drop", after=1 << 20, match=r"\.onnx$"))
         server.start()
         with server.client() as client:
             assert client.get("/api/list").json()["models"] == []
-            assert [p for p in staging.iterdir() if p.suffix != ".lock"] == []
+            # Stale staging went at start; the model's partial download stayed.
+            assert [p.name for p in staging.iterdir() if p.suffix != ".lock"] == [partial.name]
             events = pull_events(client, name)
             assert events[-1]["status"] == "success", events[-3:]
             assert [m["name"] for m in client.get("/api/list").json()["models"]] == [name]
+        resumed = [e for e in events if e["status"] == "resuming"]
+        assert resumed == [
+            {"status": "resuming", "file": "en_US-joe-medium.onnx", "completed": at, "total": size}
+        ]
+        assert any(e["status"].startswith("retrying in ") for e in events), events
+        after_kill = proxy.sent_for(r"\.onnx$")[1:]
+        assert after_kill[0].start == at
+        assert sum(r.sent for r in after_kill) <= size - at + (1 << 20)  # + one chunk, at most
+        assert not partial.exists()
     finally:
         server.stop()
+        proxy.close()

@@ -96,7 +96,8 @@ async def test_manifest_records_source_revision_sizes_digests(
     assert doc["source"]["repo"] == "vox-test/demo"
     assert doc["revision"] == demo["v1"]
     files = {f["path"]: f for f in doc["files"]}
-    assert files["model.onnx"] == {
+    # mtime_ns: when the store last saw the file whole (cheap checks at load).
+    assert {k: v for k, v in files["model.onnx"].items() if k != "mtime_ns"} == {
         "path": "model.onnx",
         "size": len(BLOB_V1),
         "sha256": sha(BLOB_V1),
@@ -187,7 +188,9 @@ async def test_local_directory_is_copied(tmp_path: Path, store: Store) -> None:
     (src / "v.onnx").write_bytes(BLOB_V2)
     (src / "sub" / "c.json").write_text("{}")
     (src / ".hidden").write_text("x")
-    m = await pull_model(entry("mine:v", LocalSource(path=str(src))), store, offline=True)
+    m = await pull_model(
+        entry("mine:v", LocalSource(path=str(src))), store, offline=True, local_roots=[tmp_path]
+    )
     assert sorted(f.path for f in m.files) == ["sub/c.json", "v.onnx"]
     assert (store.path("mine:v") / "v.onnx").read_bytes() == BLOB_V2
 
@@ -230,14 +233,24 @@ async def test_full_disk_is_a_clear_error(
     import errno
     import io
 
-    from vox_control.store.sources import hf
+    from vox_control.store.sources import transfer
 
     class Full(io.BytesIO):
         def write(self, data: object) -> int:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(hf, "_open_for_write", lambda path: Full())
+    monkeypatch.setattr(transfer, "_open_for_append", lambda path: Full())
     with pytest.raises(PullError, match="not enough disk space to pull demo:full"):
         await pull(store, hub, entry("demo:full", HFSource(repo="vox-test/demo", revision="v1")))
     assert store.list() == []
     assert [p for p in store.staging_root.iterdir() if p.suffix != ".lock"] == []
+
+
+def test_unsafe_paths_from_the_hub_are_refused() -> None:
+    from huggingface_hub.hf_api import RepoFile
+    from vox_control.store.sources import hf
+
+    for bad in ("../x", "a/../../x", "/etc/passwd", "a//b", "a\\..\\b"):
+        listing = [RepoFile(path=bad, size=1, oid="abc", type="file")]
+        with pytest.raises(PullError, match="unsafe path"):
+            hf._select(HFSource(repo="vox-test/demo"), listing)

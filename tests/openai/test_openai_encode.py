@@ -44,8 +44,8 @@ def test_pcm_is_openai_24k_s16le() -> None:
 def test_bytes_leave_after_each_sentence(fmt: str) -> None:
     """A sentence pushed gives bytes out at once: streams start before synthesis ends."""
     rate = output_rate(fmt, RATE, None)
-    encoder = make_encoder(fmt, RATE, rate)
-    sizes = [len(encoder.push(tone(1.0, RATE).tobytes())) for _ in range(3)]
+    encoder = make_encoder(fmt, rate)
+    sizes = [len(encoder.push(tone(1.0, RATE).tobytes(), RATE)) for _ in range(3)]
     tail = encoder.finish()
     # Everything but the header must be audio: the first sentence already carries some.
     assert all(size > 1000 for size in sizes), (fmt, sizes)
@@ -71,9 +71,9 @@ async def test_first_codec_bytes_leave_before_the_whole_first_sentence_is_encode
 
 
 def test_abandoned_codec_encoder_closes() -> None:
-    encoder = make_encoder("mp3", RATE, RATE)
+    encoder = make_encoder("mp3", RATE)
     assert isinstance(encoder, CodecEncoder)
-    encoder.push(tone(0.5, RATE).tobytes())
+    encoder.push(tone(0.5, RATE).tobytes(), RATE)
     encoder.close()
 
 

@@ -92,8 +92,12 @@ class FakeAdapter(Adapter):
         return iterate_in_thread(self._generate(request.text))
 
     def _generate(self, text: str) -> Iterator[SynthChunk]:
+        # Like piper and kokoro, the last chunk says so, unless the text asks otherwise (an
+        # adapter that cannot know: its stream ends on its next turn).
+        marks = "unmarked" not in text
         try:
-            for index, sentence in enumerate(text.split(". ")):
+            sentences = text.split(". ")
+            for index, sentence in enumerate(sentences):
                 if sentence == "explode":
                     raise RuntimeError("synthesis exploded")
                 if sentence == "wait":
@@ -102,7 +106,8 @@ class FakeAdapter(Adapter):
                     if not self.release.wait(10):
                         raise TimeoutError("never released")
                 samples = 100 * (index + 1)
-                yield SynthChunk(audio=b"\x01\x00" * samples, sample_rate=RATE, text=sentence)
+                last = marks and index == len(sentences) - 1
+                yield SynthChunk(b"\x01\x00" * samples, RATE, text=sentence, last=last)
         except GeneratorExit:
             self.closed.set()
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
 from runner_fakes import FakeAdapter
 from vox_protocol import (
     PROTOCOL_VERSION,
@@ -74,4 +75,32 @@ async def test_a_transcription_waits_one_sentence_not_a_whole_text() -> None:
         elif isinstance(message, Transcript):
             seen.append("transcript")
     assert seen.count("chunk") <= 2, seen
+    inbox.put_nowait(None)
+
+
+@pytest.mark.parametrize("marked", [True, False])
+async def test_a_stream_ends_right_after_its_last_chunk(marked: bool) -> None:
+    inbox, outbox = await _host()
+    text = "one. two. three" if marked else "one. two. unmarked"
+    for request_id in range(30, 34):
+        inbox.put_nowait(Synthesize(id=request_id, text=text))
+    frames: list[tuple[str, int]] = []
+    while sum(kind == "done" for kind, _ in frames) < 4:
+        message = await asyncio.wait_for(outbox.get(), 5)
+        if isinstance(message, AudioChunk):
+            frames.append(("chunk", message.id))
+        elif isinstance(message, SynthesisDone):
+            frames.append(("done", message.id))
+    # Other clients' chunks sent between a stream's last chunk and its end. Marked: none
+    # (the end follows at once). Unmarked: a stream learns it ended only on its next turn,
+    # after another sentence of every other client still speaking.
+    gaps = []
+    for request_id in range(30, 34):
+        last = max(i for i, frame in enumerate(frames) if frame == ("chunk", request_id))
+        done = frames.index(("done", request_id))
+        gaps.append(sum(kind == "chunk" for kind, _ in frames[last:done]) - 1)
+    if marked:
+        assert max(gaps) == 0, frames
+    else:
+        assert max(gaps) >= 2, frames
     inbox.put_nowait(None)

@@ -1,8 +1,10 @@
-"""Test helpers: a PEP 691 JSON simple index on 127.0.0.1 serving wheels built in memory."""
+"""Test helpers: a PEP 691 JSON / PEP 503 HTML simple index on 127.0.0.1 serving wheels."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import html
 import io
 import json
 import re
@@ -31,7 +33,10 @@ def build_wheel(name: str, version: str, members: dict[str, bytes]) -> tuple[str
 
 
 class FakeIndex:
-    """Serves /simple/<project>/ (PEP 691 JSON) and /files/<wheel>; counts file downloads."""
+    """Serves /simple/<project>/ (PEP 691 JSON or PEP 503 HTML) and /files/<wheel>.
+
+    Counts requests per path; with ``credentials`` set, answers 401 to requests without them.
+    """
 
     def __init__(self) -> None:
         self.projects: dict[str, list[dict[str, Any]]] = {}
@@ -39,6 +44,8 @@ class FakeIndex:
         self.hits: Counter[str] = Counter()
         self.chunk_delay = 0.0  # seconds slept between 64 KiB chunks of a wheel
         self.html_only = False  # answer like a PEP 503-only index
+        self.credentials: tuple[str, str] | None = None  # basic auth the index demands
+        self.authorized: list[str | None] = []  # the Authorization header of each request
         self._lock = threading.Lock()
         index = self
 
@@ -50,6 +57,15 @@ class FakeIndex:
                 path = self.path.split("?")[0]
                 with index._lock:
                     index.hits[path] += 1
+                    index.authorized.append(self.headers.get("Authorization"))
+                if index.credentials is not None:
+                    token = base64.b64encode(":".join(index.credentials).encode()).decode()
+                    if self.headers.get("Authorization") != f"Basic {token}":
+                        self.send_response(401)
+                        self.send_header("WWW-Authenticate", 'Basic realm="index"')
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                 if path.startswith("/simple/"):
                     self._project(path.removeprefix("/simple/").strip("/"))
                 elif path.startswith("/files/"):
@@ -63,7 +79,12 @@ class FakeIndex:
                     self.send_error(404)
                     return
                 if index.html_only or SIMPLE_JSON not in self.headers.get("Accept", ""):
-                    body = b"<html><body>simple</body></html>"
+                    links = "".join(
+                        f'<a href="{html.escape(f["url"])}#sha256={f["hashes"]["sha256"]}">'
+                        f"{html.escape(f['filename'])}</a><br>\n"
+                        for f in files
+                    )
+                    body = f"<!DOCTYPE html><html><body>{links}</body></html>".encode()
                     ctype = "text/html"
                 else:
                     page = {"meta": {"api-version": "1.1"}, "name": project, "files": files}

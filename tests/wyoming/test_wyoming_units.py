@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 from vox_control.audio.decode import AudioDecodeError
+from vox_control.audio.long_audio import LongAudio
 from vox_control.errors import BadRequest, ModelNotFound, Overloaded, PayloadTooLarge
 from vox_control.inference import ResolvedModel
 from vox_control.renderers import wyoming_error
 from vox_control.sessions.wyoming import parsed
-from vox_control.sessions.wyoming_audio import Utterance, check_format, to_float
+from vox_control.sessions.wyoming_audio import Utterance, check_format, to_float, windowed
 from vox_control.sessions.wyoming_info import MAX_PAYLOAD, FrameError, read_event
 from vox_control.sessions.wyoming_server import parse_uri
 from wyoming.audio import AudioChunk
@@ -135,3 +136,13 @@ def test_an_utterance_is_resampled_to_the_model_rate_and_bounded() -> None:
 def test_malformed_events_are_bad_requests(data: dict[str, object]) -> None:
     with pytest.raises(BadRequest, match="malformed 'synthesize'"):
         parsed(Synthesize, Event(type="synthesize", data=data))
+
+
+def test_an_utterance_longer_than_a_window_is_windowed() -> None:
+    pcm = np.arange(100_000, dtype=np.float32)
+    assert windowed(pcm, 16000, 100_000) is pcm
+    long = windowed(pcm, 16000, 40_000)
+    assert isinstance(long, LongAudio)
+    assert long.head.size == 40_001
+    rest = np.concatenate(list(long.rest))
+    np.testing.assert_array_equal(np.concatenate([long.head.view(), rest]), pcm)

@@ -125,6 +125,14 @@ class VoxClient:
     def post_json(self, path: str, body: dict[str, Any]) -> Any:
         return self._json("POST", path, body)
 
+    def post_stream(
+        self, path: str, body: Iterator[bytes], content_type: str, params: dict[str, Any]
+    ) -> Any:
+        """POST a body produced as it is sent (chunked), with query ``params``."""
+        url = f"{path}?{urllib.parse.urlencode(params)}"
+        with self._request("POST", url, body, {"Content-Type": content_type}) as response:
+            return json.loads(response.read() or b"null")
+
     def post_files(self, path: str, files: dict[str, Any], data: dict[str, Any]) -> Any:
         """multipart/form-data, the files streamed from disk (never read whole into memory)."""
         boundary = uuid.uuid4().hex

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -108,6 +109,49 @@ def serve(
     insecure: Annotated[
         bool | None, _flag("insecure", "Allow a non-loopback --host without an API key.")
     ] = None,
+    allow_local_dir: Annotated[
+        list[str] | None,
+        _flag(
+            "allow_local_dir", "A root whose directories HTTP clients may register (repeatable)."
+        ),
+    ] = None,
+    cors_origins: Annotated[
+        str | None,
+        _flag(
+            "cors_origins", "Web origins beyond loopback that may call, comma-separated; *: any."
+        ),
+    ] = None,
+    allowed_hosts: Annotated[
+        str | None,
+        _flag("allowed_hosts", "Host names answered beyond loopback, IPs, this machine; *: any."),
+    ] = None,
+    limit_concurrency: Annotated[
+        int | None,
+        _flag("limit_concurrency", "Most open connections; idle ones close first (0: fd limit)."),
+    ] = None,
+    timeout_keep_alive: Annotated[
+        int | None, _flag("timeout_keep_alive", "Seconds an idle keep-alive connection stays open.")
+    ] = None,
+    timeout_header: Annotated[
+        float | None, _flag("timeout_header", "Seconds a client has to send a request's headers.")
+    ] = None,
+    timeout_body: Annotated[
+        float | None, _flag("timeout_body", "Seconds a request body may pause between bytes.")
+    ] = None,
+    ws_ping_interval: Annotated[
+        float | None, _flag("ws_ping_interval", "Seconds between WebSocket pings (0: none).")
+    ] = None,
+    ws_ping_timeout: Annotated[
+        float | None, _flag("ws_ping_timeout", "Seconds a WebSocket pong may take (0: no limit).")
+    ] = None,
+    max_upload_bytes_total: Annotated[
+        int | None,
+        _flag("max_upload_bytes_total", "Upload bytes all requests may hold at once (then 503)."),
+    ] = None,
+    max_audio_seconds: Annotated[
+        float | None,
+        _flag("max_audio_seconds", "Longest audio one transcription accepts (then 413)."),
+    ] = None,
     wyoming: Annotated[
         str | None,
         _flag(
@@ -125,7 +169,7 @@ def serve(
         port=port,
         device=device,
         home=home,
-        preload=tuple(p.strip() for p in preload.split(",") if p.strip()) if preload else None,
+        preload=_split(preload),
         max_loaded=max_loaded,
         keep_alive=keep_alive,
         memory_budget=memory_budget,
@@ -140,10 +184,25 @@ def serve(
         realtime_model=realtime_model,
         api_key_file=api_key_file,
         insecure=insecure,
+        allow_local_dir=os.pathsep.join(allow_local_dir) if allow_local_dir else None,
+        cors_origins=_split(cors_origins),
+        allowed_hosts=_split(allowed_hosts),
+        limit_concurrency=limit_concurrency,
+        timeout_keep_alive=timeout_keep_alive,
+        timeout_header=timeout_header,
+        timeout_body=timeout_body,
+        ws_ping_interval=ws_ping_interval,
+        ws_ping_timeout=ws_ping_timeout,
+        max_upload_bytes_total=max_upload_bytes_total,
+        max_audio_seconds=max_audio_seconds,
         wyoming=wyoming,
         wyoming_zeroconf=wyoming_zeroconf,
     )
     run_server(settings)
+
+
+def _split(value: str | None) -> tuple[str, ...] | None:
+    return tuple(p.strip() for p in value.split(",") if p.strip()) if value else None
 
 
 serve.__doc__ = _serve_help()
@@ -158,21 +217,33 @@ def pull(
     as_: Annotated[str | None, Parameter(name="--as", help="Name for hf:// or a dir.")] = None,
     type: Annotated[str | None, Parameter(help="stt or tts, if the adapter is new.")] = None,
     revision: Annotated[str | None, Parameter(help="Branch, tag or commit (hf://).")] = None,
+    verify: Annotated[
+        bool, Parameter(help="Hash every installed file; fetch again what does not match.")
+    ] = False,
     host: Host = None,
 ) -> None:
-    """Download a model (a name, hf://owner/repo or ./dir with --adapter and --as)."""
+    """Download a model (a name, hf://owner/repo, or ./dir with --adapter and --as).
+
+    A directory is read by this command and sent to the server, which then holds a private
+    copy; it must be re-sent (not re-pulled) to change it.
+    """
     from vox_cli.progress import PullProgress
 
     with VoxClient(host) as client:
         if models.is_source(name):
+            is_dir = not name.startswith("hf://")
             name = models.register(
                 client, name, as_name=as_, adapter=adapter, type=type, revision=revision
             )
+            if is_dir:  # uploaded whole, sandbox included: nothing left to pull
+                say(f"pulled {name}")
+                return
         elif ":" not in name:
             # `vox pull whisper`: a family, not a model; name its tags as `ollama pull` would.
             models.suggest_tags(client, name)
+        body = {"model": name, "stream": True, "verify": verify}
         with PullProgress(err()) as progress:
-            for event in client.stream_lines("/api/pull", {"model": name, "stream": True}):
+            for event in client.stream_lines("/api/pull", body):
                 if event.get("status") == "error":
                     raise CLIError(event.get("error", {}).get("message", "pull failed"))
                 progress.update(event)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,6 +21,49 @@ def is_source(name: str) -> bool:
     return name.startswith(("hf://", "/", "./", "../", "~")) or Path(name).is_dir()
 
 
+def tar_stream(files: list[tuple[Path, str]]) -> Iterator[bytes]:
+    """An uncompressed tar of ``files`` (path, name in the archive), produced as it is sent."""
+    for path, rel in files:
+        with path.open("rb") as src:
+            st = os.fstat(src.fileno())
+            info = tarfile.TarInfo(rel)
+            info.size, info.mode, info.mtime = st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime
+            yield info.tobuf(format=tarfile.PAX_FORMAT)
+            sent = 0
+            while chunk := src.read(min(1 << 20, st.st_size - sent)):
+                sent += len(chunk)
+                yield chunk
+            if sent != st.st_size:
+                raise CLIError(f"{path} changed while it was sent")
+        yield bytes(-st.st_size % tarfile.BLOCKSIZE)
+    yield bytes(2 * tarfile.BLOCKSIZE)  # end of archive
+
+
+def upload(
+    client: VoxClient, directory: Path, *, as_name: str, adapter: str, type: str | None
+) -> str:
+    """Send the files of ``directory`` to the server as model ``as_name``; returns the name.
+
+    The CLI reads the files as the user who runs it and sends them, so the server never opens
+    a path a client names (see docs/security.md).
+    """
+    # Imported here: only this command needs the server package's file rules.
+    from vox_control.store.sources.base import PullError
+    from vox_control.store.sources.local import walk_files
+
+    try:
+        files = walk_files(directory)
+    except PullError as exc:
+        raise CLIError(str(exc)) from None
+    total = sum(path.stat().st_size for path, _ in files)
+    say(f"sending {len(files)} files ({size(total)}) from {directory}")
+    params = {"name": as_name, "adapter": adapter, "path": str(directory)}
+    if type:
+        params["type"] = type
+    result = client.post_stream("/api/upload", tar_stream(files), "application/x-tar", params)
+    return str(result["model"])
+
+
 def register(
     client: VoxClient,
     source: str,
@@ -26,14 +73,14 @@ def register(
     type: str | None = None,
     revision: str | None = None,
 ) -> str:
-    """Register ``source`` under ``as_name`` with the server; returns the name to pull."""
+    """Register (hf://) or upload (a directory) ``source`` as ``as_name``; returns the name."""
     if not as_name or not adapter:
         raise CLIError(f"pulling {source} needs --adapter NAME and --as family:tag")
     if not source.startswith("hf://"):
         path = Path(source).expanduser()
         if not path.is_dir():
             raise CLIError(f"{source} is not a directory")
-        source = str(path.resolve())  # the server resolves nothing relative to our cwd
+        return upload(client, path.resolve(), as_name=as_name, adapter=adapter, type=type)
     body: dict[str, Any] = {"name": as_name, "source": source, "adapter": adapter}
     if type:
         body["type"] = type

@@ -10,23 +10,37 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from vox_control import __version__
+from vox_control.disconnect import cancel_on_disconnect
+from vox_control.guard import cors_config
 from vox_control.renderers import (
     EXCEPTION_HANDLERS,
     request_id_header,
     request_id_middleware,
 )
 from vox_control.routes.compat import VoxRuntimeController
+from vox_control.routes.forms import UploadBudget
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.openai import OpenAIController
 from vox_control.routes.realtime import REALTIME_ROUTES
 from vox_control.routes.runtime import RuntimeController
 from vox_control.routes.voices import VoicesController
+from vox_control.routes.web import WEB_ROUTES
 from vox_control.services import Services
 from vox_control.sessions.ws_stt import transcription_stream
 from vox_control.sessions.ws_tts import speech_stream
 from vox_control.sessions.wyoming_server import WyomingServer
 from vox_control.settings import Settings
+
+# Inference answered in one piece: a client that disconnects cancels its request (and the
+# runner's work). Streamed answers are cancelled by Litestar itself.
+INFERENCE_PATHS = (
+    "/api/transcribe",
+    "/api/synthesize",
+    "/v1/audio/transcriptions",
+    "/v1/audio/translations",
+    "/v1/audio/speech",
+)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Litestar:
@@ -63,12 +77,20 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             transcription_stream,
             speech_stream,
             *REALTIME_ROUTES,
+            *WEB_ROUTES,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        # Loopback origins and --cors-origins; serve.py's guard refuses the others' writes.
+        cors_config=cors_config(settings),
         exception_handlers=EXCEPTION_HANDLERS,
         # Every request and session gets an id: in its response headers, its error bodies and
-        # events, and the server log lines about it.
-        middleware=[request_id_middleware],
+        # events, and the server log lines about it. Uploads count against the global upload
+        # budget; inference answered in one piece is cancelled when its client disconnects.
+        middleware=[
+            request_id_middleware,
+            UploadBudget(settings.max_upload_bytes_total).middleware,
+            cancel_on_disconnect(INFERENCE_PATHS),
+        ],
         before_send=[request_id_header],
         lifespan=[lifespan],
         request_max_body_size=settings.max_upload_bytes,

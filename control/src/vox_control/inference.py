@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import soxr
 from litestar.datastructures import UploadFile
 from vox_protocol import AudioChunk, Transcript, Voice
 
-from vox_control.audio.decode import WHISPER_RATE, AudioDecodeError, decode_audio
+from vox_control.audio.decode import WHISPER_RATE, AudioDecodeError, AudioLimits, Source
+from vox_control.audio.long_audio import LongAudio, open_audio, transcribe_long, window_samples
+from vox_control.audio.resample import resample
 from vox_control.errors import BadRequest
 from vox_control.scheduler.budget import parse_keep_alive
 from vox_control.scheduler.scheduled import LoadedModel
@@ -68,18 +69,25 @@ class TranscribeOptions:
     beam_size: int | None = None
 
 
-async def read_upload(upload: object) -> bytes:
+async def read_upload(upload: object) -> Source:
+    """The upload's spooled file (on disk past 1 MB): decoded from there, never read whole."""
     if not isinstance(upload, UploadFile):
         raise BadRequest("a multipart form field 'file' with the audio is required", param="file")
-    data = await upload.read()
-    if not data:
+    if not await asyncio.to_thread(upload.file.seek, 0, 2):
         raise AudioDecodeError("the uploaded file is empty")
-    return data
+    upload.file.seek(0)
+    return upload.file
 
 
-async def decode_for(model: ResolvedModel, data: bytes) -> tuple[np.ndarray, int]:
-    """Decode an upload once, at the model's rate (off the event loop)."""
-    pcm = await asyncio.to_thread(decode_audio, data, model.rate)
+async def decode_for(
+    services: Services, model: ResolvedModel, data: Source
+) -> tuple[np.ndarray | LongAudio, int]:
+    """Decode the upload at the model's rate (off the event loop): whole when it fits one
+    runner request, else its first window (audio.long_audio)."""
+    settings = services.settings
+    limits = AudioLimits(max_seconds=settings.max_audio_seconds)
+    window = window_samples(model.rate, settings.max_frame_bytes)
+    pcm = await asyncio.to_thread(open_audio, data, model.rate, limits, window)
     return pcm, model.rate
 
 
@@ -119,12 +127,16 @@ async def transcribe_loaded(
 async def transcribe(
     services: Services,
     model: ResolvedModel,
-    pcm: np.ndarray,
+    pcm: np.ndarray | LongAudio,
     rate: int,
     options: TranscribeOptions,
     keep_alive: float | None = None,
 ) -> Transcript:
-    """Transcribe decoded PCM, holding the model for this one call."""
+    """Transcribe decoded PCM, holding the model for each runner request."""
+    if isinstance(pcm, LongAudio):  # longer than one request carries: window by window
+        return await transcribe_long(
+            pcm, lambda part: transcribe(services, model, part, rate, options, keep_alive)
+        )
     async with services.scheduler.use(model.name, keep_alive=keep_alive) as loaded:
         return await transcribe_loaded(loaded, pcm, rate, options)
 
@@ -144,10 +156,6 @@ async def list_voices(services: Services, name: str) -> tuple[list[Voice], str |
     async with services.scheduler.use(entry.name) as model:
         reply = await model.runner.voices()
     return list(reply.voices), reply.default
-
-
-def resample(pcm: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
-    return np.asarray(soxr.resample(pcm, in_rate, out_rate, quality="HQ"), dtype=np.float32)
 
 
 def check_text(text: str | None, max_chars: int = 100_000) -> str:

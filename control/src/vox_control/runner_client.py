@@ -8,6 +8,7 @@ import itertools
 import logging
 import os
 import signal
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from vox_protocol import (
     Error,
     FrameDecoder,
     FrameEncoder,
+    Heartbeat,
     Hello,
     ListVoices,
     Load,
@@ -37,13 +39,14 @@ from vox_protocol import (
 )
 
 from vox_control import __version__
-from vox_control.runner_errors import RunnerDied, RunnerRequestError, UnexpectedReply
+from vox_control.runner_errors import RunnerDied, RunnerRequestError, RunnerStalled, UnexpectedReply
 
-__all__ = ["RunnerClient", "RunnerDied", "RunnerRequestError", "UnexpectedReply"]
+__all__ = ["RunnerClient", "RunnerDied", "RunnerRequestError", "RunnerStalled", "UnexpectedReply"]
 
 log = logging.getLogger("vox.runner")
 
 _READ_CHUNK = 1 << 20
+HEARTBEAT_S = 1.0  # a busy runner says it is alive this often (see scheduler/watchdog.py)
 
 R = TypeVar("R", Loaded, Transcript, Voices)
 Request = Load | Transcribe | Synthesize | ListVoices
@@ -74,6 +77,8 @@ class RunnerClient:
         self._died: RunnerDied | None = None
         self._dead = asyncio.Event()  # set the moment the runner is known gone
         self._closing = False
+        self._heard = time.monotonic()  # the last frame, or when the runner became busy
+        self._stalled: float | None = None  # seconds of silence the watchdog killed it after
         self._stderr_task = asyncio.create_task(self._read_stderr(), name=f"runner-err-{name}")
         self._tasks = [
             asyncio.create_task(self._read_frames(), name=f"runner-frames-{name}"),
@@ -126,7 +131,11 @@ class RunnerClient:
         client = cls(name, proc, max_frame=max_frame)
         try:
             await client._send(
-                Hello(protocol_version=PROTOCOL_VERSION, control_version=__version__)
+                Hello(
+                    protocol_version=PROTOCOL_VERSION,
+                    control_version=__version__,
+                    heartbeat_s=HEARTBEAT_S,
+                )
             )
             client.welcome = await asyncio.wait_for(asyncio.shield(client._welcome), timeout)
         except BaseException:
@@ -148,6 +157,19 @@ class RunnerClient:
     @property
     def in_flight(self) -> int:
         return len(self._pending)
+
+    def silent_for(self, now: float) -> float | None:
+        """Seconds since the runner was last heard while busy; None when idle, or when it
+        sends no heartbeats (an older runner), so silence proves nothing."""
+        if not self._pending or self.welcome is None or not self.welcome.heartbeat_s:
+            return None
+        return max(now - self._heard, 0.0)
+
+    def stall(self, silent_s: float) -> None:
+        """Kill a runner the watchdog found silent: its requests fail with RunnerStalled."""
+        self._stalled = silent_s
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()  # SIGKILL also ends a stopped (SIGSTOP) process
 
     async def wait_dead(self) -> RunnerDied:
         """Return once the runner has exited (or was closed); the scheduler watches this."""
@@ -262,6 +284,8 @@ class RunnerClient:
             raise self._died
         request_id = message.id
         queue: asyncio.Queue[RunnerMessage | RunnerDied] = asyncio.Queue()
+        if not self._pending:
+            self._heard = time.monotonic()  # silence counts from the moment it becomes busy
         self._pending[request_id] = queue
         finished = False
         try:
@@ -306,6 +330,7 @@ class RunnerClient:
         error: str | None = None
         try:
             while chunk := await stdout.read(_READ_CHUNK):
+                self._heard = time.monotonic()
                 for message in self._decoder.feed(chunk):
                     self._dispatch(message)
         except ProtocolError as exc:
@@ -322,12 +347,17 @@ class RunnerClient:
         tail = list(self.stderr_tail)
         if error:
             tail.append(error)
-        died = RunnerDied(self.name, self.proc.returncode, tail)
+        if self._stalled is not None:
+            died: RunnerDied = RunnerStalled(self.name, self._stalled, tail)
+        else:
+            died = RunnerDied(self.name, self.proc.returncode, tail)
         if not self._closing:
             log.error("%s\n%s", died, "\n".join(f"  | {line}" for line in tail[-20:]))
         self._fail_all(died)
 
     def _dispatch(self, message: RunnerMessage) -> None:
+        if isinstance(message, Heartbeat):
+            return  # its arrival was the point (``_heard``)
         if isinstance(message, Welcome):
             if message.protocol_version != PROTOCOL_VERSION and not self._welcome.done():
                 self._welcome.set_exception(

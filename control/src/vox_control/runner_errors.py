@@ -5,6 +5,7 @@ Re-exported by runner_client, where callers import them from.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 
 from vox_protocol import RunnerMessage
@@ -31,6 +32,22 @@ class RunnerDied(UpstreamFailed):
             "it will be restarted on the next request",
             detail=f"runner stderr:\n{tail}" if tail else "runner stderr: no output",
         )
+
+
+class RunnerStalled(RunnerDied):
+    """The watchdog killed a busy runner that had sent nothing for too long."""
+
+    status = 504
+    code = "runner_timeout"
+
+    def __init__(self, name: str, silent_s: float, stderr_tail: Sequence[str]) -> None:
+        super().__init__(name, -signal.SIGKILL, stderr_tail)
+        self.silent_s = silent_s
+        self.message = (
+            f"the runner for {name} stopped responding ({silent_s:.0f}s without a frame while "
+            "busy) and was killed; it will be restarted on the next request"
+        )
+        self.args = (self.message,)
 
 
 # Runner error codes -> HTTP status. bad_request/unsupported are the caller's fault.

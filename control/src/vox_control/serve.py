@@ -10,11 +10,14 @@ import socket
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from vox_control.app import create_app
 from vox_control.auth import AuthConfigError, check_bind, protect, resolve_token
+from vox_control.guard import guard
+from vox_control.limits import GuardedH11Protocol, bound_repeats, fit_concurrency, raise_nofile
 from vox_control.logs import configure_logging
 from vox_control.sessions.wyoming_server import parse_uri
 from vox_control.settings import Settings
@@ -104,6 +107,17 @@ def _announce(settings: Settings, token: str | None) -> None:
     )
 
 
+def connection_limits(settings: Settings) -> dict[str, Any]:
+    """uvicorn's connection settings, after raising the descriptor limit they must fit in."""
+    return {
+        "http": GuardedH11Protocol.configured(settings.timeout_header, settings.timeout_body),
+        "limit_concurrency": fit_concurrency(settings.limit_concurrency, raise_nofile()),
+        "timeout_keep_alive": settings.timeout_keep_alive,
+        "ws_ping_interval": settings.ws_ping_interval or None,
+        "ws_ping_timeout": settings.ws_ping_timeout or None,
+    }
+
+
 def _bind_tcp(settings: Settings) -> socket.socket:
     """The listening TCP socket, or exit with what is in the way."""
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
@@ -129,6 +143,7 @@ def serve(settings: Settings) -> None:
         configure_logging(settings.log_level, settings.log_format)
     except ValueError as exc:
         raise SystemExit(f"vox serve: VOX_LOG_FORMAT / --log-format: {exc}") from None
+    bound_repeats()  # a flood of one warning (accept() failures, refusals) stays a few lines
     try:
         token = resolve_token(settings)
         check_bind(settings, token)
@@ -136,7 +151,8 @@ def serve(settings: Settings) -> None:
             parse_uri(settings.wyoming, insecure=settings.insecure)
     except (AuthConfigError, ValueError) as exc:
         raise SystemExit(f"vox serve: {exc}") from None
-    app = protect(create_app(settings), token)
+    # Outermost first: the Origin/Host checks, then the token, then the routes.
+    app = guard(protect(create_app(settings), token), settings)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -149,6 +165,7 @@ def serve(settings: Settings) -> None:
         # Audio barely compresses: permessage-deflate cost ~20 ms of zlib per sentence of
         # pcm16 before the first frame left (bench/streaming.py), for a few percent of bytes.
         ws_per_message_deflate=False,
+        **connection_limits(settings),
     )
     # Bound before anything claims to serve: a busy port is one clear line, not a
     # "serving on ..." followed by uvicorn's traceback-less exit.

@@ -6,19 +6,21 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import msgspec
-from vox_sandboxes import RunnerSource, SandboxManager
+from vox_protocol import Loaded
+from vox_sandboxes import RunnerSource, Sandbox, SandboxError, SandboxManager
 
-from vox_control.errors import BadRequest, ModelNotFound
-from vox_control.runner_client import RunnerClient
+from vox_control.errors import BadRequest, ModelNotFound, Unavailable
+from vox_control.runner_client import RunnerClient, RunnerDied, RunnerRequestError
 from vox_control.scheduler.loop import LoadSpec, Scheduler
 from vox_control.settings import Settings
 from vox_control.store.disk import Manifest, NotInstalled, Store
 from vox_control.store.families import blend_voices, check_device
+from vox_control.store.integrity import ModelDamaged, verify
 from vox_control.store.registry import (
     CatalogEntry,
     InvalidModelName,
@@ -28,6 +30,7 @@ from vox_control.store.registry import (
 )
 from vox_control.store.sources import PullEvent, pull_model
 from vox_control.store.sources.index import load_remote
+from vox_control.store.sources.local import install_upload
 
 log = logging.getLogger("vox.services")
 
@@ -67,17 +70,19 @@ class Puller:
             with contextlib.suppress(Exception):
                 await asyncio.shield(job.task)
 
-    async def events(self, name: str) -> AsyncIterator[PullEvent]:
+    async def events(self, name: str, *, verify: bool = False) -> AsyncIterator[PullEvent]:
         """Start (or join) the pull of ``name`` and yield its progress; raises on failure.
 
-        When every listener has gone (clients disconnected), the pull is cancelled and its
-        staging area removed.
+        ``verify`` hashes every installed file (else only files whose mtime moved); what does
+        not match is fetched again. When every listener has gone (clients disconnected), the
+        pull is cancelled and its staging area removed.
         """
         entry = self._registry.resolve(name)  # aliases pull their model
         self.check(entry.name)
         job = self._jobs.get(entry.name)
         if job is None:
-            job = _PullJob(asyncio.create_task(self._run(entry), name=f"pull-{entry.name}"))
+            run = self._run(entry, verify)
+            job = _PullJob(asyncio.create_task(run, name=f"pull-{entry.name}"))
             self._jobs[entry.name] = job
             job.task.add_done_callback(functools.partial(self._finish, entry.name))
         queue: asyncio.Queue[PullEvent | None] = asyncio.Queue()
@@ -98,10 +103,27 @@ class Puller:
         """Fail fast, before any download, where this server cannot run the model at all."""
         check_device(self._registry.resolve(name), self._settings.resolved_device)
 
-    async def pull(self, name: str) -> Manifest:
-        async for _ in self.events(name):
+    async def pull(self, name: str, *, verify: bool = False) -> Manifest:
+        async for _ in self.events(name, verify=verify):
             pass
         return self._store.manifest(self._registry.resolve(name).name)
+
+    async def upload(self, entry: CatalogEntry, stream: IO[bytes]) -> Manifest:
+        """Install files a client uploads (a tar stream) as ``entry``, sandbox first."""
+        await self.prepare_sandbox(entry.adapter)
+        return await install_upload(entry, self._store, stream)
+
+    async def prepare_sandbox(self, adapter: str) -> Sandbox:
+        """The adapter's sandbox, built if needed; uv's output goes to the server log only."""
+
+        def sandbox_log(line: str) -> None:
+            log.debug("sandbox %s: %s", adapter, line)
+
+        try:
+            return await asyncio.to_thread(self._sandboxes.ensure, adapter, sandbox_log)
+        except SandboxError as exc:
+            # The summary says what failed (a full disk, say); uv's lines are the detail.
+            raise Unavailable(exc.summary, code="sandbox_unavailable", detail=str(exc)) from exc
 
     def _finish(self, name: str, _task: object = None) -> None:
         job = self._jobs.pop(name, None)
@@ -115,27 +137,24 @@ class Puller:
             for queue in job.listeners:
                 queue.put_nowait(event)
 
-    async def _run(self, entry: CatalogEntry) -> Manifest:
-        loop = asyncio.get_running_loop()
-
+    async def _run(self, entry: CatalogEntry, verify: bool) -> Manifest:
         def emit(event: PullEvent) -> None:
             self._emit(entry.name, event)
 
-        def sandbox_log(line: str) -> None:  # called from the worker thread
-            loop.call_soon_threadsafe(emit, PullEvent(status=line))
-
-        manifest = await pull_model(
+        # The sandbox comes first: files are committed (and the model listed) only once the
+        # model can run, so a failed sandbox leaves nothing installed and the pull can retry.
+        emit(PullEvent(status=f"preparing the {entry.adapter} sandbox"))
+        await self.prepare_sandbox(entry.adapter)
+        return await pull_model(
             entry,
             self._store,
             index_url=self._settings.pypi_index,
             hf_endpoint=self._settings.hf_endpoint,
             offline=self._settings.offline,
             progress=emit,
+            verify=verify,
+            local_roots=self._settings.local_dir_roots,
         )
-        emit(PullEvent(status=f"preparing the {entry.adapter} sandbox"))
-        # A SandboxError is classified (503, uv's log to the server log only) by errors.classify.
-        await asyncio.to_thread(self._sandboxes.ensure, entry.adapter, sandbox_log)
-        return manifest
 
 
 class Services:
@@ -157,6 +176,8 @@ class Services:
         self.puller = Puller(settings, self.registry, self.store, self.sandboxes)
         self.scheduler = Scheduler(settings, self.load_spec, self.spawn)
         self._background: set[asyncio.Task[Any]] = set()
+        # Models whose last load crashed: their next load hashes every file.
+        self._suspect: set[str] = set()
         # Protocol servers beside HTTP (Wyoming) report their sessions here for /api/ps.
         self.session_status: dict[str, Callable[[], dict[str, Any]]] = {}
 
@@ -271,9 +292,10 @@ class Services:
         await self.puller.wait(name)
         manifest = self.manifest(name)
         check_device(manifest.entry, self.settings.resolved_device)
+        await self._verify(name, full=name in self._suspect)
         sandbox = self.sandboxes.get(manifest.adapter)
         if sandbox is None:
-            sandbox = await asyncio.to_thread(self.sandboxes.ensure, manifest.adapter)
+            sandbox = await self.puller.prepare_sandbox(manifest.adapter)
         return LoadSpec(
             name=name,
             adapter=manifest.adapter,
@@ -285,8 +307,18 @@ class Services:
             memory_mb=float(manifest.entry.memory_mb),
         )
 
+    async def _verify(self, name: str, *, full: bool) -> None:
+        """The model's files against its manifest: mtimes and sizes, or every hash (``full``)."""
+        try:
+            await asyncio.to_thread(verify, self.store, name, full=full)
+        except ModelDamaged as exc:
+            raise Unavailable(str(exc), code="model_damaged") from exc
+        except NotInstalled as exc:
+            raise ModelNotFound(str(exc)) from exc
+        self._suspect.discard(name)
+
     async def spawn(self, spec: LoadSpec) -> RunnerClient:
-        return await RunnerClient.start(
+        runner = await _LoadWatchedRunner.start(
             spec.name,
             spec.python,
             spec.adapter,
@@ -294,6 +326,30 @@ class Services:
             timeout=self.settings.runner_start_timeout,
             extra_args=("--parallel", str(max(self.settings.num_parallel, 1))),
         )
+        if isinstance(runner, _LoadWatchedRunner):  # start() builds its own class
+            runner.on_load_failed = functools.partial(self._suspect.add, spec.name)
+        return runner
+
+
+class _LoadWatchedRunner(RunnerClient):
+    """A runner client that reports a failed Load: a runner that crashes or errors while
+    reading the model may have met a damaged file whose mtime did not move, so the next
+    load of that model hashes every file first."""
+
+    on_load_failed: Callable[[], None] = staticmethod(lambda: None)
+
+    async def load(
+        self,
+        model_dir: str,
+        *,
+        device: str = "cpu",
+        options: Mapping[str, str | int | float | bool | None] | None = None,
+    ) -> Loaded:
+        try:
+            return await super().load(model_dir, device=device, options=options)
+        except (RunnerDied, RunnerRequestError):
+            self.on_load_failed()
+            raise
 
 
 def to_builtins(value: Any) -> Any:

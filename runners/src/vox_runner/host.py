@@ -19,6 +19,7 @@ from vox_protocol import (
     ControlMessage,
     Error,
     ErrorCode,
+    Heartbeat,
     Hello,
     ListVoices,
     Load,
@@ -49,6 +50,7 @@ EXIT_VERSION = 3  # handshake: protocol versions differ
 EXIT_ADAPTER = 4  # the requested adapter could not be imported
 
 _STOP_GRACE = 2.0  # seconds for cancelled requests to answer before the runner exits
+_MIN_HEARTBEAT = 0.05  # seconds: a control plane cannot make a runner spin on heartbeats
 
 Send = Callable[[RunnerMessage], Coroutine[Any, Any, None]]
 # A request's work: streams what it must on the way, returns its final reply (if any).
@@ -95,13 +97,16 @@ class RunnerHost:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._info: ModelInfo | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
 
     async def run(self, messages: AsyncIterator[ControlMessage]) -> int:
         """Handshake, then dispatch until Shutdown or EOF; returns the process exit code."""
         try:
-            code = await handshake(messages, self._send, self.adapter.name)
-            if code is not None:
-                return code
+            hello = await handshake(messages, self._send, self.adapter.name)
+            if isinstance(hello, int):
+                return hello
+            if hello.heartbeat_s > 0:
+                self._heartbeat = asyncio.create_task(self._beat(heartbeat_interval(hello)))
             async for message in messages:
                 if isinstance(message, Shutdown):
                     log.info("shutdown requested")
@@ -115,6 +120,14 @@ class RunnerHost:
             return EXIT_PROTOCOL
         finally:
             await self._stop()
+
+    async def _beat(self, interval: float) -> None:
+        """While a request is in flight, say so every ``interval``: one blocking inference
+        call (a long window, a slow GPU sentence) may legitimately outlast the watchdog."""
+        while True:
+            await asyncio.sleep(interval)
+            if self._tasks:
+                await self._send(Heartbeat(in_flight=len(self._tasks)))
 
     def _dispatch(self, message: ControlMessage) -> None:
         match message:
@@ -258,6 +271,10 @@ class RunnerHost:
                 seq += 1
                 samples += len(chunk.audio) // 2
                 rate = chunk.sample_rate
+                if chunk.last:
+                    # The adapter knows nothing follows: end now, not after waiting a turn
+                    # behind every other client's sentence only to learn the stream is over.
+                    break
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
@@ -271,6 +288,8 @@ class RunnerHost:
 
     async def _stop(self) -> None:
         """Cancel what is in flight and unload; the process exits right after."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         tasks = [*self._tasks.values(), *self._background]
         for task in self._tasks.values():
             task.cancel()
@@ -289,10 +308,16 @@ class RunnerHost:
                 log.exception("unload failed during shutdown")
 
 
+def heartbeat_interval(hello: Hello) -> float:
+    """The heartbeat interval a Hello asks for (0: none), bounded below."""
+    return max(hello.heartbeat_s, _MIN_HEARTBEAT) if hello.heartbeat_s > 0 else 0.0
+
+
 async def handshake(
     messages: AsyncIterator[ControlMessage], send: Send, adapter: str, refusal: str | None = None
-) -> int | None:
-    """Expect Hello; answer Welcome and return None, or answer Error and return an exit code."""
+) -> int | Hello:
+    """Expect Hello; answer Welcome and return the Hello, or answer Error and return an exit
+    code."""
     first = await anext(messages, None)
     if first is None:
         log.info("stdin closed before the handshake")
@@ -316,10 +341,11 @@ async def handshake(
             runner_version=vox_runner.__version__,
             adapter=adapter,
             pid=os.getpid(),
+            heartbeat_s=heartbeat_interval(first),
         )
     )
     log.info("handshake done (control %s)", first.control_version or "unknown")
-    return None
+    return first
 
 
 async def serve(
@@ -343,7 +369,8 @@ async def serve(
             refusal = f"adapter {name!r} is unavailable: {exc}"
             log.error("%s", refusal)
             try:
-                return await handshake(messages, writer.send, name, refusal) or EXIT_ADAPTER
+                code = await handshake(messages, writer.send, name, refusal)
+                return code if isinstance(code, int) and code else EXIT_ADAPTER
             except ProtocolError:
                 return EXIT_ADAPTER
         host = RunnerHost(instance, writer.send, parallel=parallel)

@@ -186,7 +186,8 @@ class SandboxManager:
         try:
             return self._ensure_locked(name, fingerprint, log if log is not None else _discard)
         except OSError as exc:
-            raise SandboxError(f"could not create the sandbox for {name}: {exc}") from exc
+            prefix = f"could not create the sandbox for {name}"
+            raise SandboxError(f"{prefix}: {exc}", f"{prefix}: {exc.strerror}") from exc
 
     def _ensure_locked(self, name: str, fingerprint: str, log: Log) -> Sandbox:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from vox_sandboxes.errors import SandboxError
+from vox_sandboxes.errors import SandboxError, uv_failed
 from vox_sandboxes.source import PROTOCOL_NAME, RUNNER_NAME, RunnerSource
 
 STDERR_TAIL_LINES = 20
@@ -162,10 +162,7 @@ def run_uv(
             proc.kill()
             raise
     if proc.returncode != 0:
-        detail = "\n".join(tail)
-        raise SandboxError(
-            f"could not create the sandbox for {adapter}: uv exited {proc.returncode}: {detail}"
-        )
+        raise uv_failed(adapter, "uv", proc.returncode, "\n".join(tail))
     return lines
 
 
@@ -189,5 +186,5 @@ def uv_freeze(
         raise SandboxError(f"{prefix}: cannot run uv: {exc}") from exc
     if out.returncode != 0:
         tail = "\n".join(out.stderr.splitlines()[-STDERR_TAIL_LINES:])
-        raise SandboxError(f"{prefix}: uv pip freeze exited {out.returncode}: {tail}")
+        raise uv_failed(adapter, "uv pip freeze", out.returncode, tail)
     return [line for line in out.stdout.splitlines() if line.strip()]

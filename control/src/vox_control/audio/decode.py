@@ -1,21 +1,51 @@
-"""Audio in (decode any upload once with PyAV, resample with soxr) and PCM16 helpers for out."""
+"""Audio in: decode any upload with PyAV, bounded before any work, and PCM16 helpers for out.
+
+An upload's header can claim anything: a 10 KB WAV that says "1 Hz" is 10,000 seconds, which
+a 16 kHz resample turns into 1.1 GB. So the stream's rate, channels and stated duration are
+checked against ``AudioLimits`` before the first frame is decoded, the decoded duration is
+counted again while decoding (headers lie; compressed silence is a decompression bomb), and
+the rate change runs in bounded blocks (``audio.resample``).
+"""
 
 from __future__ import annotations
 
 import io
 import struct
-from typing import Any
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import IO, Any
 
 import av
 import numpy as np
 import numpy.typing as npt
-import soxr
 
+from vox_control.audio.resample import Resampler
 from vox_control.errors import BadRequest
 
 WHISPER_RATE = 16000
 # Upload containers and codecs this decoder is tested with (any format FFmpeg reads works).
 INPUT_FORMATS = ("wav", "flac", "mp3", "ogg/opus", "ogg/vorbis", "webm/opus", "m4a/aac", "aac")
+# Rates and channel counts real recordings use (telephony 8 kHz and below to 384 kHz studio
+# audio; up to 7.1.4 and ambisonics); anything outside is a broken or hostile header.
+MIN_INPUT_RATE, MAX_INPUT_RATE = 1_000, 384_000
+MAX_CHANNELS = 32
+
+Source = bytes | IO[bytes]
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    """What one decode may produce: the bounds every decoded input is checked against."""
+
+    max_seconds: float = 4 * 3600.0
+    min_rate: int = MIN_INPUT_RATE
+    max_rate: int = MAX_INPUT_RATE
+    max_channels: int = MAX_CHANNELS
+    setting: str = "VOX_MAX_AUDIO_SECONDS"  # named in the 413's message: what raises it
+
+
+# One self-contained binary frame of a streaming session: minutes, not hours.
+FRAME_LIMITS = AudioLimits(max_seconds=600.0, setting="one streamed frame's limit")
 
 
 class AudioDecodeError(BadRequest, ValueError):
@@ -27,46 +57,131 @@ class AudioDecodeError(BadRequest, ValueError):
         super().__init__(message, param="file")
 
 
-def decode_audio(data: bytes, sample_rate: int = WHISPER_RATE) -> npt.NDArray[np.float32]:
-    """Decode any container/codec PyAV reads into mono float32 PCM at ``sample_rate``.
+class AudioTooLong(AudioDecodeError):
+    """The audio is longer than the server accepts (HTTP 413, the limit in the message)."""
 
-    libswresample only converts the sample format and downmixes (at the source rate); the rate
-    change is one soxr pass over the whole signal, which is both more accurate than a chunked
-    resampler and faster (one call, no per-frame state).
+    status = 413
+    code = "audio_too_long"
+
+
+def decode_blocks(
+    source: Source, sample_rate: int = WHISPER_RATE, limits: AudioLimits = AudioLimits()
+) -> Generator[npt.NDArray[np.float32], None, None]:
+    """Mono float32 PCM at ``sample_rate``, block by block, from any container PyAV reads.
+
+    The header is checked when the first block is asked for; each block is bounded (one
+    decoded frame, resampled in ``audio.resample.BLOCK``-sample pieces), so a caller that
+    does not keep the blocks decodes any length in constant memory. libswresample only
+    converts the sample format and downmixes, at the source rate; soxr changes the rate.
     """
-    if not data:
+    if not source:
         raise AudioDecodeError("the uploaded file is empty")
     try:
-        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+        container = av.open(
+            io.BytesIO(source) if isinstance(source, bytes) else source,
+            mode="r",
+            metadata_errors="ignore",
+        )
     except (av.error.FFmpegError, ValueError, OSError) as exc:
         raise AudioDecodeError(f"could not read the upload as audio: {_reason(exc)}") from exc
     with container:
         if not container.streams.audio:
             raise AudioDecodeError("the upload has no audio stream")
         stream = container.streams.audio[0]
-        source_rate = int(stream.codec_context.sample_rate or stream.rate or 0)
-        if source_rate <= 0:
-            raise AudioDecodeError("the audio stream has no sample rate")
+        source_rate = _check_header(container, stream, limits)
         mixer = av.AudioResampler(format="flt", layout="mono", rate=source_rate)
-        pieces: list[npt.NDArray[Any]] = []
+        resampler = Resampler(source_rate, sample_rate, "float32")
+        budget = int(limits.max_seconds * source_rate)  # source samples the limit allows
+        seen = 0
         try:
             for frame in container.decode(stream):
+                seen += frame.samples
+                if seen > budget:
+                    raise _too_long(limits)
                 for out in mixer.resample(frame):
-                    pieces.append(out.to_ndarray().reshape(-1))
+                    yield from resampler.blocks(out.to_ndarray().reshape(-1))
             for out in mixer.resample(None):
-                pieces.append(out.to_ndarray().reshape(-1))
+                yield from resampler.blocks(out.to_ndarray().reshape(-1))
         except (av.error.FFmpegError, ValueError) as exc:
-            if not pieces:
+            if isinstance(exc, AudioDecodeError):
+                raise
+            if not seen:
                 raise AudioDecodeError(f"could not decode the audio: {_reason(exc)}") from exc
             # A truncated tail is common (a cut-off recording): keep what decoded.
-    if not pieces:
-        raise AudioDecodeError("the upload contains no audio samples")
-    pcm = np.concatenate(pieces).astype(np.float32, copy=False)
-    if source_rate != sample_rate:
-        pcm = soxr.resample(pcm, source_rate, sample_rate, quality="HQ").astype(
-            np.float32, copy=False
+        if not seen:
+            raise AudioDecodeError("the upload contains no audio samples")
+        yield from resampler.blocks(np.zeros(0, dtype=np.float32), last=True)
+
+
+def decode_audio(
+    source: Source, sample_rate: int = WHISPER_RATE, limits: AudioLimits = AudioLimits()
+) -> npt.NDArray[np.float32]:
+    """The whole upload as one mono float32 array at ``sample_rate`` (see ``decode_blocks``)."""
+    buffer = PcmBuffer()
+    for block in decode_blocks(source, sample_rate, limits):
+        buffer.append(block)
+    return buffer.take()
+
+
+class PcmBuffer:
+    """A growing float32 buffer (amortised doubling; no list of pieces, no final concat)."""
+
+    def __init__(self, capacity: int = WHISPER_RATE * 60) -> None:
+        self._data = np.empty(capacity, dtype=np.float32)
+        self.size = 0
+
+    def append(self, block: npt.NDArray[np.float32]) -> None:
+        end = self.size + block.size
+        if end > self._data.size:
+            grown = np.empty(max(end, self._data.size * 2), dtype=np.float32)
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
+        self._data[self.size : end] = block
+        self.size = end
+
+    def view(self, start: int = 0, end: int | None = None) -> npt.NDArray[np.float32]:
+        return self._data[start : self.size if end is None else min(end, self.size)]
+
+    def drop_before(self, start: int) -> None:
+        """Forget samples ``[0, start)``: the rest moves to the front, in place."""
+        rest = self.size - start
+        self._data[:rest] = self._data[start : self.size]
+        self.size = rest
+
+    def take(self) -> npt.NDArray[np.float32]:
+        """The samples, without the spare capacity (copied only when that is worth it)."""
+        data = self._data[: self.size]
+        return data.copy() if self.size < self._data.size * 3 // 4 else data
+
+
+def _check_header(container: Any, stream: Any, limits: AudioLimits) -> int:
+    """The stream's rate, after its rate, channels and stated duration pass ``limits``."""
+    rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+    if rate <= 0:
+        raise AudioDecodeError("the audio stream has no sample rate")
+    if not limits.min_rate <= rate <= limits.max_rate:
+        raise AudioDecodeError(
+            f"the audio's sample rate of {rate} Hz is outside "
+            f"{limits.min_rate}..{limits.max_rate} Hz"
         )
-    return pcm
+    channels = int(stream.codec_context.channels or 0)
+    if not 1 <= channels <= limits.max_channels:
+        raise AudioDecodeError(
+            f"the audio has {channels} channels; 1..{limits.max_channels} are accepted"
+        )
+    # FFmpeg states WAV durations clipped to the file's size; for other formats the
+    # container's figure may be absent (None) and the count while decoding decides.
+    stated = container.duration / av.time_base if container.duration else 0.0
+    if stated > limits.max_seconds:
+        raise _too_long(limits, stated)
+    return rate
+
+
+def _too_long(limits: AudioLimits, stated: float | None = None) -> AudioTooLong:
+    said = f"; it says {stated:.0f} s" if stated else ""
+    return AudioTooLong(
+        f"the audio is longer than the limit of {limits.max_seconds:g} s{said} ({limits.setting})"
+    )
 
 
 def _reason(exc: Exception) -> str:
@@ -91,23 +206,3 @@ def wav_header(sample_rate: int, data_bytes: int | None = None, channels: int = 
         + b"data"
         + struct.pack("<I", size)
     )
-
-
-class PCMResampler:
-    """Streaming int16 mono resampler (soxr): state carries across chunks, so no seams."""
-
-    def __init__(self, in_rate: int, out_rate: int) -> None:
-        self.in_rate = in_rate
-        self.out_rate = out_rate
-        self._stream = None
-        if in_rate != out_rate:
-            import soxr
-
-            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ")
-
-    def push(self, pcm: bytes, last: bool = False) -> bytes:
-        if self._stream is None:
-            return pcm
-        samples = np.frombuffer(pcm, dtype="<i2")
-        out = self._stream.resample_chunk(samples, last=last)
-        return np.asarray(out, dtype="<i2").tobytes()

@@ -10,7 +10,8 @@ import av
 import numpy as np
 from av.audio.stream import AudioStream
 
-from vox_control.audio.decode import PCMResampler, wav_header
+from vox_control.audio.decode import wav_header
+from vox_control.audio.resample import ToRate
 from vox_control.errors import BadRequest, Unprocessable
 
 OPENAI_PCM_RATE = 24000
@@ -79,25 +80,42 @@ def output_rate(fmt: str, model_rate: int, requested: int | None) -> int:
 
 
 class Encoder(Protocol):
-    def push(self, pcm: bytes) -> bytes: ...
+    """The one encoder interface (HTTP bodies and WebSocket streams): mono int16 PCM in at
+    any rate, bytes in the output format at ``sample_rate`` out, as soon as they are ready."""
 
-    def finish(self) -> bytes: ...
+    sample_rate: int
+
+    def push(self, pcm: bytes, rate: int) -> bytes:
+        """Encode PCM16 at ``rate``; returns whatever output is complete."""
+        ...
+
+    def finish(self) -> bytes:
+        """Flush everything still buffered; the encoder is unusable afterwards."""
+        ...
+
+    def close(self) -> None:
+        """Release the codec without writing a trailer (the client went away)."""
+        ...
 
 
 class RawEncoder:
     """wav (header, then PCM16) or bare pcm."""
 
-    def __init__(self, fmt: str, in_rate: int, out_rate: int) -> None:
-        self._resampler = PCMResampler(in_rate, out_rate)
-        self._header = wav_header(out_rate) if fmt == "wav" else b""
+    def __init__(self, fmt: str, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self._resampler = ToRate(sample_rate)
+        self._header = wav_header(sample_rate) if fmt == "wav" else b""
 
-    def push(self, pcm: bytes) -> bytes:
-        data = self._header + self._resampler.push(pcm)
+    def push(self, pcm: bytes, rate: int) -> bytes:
+        data = self._header + self._resampler.push(pcm, rate)
         self._header = b""
         return data
 
     def finish(self) -> bytes:
-        return self._header + self._resampler.push(b"", last=True)
+        return self._header + self._resampler.flush()
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class _Sink:
@@ -121,38 +139,39 @@ class CodecEncoder:
 
     ``flush_packets`` makes the muxer write every packet out at once, and short Ogg pages let
     opus leave too, so a sentence's audio goes to the client as soon as it is encoded (less the
-    encoder's own lookahead, which leaves with the next sentence or at the end).
+    encoder's own lookahead, which leaves with the next sentence or at the end). Ogg output is
+    always whole pages: ``page_us`` sets how much audio one page holds (HTTP: one 20 ms Opus
+    frame; the WebSocket stream: 100 ms, see ``audio.stream_encode``).
     """
 
-    def __init__(self, fmt: str, in_rate: int, out_rate: int) -> None:
+    def __init__(self, fmt: str, sample_rate: int, page_us: int = 20_000) -> None:
         muxer, codec, bit_rate, _ = _CODECS[fmt]
-        self._resampler = PCMResampler(in_rate, out_rate)
-        self._rate = out_rate
+        self.sample_rate = sample_rate
+        self._resampler = ToRate(sample_rate)
         self._sink = _Sink()
         options = {"flush_packets": "1"}
         if muxer == "ogg":
-            options["page_duration"] = "20000"  # microseconds: one Opus frame per page
+            options["page_duration"] = str(page_us)  # microseconds of audio per page
         self._container = av.open(self._sink, "w", format=muxer, container_options=options)
-        stream = self._container.add_stream(codec, rate=out_rate, layout="mono")
+        stream = self._container.add_stream(codec, rate=sample_rate, layout="mono")
         assert isinstance(stream, AudioStream)
         self._stream: AudioStream = stream
         if bit_rate:
             self._stream.bit_rate = bit_rate
         self._pts = 0
 
-    def push(self, pcm: bytes) -> bytes:
-        self._encode(self._resampler.push(pcm))
+    def push(self, pcm: bytes, rate: int) -> bytes:
+        self._encode(self._resampler.push(pcm, rate))
         return self._sink.take()
 
     def finish(self) -> bytes:
-        self._encode(self._resampler.push(b"", last=True))
+        self._encode(self._resampler.flush())
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()
         return self._sink.take()
 
     def close(self) -> None:
-        """Release the codec without writing a trailer (the client went away)."""
         self._container.close()
 
     def _encode(self, pcm: bytes) -> None:
@@ -160,25 +179,26 @@ class CodecEncoder:
             return
         samples = np.frombuffer(pcm, dtype="<i2").reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-        frame.sample_rate = self._rate
+        frame.sample_rate = self.sample_rate
         frame.pts = self._pts
         self._pts += samples.shape[1]
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
 
 
-def make_encoder(fmt: str, in_rate: int, out_rate: int) -> RawEncoder | CodecEncoder:
+def make_encoder(fmt: str, sample_rate: int, page_us: int = 20_000) -> Encoder:
+    """The encoder for ``fmt`` writing at ``sample_rate`` (see ``output_rate``)."""
     if fmt in ("wav", "pcm"):
-        return RawEncoder(fmt, in_rate, out_rate)
+        return RawEncoder(fmt, sample_rate)
     if fmt in _CODECS:
-        return CodecEncoder(fmt, in_rate, out_rate)
+        return CodecEncoder(fmt, sample_rate, page_us)
     raise BadRequest(f"response_format '{fmt}' is not supported", param="response_format")
 
 
 def encode_all(pcm: bytes, in_rate: int, fmt: str, out_rate: int | None = None) -> bytes:
     """Encode one whole PCM16 mono buffer (tests and benchmarks)."""
-    encoder = make_encoder(fmt, in_rate, out_rate or output_rate(fmt, in_rate, None))
-    return encoder.push(pcm) + encoder.finish()
+    encoder = make_encoder(fmt, out_rate or output_rate(fmt, in_rate, None))
+    return encoder.push(pcm, in_rate) + encoder.finish()
 
 
 async def encode_stream(
@@ -189,24 +209,25 @@ async def encode_stream(
     Codec work runs in a worker thread (a sentence of mp3 takes milliseconds, which the event
     loop must not spend); each sentence's bytes are yielded as soon as they are encoded.
     """
-    encoder: RawEncoder | CodecEncoder | None = None
+    encoder: Encoder | None = None
     finished = False
     try:
         async for pcm, rate in chunks:
             first = encoder is None
             if encoder is None:
-                target = out_rate or output_rate(response_format, rate, None)
-                encoder = make_encoder(response_format, rate, target)
+                encoder = make_encoder(
+                    response_format, out_rate or output_rate(response_format, rate, None)
+                )
             if isinstance(encoder, CodecEncoder):
                 # The first bytes leave after encoding a fifth of a second, not a whole
                 # sentence (mp3/opus of a 5 s sentence is ~60 ms of codec work).
                 lead = (rate // 5) * 2 if first else 0
                 for piece in (pcm[:lead], pcm[lead:]) if 0 < lead < len(pcm) else (pcm,):
-                    data = await asyncio.to_thread(encoder.push, piece)
+                    data = await asyncio.to_thread(encoder.push, piece, rate)
                     if data:
                         yield data
                 continue
-            data = encoder.push(pcm)
+            data = encoder.push(pcm, rate)
             if data:
                 yield data
         if encoder is not None:
@@ -215,5 +236,5 @@ async def encode_stream(
             if tail:
                 yield tail
     finally:
-        if isinstance(encoder, CodecEncoder) and not finished:
+        if encoder is not None and not finished:
             encoder.close()

@@ -1,12 +1,14 @@
-"""Model management routes: show, delete, search, and register a user entry (hf:// or a dir)."""
+"""Model management routes: show, delete, search, register a user entry, upload a directory."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
+import io
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 import msgspec
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.params import Parameter
 
 from vox_control.errors import BadRequest, VoxError
@@ -21,6 +23,14 @@ from vox_control.store.registry import (
     Source,
     validate_name,
 )
+from vox_control.store.sources.local import (
+    BadUpload,
+    ChunkReader,
+    LocalDirRefused,
+    allowed_dir,
+)
+
+TAR = "application/x-tar"
 
 
 class Conflict(VoxError):
@@ -36,7 +46,8 @@ class ModelBody(msgspec.Struct, forbid_unknown_fields=False):
 
 class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
     name: str
-    source: str  # hf://owner/repo[@revision], or an absolute directory path
+    # hf://owner/repo[@revision], or an absolute directory under a --allow-local-dir root
+    source: str
     adapter: str
     type: Literal["stt", "tts"] | None = None
     revision: str | None = None
@@ -62,7 +73,7 @@ def entry_json(services: Services, entry: CatalogEntry) -> dict[str, Any]:
     return body
 
 
-def _parse_source(body: RegisterBody) -> Source:
+def _parse_source(body: RegisterBody, services: Services) -> Source:
     raw = body.source.strip()
     if raw.startswith("hf://"):
         repo, _, revision = raw.removeprefix("hf://").partition("@")
@@ -74,12 +85,62 @@ def _parse_source(body: RegisterBody) -> Source:
         )
     if "://" in raw:
         raise ValueError(f"source {raw!r}: expected hf://owner/repo or an absolute directory")
-    path = Path(raw)
-    if not path.is_absolute():
-        raise ValueError(f"source {raw!r}: a directory must be given as an absolute path")
-    if not path.is_dir():
-        raise ValueError(f"source {raw!r} is not a directory on the server's machine")
-    return LocalSource(path=str(path.resolve()))
+    # Missing, unreadable and forbidden paths get one answer: nothing about the server's
+    # files leaks to a client that guesses paths.
+    if not PurePosixPath(raw).is_absolute():
+        raise LocalDirRefused
+    return LocalSource(path=str(allowed_dir(raw, services.settings.local_dir_roots)))
+
+
+def _check_entry(services: Services, entry: CatalogEntry, *, upload: bool = False) -> None:
+    """Refuse a user entry that would shadow a catalog name or replace another installed model.
+
+    An upload may replace an uploaded (local) model of its name: the user sent new files.
+    """
+    if entry.name in services.registry and services.store.is_installed(entry.name):
+        old = services.registry.get(entry.name)
+        if not (isinstance(old.source, LocalSource) if upload else old == entry):
+            raise Conflict(
+                f"model '{entry.name}' is installed from another source; "
+                f"`vox rm {entry.name}` first"
+            )
+    try:
+        services.registry.check_user_name(entry.name)
+    except CatalogError as exc:
+        raise BadRequest(str(exc), param="name") from exc
+
+
+def _save_entry(services: Services, entry: CatalogEntry) -> str:
+    try:
+        return str(services.registry.save_user(entry))
+    except CatalogError as exc:
+        raise BadRequest(str(exc), param="name") from exc
+
+
+def _user_entry(
+    services: Services,
+    name: str,
+    adapter: str,
+    kind: Literal["stt", "tts"] | None,
+    source: Source,
+    **extra: Any,
+) -> CatalogEntry:
+    """A user entry for ``source``; the adapter's type comes from the catalog if not given."""
+    try:
+        validate_name(name)
+    except InvalidModelName as exc:
+        raise BadRequest(str(exc), param="name") from exc
+    types = {e.adapter: e.type for e in services.registry.all()}
+    kind = kind or types.get(adapter)
+    if kind is None:
+        known = ", ".join(sorted(types))
+        raise BadRequest(
+            f"unknown adapter '{adapter}' (known: {known}); pass type stt or tts", param="adapter"
+        )
+    try:
+        return CatalogEntry(name=name, type=kind, adapter=adapter, source=source, **extra)
+    except (ValueError, msgspec.ValidationError) as exc:
+        raise BadRequest(str(exc), param="source") from exc
 
 
 class ModelsController(Controller):
@@ -127,46 +188,67 @@ class ModelsController(Controller):
     async def register(self, services: Services, data: RegisterBody) -> dict[str, Any]:
         """Add a user catalog entry (kept under <VOX_HOME>/catalog) for `vox pull --as`."""
         try:
-            validate_name(data.name)
-        except InvalidModelName as exc:
-            raise BadRequest(str(exc), param="name") from exc
-        types = {e.adapter: e.type for e in services.registry.all()}
-        kind = data.type or types.get(data.adapter)
-        if kind is None:
-            known = ", ".join(sorted(types))
-            raise BadRequest(
-                f"unknown adapter '{data.adapter}' (known: {known}); pass type stt or tts",
-                param="adapter",
-            )
-        try:
-            source = _parse_source(data)
-            entry = CatalogEntry(
-                name=data.name,
-                type=kind,
-                adapter=data.adapter,
-                source=source,
-                description=data.description or f"user model from {data.source}",
-                license=data.license,
-                sample_rate=data.sample_rate,
-                voices=data.voices,
-            )
+            source = _parse_source(data, services)
+        except LocalDirRefused as exc:
+            raise BadRequest(str(exc), param="source") from exc
         except (ValueError, msgspec.ValidationError) as exc:
             raise BadRequest(str(exc), param="source") from exc
-        installed = services.store.is_installed(entry.name)
-        if (
-            installed
-            and entry.name in services.registry
-            and services.registry.get(entry.name) != entry
-        ):
-            raise Conflict(
-                f"model '{entry.name}' is installed from another source; "
-                f"`vox rm {entry.name}` first"
-            )
+        entry = _user_entry(
+            services,
+            data.name,
+            data.adapter,
+            data.type,
+            source,
+            description=data.description or f"user model from {data.source}",
+            license=data.license,
+            sample_rate=data.sample_rate,
+            voices=data.voices,
+        )
+        _check_entry(services, entry)
+        path = _save_entry(services, entry)
+        return {"status": "success", "model": entry.name, "file": path}
+
+    @post("/upload", status_code=200, request_max_body_size=None)
+    async def upload(
+        self,
+        services: Services,
+        request: Request[Any, Any, Any],
+        name: str,
+        adapter: str,
+        model_type: Literal["stt", "tts"] | None = Parameter(query="type", default=None),
+        path: str = Parameter(default="/uploaded", description="the client's directory, noted"),
+    ) -> dict[str, Any]:
+        """Install a model from a tar stream of its files (`vox pull ./dir` sends one).
+
+        The client reads its own files and sends them, so the server never opens a path a
+        client names. Only ``application/x-tar`` bodies: a web page cannot send one without a
+        CORS preflight. The sandbox is prepared first; the model is listed once both are done.
+        """
+        if request.headers.get("content-type", "").split(";")[0].strip() != TAR:
+            raise BadRequest(f"the body must be a tar stream ({TAR})")
         try:
-            path = services.registry.save_user(entry)
-        except CatalogError as exc:
-            raise BadRequest(str(exc), param="name") from exc
-        return {"status": "success", "model": entry.name, "file": str(path)}
+            source = LocalSource(path=path)
+        except ValueError as exc:
+            raise BadRequest(str(exc), param="path") from exc
+        entry = _user_entry(
+            services, name, adapter, model_type, source, description=f"user model from {path}"
+        )
+        _check_entry(services, entry, upload=True)
+        reader = io.BufferedReader(ChunkReader(request.stream(), asyncio.get_running_loop()))
+        try:
+            manifest = await services.puller.upload(entry, reader)
+        except BadUpload as exc:
+            raise BadRequest(str(exc)) from exc
+        # Kept only once installed: a failed upload leaves no entry behind.
+        _save_entry(services, entry)
+        # A loaded runner still holds the old files: the next request loads the new ones.
+        unloaded = await services.scheduler.unload(entry.name)
+        return {
+            "status": "success",
+            "model": entry.name,
+            "files": len(manifest.files),
+            "unloaded": unloaded,
+        }
 
 
 async def remove_model(services: Services, requested: str) -> dict[str, Any]:

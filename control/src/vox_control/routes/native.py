@@ -25,6 +25,7 @@ class PullBody(msgspec.Struct, forbid_unknown_fields=False):
     model: str | None = None
     name: str | None = None  # Ollama's older field name
     stream: bool = True
+    verify: bool = False  # hash every installed file; re-fetch what does not match
 
 
 transcript_json = native_json  # the native transcript shape, kept under its first name
@@ -58,7 +59,7 @@ class NativeController(Controller):
         name = data.model or data.name
         if not name:
             raise BadRequest("'model' is required", param="model")
-        return await pull_response(services, name, stream=data.stream)
+        return await pull_response(services, name, stream=data.stream, verify=data.verify)
 
     @post("/transcribe", status_code=200)
     async def transcribe(
@@ -77,20 +78,23 @@ class NativeController(Controller):
 
 
 async def pull_response(
-    services: Services, requested: str, *, stream: bool
+    services: Services, requested: str, *, stream: bool, verify: bool = False
 ) -> Stream | dict[str, Any]:
-    """A pull as NDJSON progress events (or one JSON answer): /api/pull and /v1/models/pull."""
+    """A pull as NDJSON progress events (or one JSON answer): /api/pull and /v1/models/pull.
+
+    ``verify`` hashes every installed file and fetches again what does not match.
+    """
     name = services.model_name(requested, "stt")
     # Unknown names fail with 404 before streaming starts; aliases pull their model.
     name = services.registry.resolve(name).name
     services.puller.check(name)  # a GPU-only model on a CPU server: 422, nothing fetched
     if not stream:
-        manifest = await services.puller.pull(name)
+        manifest = await services.puller.pull(name, verify=verify)
         return {"status": "success", "model": manifest.name}
 
     async def events() -> AsyncIterator[bytes]:
         try:
-            async for event in services.puller.events(name):
+            async for event in services.puller.events(name, verify=verify):
                 yield msgspec.json.encode(event) + b"\n"
         except Exception as exc:
             # The stream already started with 200; the error travels as the last event,

@@ -13,6 +13,7 @@ from litestar import Response
 from litestar.response import Stream
 from vox_protocol import Transcript
 
+from vox_control.audio.long_audio import LongAudio
 from vox_control.errors import BadRequest
 from vox_control.inference import (
     ResolvedModel,
@@ -137,7 +138,7 @@ async def _events(
     services: Services,
     request: TranscriptionRequest,
     model: ResolvedModel,
-    pcm: np.ndarray,
+    pcm: np.ndarray | LongAudio,
     rate: int,
 ) -> AsyncIterator[bytes]:
     try:
@@ -163,7 +164,7 @@ async def transcription_response(
     started = time.perf_counter()
     # Unknown models and bad audio answer 404/400 before any stream starts.
     model = resolve(services, request.name, "stt")
-    pcm, rate = await decode_for(model, audio)
+    pcm, rate = await decode_for(services, model, audio)
     del audio
     if request.stream:
         return Stream(

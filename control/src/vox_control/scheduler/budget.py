@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 FOREVER = math.inf  # a negative keep_alive: never unload when idle
+# The longest finite keep_alive (a year): past it the expiry time is no date (/api/ps failed
+# with 500); "forever" is spelled -1.
+MAX_KEEP_ALIVE = 365 * 86400.0
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -20,7 +23,7 @@ def parse_keep_alive(value: str | float | None) -> float | None:
     """Ollama's keep_alive: seconds as a number, or a duration ("5m", "1h30m", "250ms").
 
     None means "use the default"; 0 unloads as soon as the model is idle; any negative value
-    keeps it loaded forever (FOREVER).
+    keeps it loaded forever (FOREVER); more than MAX_KEEP_ALIVE is refused.
     """
     if value is None:
         return None
@@ -46,6 +49,11 @@ def parse_keep_alive(value: str | float | None) -> float | None:
         seconds *= sign
     if math.isnan(seconds):
         raise ValueError("keep_alive must be a number of seconds or a duration")
+    if seconds > MAX_KEEP_ALIVE:
+        raise ValueError(
+            f"keep_alive {value!r} is longer than the maximum, 8760h (a year); "
+            "use -1 to keep the model loaded until it is unloaded"
+        )
     return FOREVER if seconds < 0 else seconds
 
 

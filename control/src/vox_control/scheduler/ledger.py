@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 
 from vox_control.scheduler.budget import Pool
 from vox_control.scheduler.memory import Measurements, MemoryProbe
-from vox_control.scheduler.scheduled import LoadedModel, LoadSpec
+from vox_control.scheduler.scheduled import Clock, LoadedModel, LoadSpec
 
 log = logging.getLogger("vox.scheduler")
 
+MEASURE_EVERY = 5.0  # seconds between two readings of every loaded runner
 GPU_FREE_WAIT = 10.0  # longest wait for a GPU to report an unloaded runner's memory free
 DEFAULT_NEED_MB = 512.0  # a model with no estimate and no measurement yet
 
@@ -32,13 +34,15 @@ class Ledger:
         remembered = self.measurements.get(spec.name, spec.pool)
         return remembered or spec.memory_mb or DEFAULT_NEED_MB
 
-    def measure(self, model: LoadedModel) -> None:
+    async def measure(self, model: LoadedModel) -> None:
         """Read a runner's use; charge it its peak, never less than an earlier runner's peak.
 
         A runner just loaded holds less than it will once it serves (inference buffers, arenas),
         so charging only what it holds now would let the next load squeeze in and overcommit.
+        The reading (a walk over processes, an NVML call) and the file write run in a thread:
+        never on the event loop that serves requests.
         """
-        mb = self.probe.usage_mb(model.runner.pid, model.pool)
+        mb = await asyncio.to_thread(self.probe.usage_mb, model.runner.pid, model.pool)
         if mb is None:
             return
         if not model.measured:
@@ -46,14 +50,24 @@ class Ledger:
         model.peak_mb = max(model.peak_mb, mb)
         model.memory_mb = max(model.peak_mb, model.floor_mb)
         model.measured = True
-        self.measurements.put(model.name, model.pool, model.memory_mb)
+        await asyncio.to_thread(self.measurements.put, model.name, model.pool, model.memory_mb)
+
+    async def sample(self, loaded: Mapping[str, LoadedModel], clock: Clock) -> None:
+        """Measure the loaded runners every MEASURE_EVERY s while any is loaded: their peaks
+        grow as they serve, and the budget should see that before the next load plans."""
+        while loaded:
+            await clock.sleep_until(clock.now() + MEASURE_EVERY)
+            for model in list(loaded.values()):
+                if not model.unloading and model.runner.alive:
+                    await self.measure(model)
 
     async def wait_freed(self, model: LoadedModel) -> None:
         """On a GPU, freed memory shows in the driver a little after the process exits."""
         if model.pool == "cpu":
             return  # the process is reaped: its RSS is gone with it
         deadline = time.monotonic() + GPU_FREE_WAIT
-        while self.probe.usage_mb(model.runner.pid, model.pool) is not None:
+        usage = self.probe.usage_mb
+        while await asyncio.to_thread(usage, model.runner.pid, model.pool) is not None:
             if time.monotonic() >= deadline:
                 log.warning(
                     "GPU memory of %s (pid %d) not freed after %.0fs",

@@ -20,16 +20,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from vox_control.errors import LoadError, Overloaded, Unavailable
-from vox_control.scheduler.budget import (
-    FOREVER,
-    Plan,
-    Resident,
-    parse_keep_alive,
-    parse_size_mb,
-    plan,
-)
+from vox_control.scheduler.budget import Plan, Resident, parse_keep_alive, parse_size_mb, plan
+from vox_control.scheduler.expiry import Expiry
 from vox_control.scheduler.ledger import Ledger
-from vox_control.scheduler.loader import SpawnFn, start_runner
+from vox_control.scheduler.loader import FAILED_AFTER, Loader, SpawnFn
 from vox_control.scheduler.memory import Measurements, MemoryProbe
 from vox_control.scheduler.scheduled import (
     Clock,
@@ -39,17 +33,15 @@ from vox_control.scheduler.scheduled import (
     LoadSpec,
     MonotonicClock,
 )
+from vox_control.scheduler.watchdog import watch, watchdog_s
 from vox_control.settings import Settings
 
-__all__ = ["LoadError", "LoadSpec", "LoadedModel", "Scheduler"]
+__all__ = ["FAILED_AFTER", "LoadError", "LoadSpec", "LoadedModel", "Scheduler"]
 
 log = logging.getLogger("vox.scheduler")
 
 # Resolves a model name to a LoadSpec (store lookup + sandbox ensure); raises for unknown models.
 ResolveFn = Callable[[str], Awaitable[LoadSpec]]
-
-FAILED_AFTER = 3  # consecutive load failures before a model is marked failed
-FAILED_COOLDOWN = 30.0  # seconds a failed model refuses loads (POST /api/load retries at once)
 
 
 @dataclass
@@ -75,12 +67,12 @@ class Scheduler:
     ) -> None:
         self._settings = settings
         self._resolve = resolve
-        self._spawn = spawn
         self._ledger = Ledger(
             probe or MemoryProbe(settings.memory_budget, headroom_mb=settings.memory_headroom_mb),
             measurements or Measurements(settings.home / "memory.json"),
         )
         self._clock = clock or MonotonicClock()
+        self._loader = Loader(spawn, self._clock, load_timeout=settings.load_timeout)
         if settings.memory_budget:
             parse_size_mb(settings.memory_budget, 100.0)  # a typo fails at start, not at load
         default = parse_keep_alive(settings.keep_alive)
@@ -88,13 +80,13 @@ class Scheduler:
         self._capacity = max(settings.num_parallel, 1) + max(settings.max_queue, 0)
         self._loaded: dict[str, LoadedModel] = {}
         self._closing: dict[int, LoadedModel] = {}  # unloading runners, by pid, still in memory
-        self._failures: dict[str, LoadFailure] = {}
         self._waiting: dict[str, int] = {}  # requests waiting for a load, per model
-        self._loading: Loading | None = None
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._changed = asyncio.Event()  # a refcount hit zero, a runner went away, ...
         self._loop_task: asyncio.Task[None] | None = None
+        self._sampler: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._expiry = Expiry(self._clock, self._unload, self._spawn_task)
         self._closed = False
 
     # ------------------------------------------------------------------ queries (ps)
@@ -103,10 +95,10 @@ class Scheduler:
         return sorted(self._loaded.values(), key=lambda m: m.name)
 
     def loading(self) -> Loading | None:
-        return self._loading
+        return self._loader.loading
 
     def failures(self) -> dict[str, LoadFailure]:
-        return {n: f for n, f in self._failures.items() if f.count >= FAILED_AFTER}
+        return self._loader.failed()
 
     def waiting(self, name: str) -> int:
         return self._waiting.get(name, 0)
@@ -117,9 +109,7 @@ class Scheduler:
         return model.refcount - running + self.waiting(model.name)
 
     def expires_in(self, model: LoadedModel) -> float | None:
-        if model.expires_at is None:
-            return None
-        return max(model.expires_at - self._clock.now(), 0.0)
+        return self._expiry.remaining(model)
 
     # ------------------------------------------------------------------ requests
 
@@ -156,7 +146,7 @@ class Scheduler:
 
     async def load(self, name: str, keep_alive: float | None = None) -> LoadedModel:
         """Load ``name`` now (POST /api/load); forgets an earlier failure to retry at once."""
-        self._failures.pop(name, None)
+        self._loader.failures.pop(name, None)
         async with self.use(name, keep_alive=keep_alive) as model:
             return model
 
@@ -177,10 +167,7 @@ class Scheduler:
     def _claim(self, model: LoadedModel, ttl: float) -> None:
         model.refcount += 1
         model.keep_alive = ttl
-        model.expires_at = None
-        if model.timer is not None:
-            model.timer.cancel()  # reuse resets the expiry: it restarts at refcount zero
-            model.timer = None
+        self._expiry.disarm(model)  # reuse resets the expiry: it restarts at refcount zero
 
     def _release(self, model: LoadedModel, seconds: float) -> None:
         model.refcount -= 1
@@ -189,7 +176,6 @@ class Scheduler:
             seconds if not model.avg_seconds else 0.8 * model.avg_seconds + 0.2 * seconds
         )
         if model.refcount == 0:
-            self._ledger.measure(model)
             self._arm_expiry(model)
             self._changed.set()
 
@@ -203,7 +189,7 @@ class Scheduler:
         self._waiting[name] = self.waiting(name) + 1
         try:
             spec = await self._resolve(name)  # 404s and sandbox errors surface here, unqueued
-            self._check_failed(name)
+            self._loader.check(name)
             loop = asyncio.get_running_loop()
             future: asyncio.Future[LoadedModel] = loop.create_future()
             # A caller that goes away wakes the loop, which then drops its entry.
@@ -222,14 +208,6 @@ class Scheduler:
             self._waiting[name] -= 1
             if not self._waiting[name]:
                 del self._waiting[name]
-
-    def _check_failed(self, name: str) -> None:
-        failure = self._failures.get(name)
-        if failure and failure.count >= FAILED_AFTER and self._clock.now() < failure.retry_at:
-            raise LoadError(
-                f"{name} failed to load {failure.count} times in a row and is marked failed: "
-                f"{failure.reason} (POST /api/load retries now)"
-            )
 
     # ------------------------------------------------------------------ the loop
 
@@ -271,7 +249,7 @@ class Scheduler:
                 return current  # loaded while this request waited: a shared load
             if current is not None and not current.runner.alive:
                 self._forget(current, "its runner exited")
-            self._check_failed(spec.name)
+            self._loader.check(spec.name)
             self._changed.clear()  # before planning, so no change between plan and wait is lost
             need = self._ledger.need_mb(spec)
             pool = self._ledger.pool(spec.pool)
@@ -322,55 +300,23 @@ class Scheduler:
     # ------------------------------------------------------------------ load / unload
 
     async def _load(self, spec: LoadSpec, need_mb: float) -> LoadedModel:
-        self._loading = Loading(spec, time.time(), need_mb)
-        try:
-            model = await self._start(spec, need_mb)
-        except LoadError as exc:
-            failure = self._failures.get(spec.name)
-            count = failure.count + 1 if failure else 1
-            self._failures[spec.name] = LoadFailure(
-                count, str(exc), time.time(), self._clock.now() + FAILED_COOLDOWN
-            )
-            if count >= FAILED_AFTER:
-                log.error("%s failed to load %d times; marked failed: %s", spec.name, count, exc)
-            raise
-        finally:
-            self._loading = None
-        self._failures.pop(spec.name, None)
+        model = await self._loader.load(spec, need_mb, self._default_ttl)
         if self._closed:  # shutdown began while this model was loading
             await model.runner.close(grace=1.0)
             raise Unavailable("the server is shutting down", code="shutting_down")
         self._loaded[spec.name] = model
-        self._ledger.measure(model)
+        await self._ledger.measure(model)
         self._spawn_task(self._watch(model))
+        if self._sampler is None or self._sampler.done():
+            sample = self._ledger.sample(self._loaded, self._clock)
+            self._sampler = asyncio.create_task(sample, name="vox-memory")
         return model
 
-    async def _start(self, spec: LoadSpec, need_mb: float) -> LoadedModel:
-        started = self._clock.now()
-
-        def spawned(pid: int) -> None:
-            if self._loading is not None:
-                self._loading.pid = pid
-
-        runner, info = await start_runner(
-            spec, self._spawn, load_timeout=self._settings.load_timeout, on_spawn=spawned
-        )
-        now = self._clock.now()
-        return LoadedModel(
-            spec=spec,
-            runner=runner,
-            info=info,
-            loaded_at=now,
-            loaded_wall=time.time(),
-            last_used=now,
-            load_seconds=now - started,
-            memory_mb=need_mb,
-            keep_alive=self._default_ttl,
-        )
-
     async def _watch(self, model: LoadedModel) -> None:
-        """Notice a runner's death at once, so ps and the budget stop counting it."""
-        died = await model.runner.wait_dead()
+        """Notice a runner's death at once, so ps and the budget stop counting it; kill it
+        first if it freezes while busy (the watchdog)."""
+        limit = watchdog_s(model.spec.adapter, self._settings.runner_watchdog)
+        died = await watch(model.runner, limit, self._clock)
         if self._loaded.get(model.name) is model and not model.unloading:
             log.warning("runner for %s exited: %s", model.name, died)
             self._forget(model, "its runner exited")
@@ -379,42 +325,21 @@ class Scheduler:
         """Drop a dead runner now; its reaping (already exited, so quick) runs on the side."""
         if self._loaded.get(model.name) is model:
             del self._loaded[model.name]
-        if model.timer is not None:
-            model.timer.cancel()
+        self._expiry.disarm(model)
         log.info("dropped %s: %s", model.name, why)
         self._spawn_task(model.runner.close(grace=0.5))
         self._changed.set()
 
     def _arm_expiry(self, model: LoadedModel) -> None:
-        if model.refcount or model.unloading or self._loaded.get(model.name) is not model:
-            return
-        if model.keep_alive == FOREVER:
-            model.expires_at = None
-            return
-        if model.keep_alive <= 0:
-            self._spawn_task(self._unload(model, "keep_alive 0"))
-            return
-        model.expires_at = self._clock.now() + model.keep_alive
-        if model.timer is not None:
-            model.timer.cancel()
-        model.timer = asyncio.create_task(self._expire_at(model, model.expires_at))
-
-    async def _expire_at(self, model: LoadedModel, deadline: float) -> None:
-        await self._clock.sleep_until(deadline)
-        ttl = model.keep_alive
-        model.timer = None  # this task is ending: _unload must not cancel it
-        if model.refcount == 0:
-            await self._unload(model, f"idle for {ttl:g}s (keep_alive)")
+        if not model.refcount and not model.unloading and self._loaded.get(model.name) is model:
+            self._expiry.arm(model)
 
     async def _unload(self, model: LoadedModel, why: str) -> None:
         """Mark, stop and reap a runner; its memory counts until it is really free."""
         if model.unloading or self._loaded.get(model.name) is not model:
             return
         model.unloading = True
-        model.expires_at = None
-        if model.timer is not None:
-            model.timer.cancel()
-            model.timer = None
+        self._expiry.disarm(model)
         del self._loaded[model.name]
         self._closing[model.runner.pid] = model
         log.info("unloading %s (pid %d): %s", model.name, model.runner.pid, why)
@@ -446,9 +371,10 @@ class Scheduler:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for task in (self._loop_task, self._sampler):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         while not self._queue.empty():
             pending = self._queue.get_nowait()
             if not pending.future.done():
@@ -458,8 +384,7 @@ class Scheduler:
         models = [*self._loaded.values(), *self._closing.values()]
         self._loaded.clear()
         for model in models:
-            if model.timer is not None:
-                model.timer.cancel()
+            self._expiry.disarm(model)
         await asyncio.gather(*(m.runner.close() for m in models), return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()

@@ -1,4 +1,4 @@
-"""Measured memory: runners' RSS from /proc, GPU use per PID through NVML, remembered sizes."""
+"""Measured memory: runners' RSS through psutil, GPU use per PID through NVML, remembered sizes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
+
+import psutil
 
 log = logging.getLogger("vox.memory")
 
@@ -23,50 +25,34 @@ def pool_of(device: str) -> str:
     return "cpu"
 
 
-def _descendants(pid: int, proc: Path) -> list[int]:
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            tasks = list((proc / str(current) / "task").iterdir())
-        except OSError:
-            continue
-        for task in tasks:
-            with contextlib.suppress(OSError, ValueError):
-                kids = [int(k) for k in (task / "children").read_text().split()]
-                found.extend(kids)
-                todo.extend(kids)
-    return found
+def _family(pid: int) -> list[psutil.Process]:
+    """``pid`` and all its descendants (a runner's worker processes count as its own)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:  # gone, a zombie, or not ours to see
+        return []
 
 
-def rss_mb(pid: int, proc: Path = Path("/proc")) -> float | None:
-    """Resident memory of ``pid`` and its children in MB; None once the process is gone."""
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of ``pid`` and its children in MB; None once the process is gone.
+
+    Through psutil, so it works where there is no /proc (macOS, where the MLX adapters run).
+    Blocking (it reads every process's status): call it off the event loop.
+    """
     total = 0
     seen = False
-    for each in (pid, *_descendants(pid, proc)):
-        try:
-            status = (proc / str(each) / "status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])  # kB
-                seen = True
-                break
-    return total / 1024 if seen else None
+    for process in _family(pid):
+        with contextlib.suppress(psutil.Error):  # a child that exited meanwhile
+            total += process.memory_info().rss
+            seen = True
+    return total / _MB if seen else None
 
 
-def system_memory_mb(proc: Path = Path("/proc")) -> tuple[float, float]:
-    """(total, available) RAM in MB from /proc/meminfo."""
-    values: dict[str, int] = {}
-    with contextlib.suppress(OSError):
-        for line in (proc / "meminfo").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("MemTotal", "MemAvailable"):
-                values[key] = int(rest.split()[0])
-    total = values.get("MemTotal", 0) / 1024
-    return total, values.get("MemAvailable", values.get("MemTotal", 0)) / 1024
+def system_memory_mb() -> tuple[float, float]:
+    """(total, available) RAM in MB."""
+    memory = psutil.virtual_memory()
+    return memory.total / _MB, memory.available / _MB
 
 
 class GpuProbe(Protocol):
@@ -105,7 +91,7 @@ class NvmlProbe:
 
     def process_mb(self, index: int, pid: int) -> float | None:
         handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
-        pids = {pid, *_descendants(pid, Path("/proc"))}
+        pids = {process.pid for process in _family(pid)}
         used = 0
         seen = False
         for getter in (
@@ -129,19 +115,17 @@ class MemoryProbe:
         *,
         headroom_mb: float = 256.0,
         gpu: GpuProbe | None = None,
-        proc: Path = Path("/proc"),
     ) -> None:
         self._budget = budget
         self._headroom = headroom_mb
         self._gpu = gpu
-        self._proc = proc
 
     def pool(self, name: str) -> tuple[float, float, float]:
         """(budget, driver free, headroom) in MB for a pool."""
         from vox_control.scheduler.budget import parse_size_mb
 
         if name == "cpu":
-            total, free = system_memory_mb(self._proc)
+            total, free = system_memory_mb()
             default = total * 0.75  # leave the rest to the OS and the control plane
         else:
             if self._gpu is None:
@@ -154,7 +138,7 @@ class MemoryProbe:
     def usage_mb(self, pid: int, pool: str) -> float | None:
         """What a runner holds in its pool right now (RSS on CPU, NVML per-PID on a GPU)."""
         if pool == "cpu":
-            return rss_mb(pid, self._proc)
+            return rss_mb(pid)
         if self._gpu is None:
             return None
         return self._gpu.process_mb(int(pool.partition(":")[2]), pid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import msgspec
@@ -97,9 +98,41 @@ class Channel:
         self.socket = socket
         self._lock = asyncio.Lock()
         self.open = True
+        self._ahead: asyncio.Task[str | bytes] | None = None  # begun by meanwhile()
 
     async def receive(self) -> str | bytes:
         """The next text or binary frame; raises ClientGone on disconnect."""
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            return await ahead
+        return await self._receive()
+
+    async def meanwhile(self, work: Awaitable[T]) -> T:
+        """Await ``work`` (a put into a full queue) while still noticing a disconnect.
+
+        A session that stops reading to slow its client down would otherwise learn that the
+        client left only once the model has caught up, keeping the runner busy for nobody. A
+        frame that arrives meanwhile is kept for the next receive(): one frame at most.
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            if self._ahead is None:
+                self._ahead = asyncio.ensure_future(self._receive())
+            ahead = self._ahead
+            await asyncio.wait({task, ahead}, return_when=asyncio.FIRST_COMPLETED)
+            if ahead.done() and isinstance(ahead.exception(), ClientGone):
+                self._ahead = None
+                ahead.result()  # raises ClientGone
+            return await task
+        except asyncio.CancelledError:
+            if self._ahead is not None:  # the reader is going away: nobody reads any more
+                self._ahead.cancel()
+                self._ahead = None
+            raise
+        finally:
+            task.cancel()
+
+    async def _receive(self) -> str | bytes:
         try:
             message = await self.socket.receive()
         except Exception as exc:  # the server implementation's disconnect errors vary

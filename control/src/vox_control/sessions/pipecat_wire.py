@@ -9,7 +9,7 @@ import uuid
 from typing import Any, Protocol
 
 from vox_control import __version__
-from vox_control.audio.decode import PCMResampler
+from vox_control.audio.resample import ToRate
 from vox_control.errors import Overloaded, VoxError, classify
 from vox_control.renderers import (
     REALTIME_TYPES,
@@ -62,13 +62,11 @@ class PcmFramer:
         self.frame_bytes = rate * frame_ms // 1000 * 2
         self.samples = 0  # at ``rate``, everything pushed so far
         self._carry = bytearray()
-        self._resampler: PCMResampler | None = None
+        self._to_rate = ToRate(rate)
 
     def push(self, pcm: bytes, rate: int) -> list[bytes]:
         if rate != self.rate:
-            if self._resampler is None or self._resampler.in_rate != rate:
-                self._resampler = PCMResampler(rate, self.rate)
-            pcm = self._resampler.push(pcm)
+            pcm = self._to_rate.push(pcm, rate)
         self.samples += len(pcm) // 2
         self._carry.extend(pcm)
         frames = []

@@ -40,3 +40,16 @@ def _frame_rms(samples: npt.NDArray[np.float32], rate: int) -> npt.NDArray[np.fl
     frames = samples[: n * frame].astype(np.float64).reshape(n, frame)
     rms: npt.NDArray[np.float64] = np.sqrt((frames**2).mean(axis=1))
     return rms
+
+
+def quietest(samples: npt.NDArray[np.float32], rate: int, span: float = 0.3) -> int:
+    """The sample at the middle of the quietest ``span`` seconds of ``samples`` (the latest
+    such place on a tie): where a long recording is best cut into windows."""
+    rms = _frame_rms(samples, rate)
+    if rms.size == 0:
+        return samples.size
+    run = max(1, min(rms.size, round(span / FRAME_S)))
+    energy = np.convolve(rms, np.ones(run), mode="valid")
+    best = energy.size - 1 - int(np.argmin(energy[::-1]))
+    frame = max(1, round(rate * FRAME_S))
+    return (best + run // 2) * frame

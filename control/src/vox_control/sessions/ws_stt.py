@@ -13,7 +13,8 @@ import numpy as np
 from litestar import WebSocket, websocket
 from vox_protocol import Transcript
 
-from vox_control.audio.decode import WHISPER_RATE, AudioDecodeError, decode_audio
+from vox_control.audio.decode import FRAME_LIMITS, WHISPER_RATE, AudioDecodeError, decode_audio
+from vox_control.audio.resample import Resampler
 from vox_control.inference import ResolvedModel, TranscribeOptions, transcribe
 from vox_control.services import Services
 from vox_control.sessions.channel import (
@@ -217,13 +218,13 @@ class SttSession(StreamSession):
                 )
             audio.append(samples)
             for window in planner.ready(audio.total):
-                await queue.put((window, audio.slice(window)))
+                await self.channel.meanwhile(queue.put((window, audio.slice(window))))
                 audio.drop_before(planner.keep_from())
         if resampler is not None:
             audio.append(resampler.flush())
         for window in planner.finish(audio.total):
-            await queue.put((window, audio.slice(window)))
-        await queue.put(None)
+            await self.channel.meanwhile(queue.put((window, audio.slice(window))))
+        await self.channel.meanwhile(queue.put(None))
         await self.channel.receive()  # returns only if the client breaks the protocol
         raise StreamError("after_end", "no message may follow end", POLICY)
 
@@ -338,31 +339,22 @@ class _Resampler:
     """pcm16 frames at the client's rate -> float32 at 16 kHz, across frame boundaries."""
 
     def __init__(self, rate: int) -> None:
-        self._stream: Any = None
-        if rate != WHISPER_RATE:
-            import soxr
-
-            self._stream = soxr.ResampleStream(rate, WHISPER_RATE, 1, dtype="float32")
+        self._resampler = Resampler(rate, WHISPER_RATE, "float32")
 
     def push(self, audio: _Audio, frame: bytes) -> np.ndarray:
         data = audio.carry + frame
         whole = len(data) - len(data) % 2
         audio.carry = data[whole:]
         samples = np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
-        if self._stream is None:
-            return samples
-        return np.asarray(self._stream.resample_chunk(samples), dtype=np.float32)
+        return self._resampler.push(samples)
 
     def flush(self) -> np.ndarray:
-        if self._stream is None:
-            return np.zeros(0, dtype=np.float32)
-        tail = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-        return np.asarray(tail, dtype=np.float32)
+        return self._resampler.push(np.zeros(0, dtype=np.float32), last=True)
 
 
 def _decode(frame: bytes, input_format: str) -> np.ndarray:
     try:
-        return decode_audio(frame, WHISPER_RATE)
+        return decode_audio(frame, WHISPER_RATE, FRAME_LIMITS)
     except AudioDecodeError as exc:
         raise StreamError(
             "invalid_audio",

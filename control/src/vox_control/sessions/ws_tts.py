@@ -11,7 +11,8 @@ from typing import Any, Literal
 import msgspec
 from litestar import WebSocket, websocket
 
-from vox_control.audio.stream_encode import StreamEncoder, make_encoder
+from vox_control.audio.encode import Encoder
+from vox_control.audio.stream_encode import stream_encoder
 from vox_control.errors import BadRequest
 from vox_control.inference import SynthesisOptions, check_speed, speak
 from vox_control.services import Services
@@ -63,7 +64,7 @@ class TtsSession(StreamSession):
         self.chunks_total = 0
         self.samples = 0  # at the model's rate, everything sent so far
         self.model_rate = 0
-        self.encoder: StreamEncoder | None = None  # created at the first audio of a stream
+        self.encoder: Encoder | None = None  # created at the first audio of a stream
 
     async def serve(self) -> None:
         config = await self.receive_config(TtsConfig)
@@ -239,7 +240,7 @@ class TtsSession(StreamSession):
 
     async def _send_audio(self, config: TtsConfig, pcm: bytes, rate: int) -> None:
         if self.encoder is None:
-            self.encoder = make_encoder(config.response_format, rate, config.sample_rate)
+            self.encoder = stream_encoder(config.response_format, rate, config.sample_rate)
             await self.channel.send_event(
                 {
                     "type": "audio_start",

@@ -35,6 +35,7 @@ from wyoming.tts import (
 )
 
 from vox_control.audio.decode import AudioDecodeError
+from vox_control.audio.long_audio import window_samples
 from vox_control.errors import BadRequest, PayloadTooLarge, VoxError
 from vox_control.inference import (
     ResolvedModel,
@@ -48,7 +49,7 @@ from vox_control.inference import (
 from vox_control.logs import request_id
 from vox_control.renderers import wyoming_error
 from vox_control.services import Services
-from vox_control.sessions.wyoming_audio import Utterance, check_format, to_float
+from vox_control.sessions.wyoming_audio import Utterance, check_format, to_float, windowed
 from vox_control.sessions.wyoming_info import (
     FrameError,
     VoiceCatalog,
@@ -289,7 +290,8 @@ class WyomingSession:
         if not pcm.size:
             raise AudioDecodeError("no audio between audio-start and audio-stop")
         options = TranscribeOptions(language=language or None)
-        result = await transcribe(self.services, model, pcm, rate, options)
+        window = window_samples(rate, self.services.settings.max_frame_bytes)
+        result = await transcribe(self.services, model, windowed(pcm, rate, window), rate, options)
         text = result.text.strip()
         language = result.language or language
         await self.send(TranscriptStart(language=language).event())

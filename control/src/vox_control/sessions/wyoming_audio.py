@@ -1,7 +1,7 @@
 """Wyoming audio in: any allowed rate, width and channel count -> the model's rate, bounded.
 
 Chunks are checked (absurd formats refused), mixed down to mono, and resampled as they arrive
-to the STT model's catalog rate by the one streaming resampler (audio.decode.PCMResampler), so
+to the STT model's catalog rate by the one streaming resampler (audio.resample.Resampler), so
 a session holds int16 at the model's rate whatever the client sends.
 """
 
@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 from wyoming.audio import AudioChunk
 
-from vox_control.audio.decode import AudioDecodeError, PCMResampler
+from vox_control.audio.decode import AudioDecodeError, PcmBuffer
+from vox_control.audio.long_audio import LongAudio
+from vox_control.audio.resample import Resampler
 from vox_control.errors import PayloadTooLarge
 from vox_control.inference import ResolvedModel
 
@@ -56,17 +58,17 @@ class Utterance:
         self.model = model
         self.rate = rate
         # The catalog's rate; a loaded model that says otherwise is resampled again by the seam.
-        self.resampler = PCMResampler(rate, model.rate)
+        self.resampler = Resampler(rate, model.rate)
         self.limit = int(max_seconds * model.rate)
         self.pieces: list[bytes] = []
         self.samples = 0
 
     def push(self, pcm: np.ndarray) -> None:
         pcm16 = (np.clip(pcm, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
-        self._keep(self.resampler.push(pcm16))
+        self._keep(self.resampler.push_pcm16(pcm16))
 
     def finish(self) -> np.ndarray:
-        self._keep(self.resampler.push(b"", last=True))
+        self._keep(self.resampler.push_pcm16(b"", last=True))
         pcm = np.frombuffer(b"".join(self.pieces), dtype="<i2")
         return pcm.astype(np.float32) / 32768.0
 
@@ -78,3 +80,15 @@ class Utterance:
                 "(VOX_STREAM_MAX_AUDIO_SECONDS)"
             )
         self.pieces.append(pcm16)
+
+
+def windowed(pcm: np.ndarray, rate: int, window: int) -> np.ndarray | LongAudio:
+    """An utterance longer than one runner request as the windows HTTP uploads use
+    (audio.long_audio, cut at silence), else as it is."""
+    if pcm.size <= window:
+        return pcm
+    head = PcmBuffer(window + 1)
+    head.append(pcm[: window + 1])
+    step = rate * 10
+    rest = (pcm[i : i + step] for i in range(window + 1, pcm.size, step))
+    return LongAudio(head, rest, rate, window)

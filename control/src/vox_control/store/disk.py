@@ -7,6 +7,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +15,15 @@ import filelock
 import msgspec
 
 from vox_control.errors import ModelNotFound, ServerFault
-from vox_control.store.registry import CatalogEntry, Source, split_name, validate_name
+from vox_control.store.entries import CatalogEntry, Source
+from vox_control.store.names import split_name, validate_name
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 STAGING = ".staging"
 LOCKS = ".locks"
+PARTIAL = ".partial"  # suffix of a model's resumable downloads in the staging directory
+PARTIAL_MAX_AGE = 7 * 24 * 3600.0  # seconds untouched before a partial download is dropped
 
 
 class StoreError(ServerFault):
@@ -43,6 +47,8 @@ class ManifestFile(msgspec.Struct, frozen=True):
     path: str
     size: int
     sha256: str
+    # When the store last saw the file whole: a load re-hashes only files whose mtime moved.
+    mtime_ns: int | None = None
 
 
 class Manifest(msgspec.Struct, kw_only=True):
@@ -93,7 +99,22 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _try_lock(lock: filelock.BaseFileLock) -> bool:
+def write_manifest(directory: Path, manifest: Manifest) -> None:
+    """Write ``directory``'s manifest atomically and durably: its presence means installed."""
+    tmp = directory / f".{MANIFEST}.{secrets.token_hex(4)}.tmp"
+    try:
+        with tmp.open("wb") as out:
+            out.write(msgspec.json.format(msgspec.json.encode(manifest), indent=2))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, directory / MANIFEST)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(directory)
+
+
+def try_lock(lock: filelock.BaseFileLock) -> bool:
+    """Take ``lock`` if nobody holds it; never waits."""
     try:
         lock.acquire(blocking=False)
     except filelock.Timeout:
@@ -108,9 +129,14 @@ class Store:
         self.root = root
         self.staging_root = root / STAGING
         self.locks_root = root / LOCKS
-        self.staging_root.mkdir(parents=True, exist_ok=True)
-        self.locks_root.mkdir(parents=True, exist_ok=True)
+        # Models copied from a user's directories are the user's files: the store is private.
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            root.chmod(0o700)
+        self.staging_root.mkdir(mode=0o700, exist_ok=True)
+        self.locks_root.mkdir(mode=0o700, exist_ok=True)
         self.clear_stale_staging()
+        self.clear_stale_locks()
 
     # ------------------------------------------------------------------ lookups
 
@@ -118,7 +144,8 @@ class Store:
         family, tag = split_name(name)
         return self.root / family / tag
 
-    def _read_manifest(self, name: str) -> Manifest | None:
+    def read_manifest(self, name: str) -> Manifest | None:
+        """The manifest on disk as it is, whatever the files say (None if none or unreadable)."""
         try:
             data = (self.path(name) / MANIFEST).read_bytes()
         except (FileNotFoundError, NotADirectoryError):
@@ -138,14 +165,19 @@ class Store:
                 return False
         return True
 
+    def _installed(self, name: str) -> Manifest | None:
+        manifest = self.read_manifest(name)
+        if manifest is None or manifest.name != name or not self._complete(manifest):
+            return None
+        return manifest
+
     def is_installed(self, name: str) -> bool:
         """Manifest present and readable, and every file there with its recorded size."""
-        manifest = self._read_manifest(name)
-        return manifest is not None and manifest.name == name and self._complete(manifest)
+        return self._installed(name) is not None
 
     def manifest(self, name: str) -> Manifest:
-        manifest = self._read_manifest(name)
-        if manifest is None or manifest.name != name or not self._complete(manifest):
+        manifest = self._installed(name)
+        if manifest is None:
             raise NotInstalled(name)
         return manifest
 
@@ -163,8 +195,8 @@ class Store:
                     validate_name(name)
                 except ValueError:
                     continue
-                manifest = self._read_manifest(name)
-                if manifest is not None and manifest.name == name and self._complete(manifest):
+                manifest = self._installed(name)
+                if manifest is not None:
                     found.append(manifest)
         return sorted(found, key=lambda m: m.name)
 
@@ -175,10 +207,44 @@ class Store:
         family, tag = split_name(name)
         return filelock.FileLock(self.locks_root / f"{family}__{tag}.lock")
 
+    def release_model_lock(self, name: str, lock: filelock.BaseFileLock) -> None:
+        """Release a held model lock, removing its file first unless the model is installed.
+
+        Removing while held is safe: a waiter that opened the old file sees it unlinked once it
+        gets the lock and starts over (filelock checks st_nlink). Unknown names leave nothing.
+        """
+        if not self.path(name).is_dir():
+            with contextlib.suppress(OSError):
+                Path(lock.lock_file).unlink()
+        lock.release()
+
+    def clear_stale_locks(self) -> int:
+        """Remove lock files of models that are not installed and that nobody holds."""
+        removed = 0
+        for stray in sorted(self.locks_root.glob("*.lock")):
+            family, _, tag = stray.stem.partition("__")
+            try:
+                name = validate_name(f"{family}:{tag}")
+            except ValueError:
+                name = None
+            if name is not None and self.path(name).is_dir():
+                continue
+            lock = filelock.FileLock(stray)
+            if try_lock(lock):
+                with contextlib.suppress(OSError):
+                    stray.unlink()
+                lock.release()
+                removed += 1
+        return removed
+
     def remove(self, name: str) -> None:
         """Delete an installed model (waits for a pull of it that is under way)."""
         target = self.path(name)
-        with self.model_lock(name):
+        if not target.is_dir():
+            raise NotInstalled(name)  # before the lock: an unknown name creates no file
+        lock = self.model_lock(name)
+        lock.acquire()
+        try:
             if not target.is_dir():
                 raise NotInstalled(name)
             # Rename first so the model vanishes at once even if deleting takes a while.
@@ -188,6 +254,8 @@ class Store:
             shutil.rmtree(trash, ignore_errors=True)
             with contextlib.suppress(OSError):
                 target.parent.rmdir()  # only succeeds once the family has no tags left
+        finally:
+            self.release_model_lock(name, lock)
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
@@ -198,7 +266,7 @@ class Store:
         lock.acquire()
         directory = self.staging_root / token
         try:
-            directory.mkdir()
+            directory.mkdir(mode=0o700)
             yield directory
         finally:
             shutil.rmtree(directory, ignore_errors=True)
@@ -206,14 +274,44 @@ class Store:
             with contextlib.suppress(OSError):
                 (self.staging_root / f"{token}.lock").unlink()
 
+    def partial(self, name: str) -> Path:
+        """Where pulls of ``name`` keep downloads between tries and runs (hold the model lock).
+
+        It lives under the staging directory, so nothing in it is ever listed as installed.
+        """
+        family, tag = split_name(name)
+        return self.staging_root / f"{family}__{tag}{PARTIAL}"
+
+    def _clear_partial(self, entry: Path) -> bool:
+        # Kept for a later pull to resume, unless a week went by without one.
+        lock = filelock.FileLock(self.locks_root / f"{entry.stem}.lock")
+        if not try_lock(lock):
+            return False  # a pull of that model is using it
+        try:
+            stamps = [p.stat().st_mtime for p in entry.iterdir()] + [entry.stat().st_mtime]
+            if time.time() - max(stamps) < PARTIAL_MAX_AGE:
+                return False
+            shutil.rmtree(entry, ignore_errors=True)
+            return True
+        except OSError:
+            return False
+        finally:
+            lock.release()
+
     def clear_stale_staging(self) -> int:
-        """Remove staging leftovers that no live process holds; returns how many went."""
+        """Remove staging leftovers that no live process holds; returns how many went.
+
+        A model's partial downloads stay for the next pull of it to resume, for a week.
+        """
         removed = 0
         for entry in sorted(self.staging_root.iterdir()):
             if entry.suffix == ".lock":
                 continue
+            if entry.suffix == PARTIAL and entry.is_dir() and not entry.is_symlink():
+                removed += self._clear_partial(entry)
+                continue
             lock = filelock.FileLock(self.staging_root / f"{entry.name}.lock")
-            if not _try_lock(lock):
+            if not try_lock(lock):
                 continue  # a pull in progress owns it
             try:
                 if entry.is_dir() and not entry.is_symlink():
@@ -230,33 +328,36 @@ class Store:
             if (self.staging_root / stray.stem).exists():
                 continue
             lock = filelock.FileLock(stray)
-            if _try_lock(lock):
+            if try_lock(lock):
                 lock.release()
                 with contextlib.suppress(OSError):
                     stray.unlink()
         return removed
 
-    def commit(self, staging_dir: Path, manifest: Manifest) -> Path:
-        """Install ``staging_dir`` as ``manifest.name``; call with the model lock held."""
+    def commit(self, staging_dir: Path, manifest: Manifest) -> Manifest:
+        """Install ``staging_dir`` as ``manifest.name``; call with the model lock held.
+
+        Returns the manifest as recorded: with each file's mtime as the store saw it.
+        """
         if staging_dir.parent != self.staging_root or not staging_dir.is_dir():
             raise StoreError(f"{staging_dir} is not a staging directory of this store")
         validate_name(manifest.name)
+        files = []
         for f in manifest.files:
             try:
-                size = (staging_dir / f.path).stat().st_size
+                st = (staging_dir / f.path).stat()
             except OSError as exc:
                 raise StoreError(f"{manifest.name}: file {f.path} is missing: {exc}") from exc
-            if size != f.size:
-                raise StoreError(f"{manifest.name}: file {f.path} is {size} bytes, not {f.size}")
+            if st.st_size != f.size:
+                raise StoreError(
+                    f"{manifest.name}: file {f.path} is {st.st_size} bytes, not {f.size}"
+                )
+            files.append(msgspec.structs.replace(f, mtime_ns=st.st_mtime_ns))
         # The manifest goes in last and durably: its presence is what "installed" means.
-        data = msgspec.json.format(msgspec.json.encode(manifest), indent=2)
-        with (staging_dir / MANIFEST).open("wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        _fsync_dir(staging_dir)
+        manifest = msgspec.structs.replace(manifest, files=files)
+        write_manifest(staging_dir, manifest)
         target = self.path(manifest.name)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         old: Path | None = None
         if target.exists():
             old = self.staging_root / f"{secrets.token_hex(8)}.replaced"
@@ -265,7 +366,7 @@ class Store:
         _fsync_dir(target.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        return target
+        return manifest
 
     @classmethod
     def for_home(cls, home: Path) -> Store:

@@ -78,6 +78,38 @@ def preload_cuda_libraries() -> int:
     return loaded
 
 
+class _Stopped(Exception):
+    """Raised in the decoding thread by a model call made after its request was cancelled."""
+
+
+class _Interruptible:
+    """CTranslate2's Whisper, whose inference calls first check the calling thread's stop flag.
+
+    faster-whisper's segment generator yields only after a whole 30 s window, and one window
+    may take several model calls (encode, a decode per fallback temperature, word alignment):
+    checking before each call stops a cancelled request within one call, not one window.
+    """
+
+    _CALLS = frozenset({"encode", "generate", "align", "detect_language"})
+
+    def __init__(self, model: Any, local: threading.local) -> None:
+        self._model = model
+        self._local = local
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._model, name)
+        if name not in self._CALLS:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            stop: threading.Event | None = getattr(self._local, "stop", None)
+            if stop is not None and stop.is_set():
+                raise _Stopped
+            return attr(*args, **kwargs)
+
+        return call
+
+
 class FasterWhisperAdapter(Adapter):
     name: ClassVar[str] = "faster-whisper"
     kind: ClassVar[Literal["stt", "tts"]] = "stt"
@@ -88,6 +120,7 @@ class FasterWhisperAdapter(Adapter):
         self._sample_rate = 16000
         self._languages: list[str] = []
         self._multilingual = True
+        self._local = threading.local()  # the stop flag of the request a thread decodes
 
     def load(self, model_dir: Path, device: str, options: Mapping[str, Any]) -> ModelInfo:
         from faster_whisper import WhisperModel
@@ -137,6 +170,7 @@ class FasterWhisperAdapter(Adapter):
         self._multilingual = bool(model.model.is_multilingual)
         self._sample_rate = int(model.feature_extractor.sampling_rate)
         self._beam_size = beam_size
+        model.model = _Interruptible(model.model, self._local)
         self._model = model
         return ModelInfo(
             adapter=self.name,
@@ -202,6 +236,23 @@ class FasterWhisperAdapter(Adapter):
         """Blocking: decode every segment (the generator does the work) in this thread."""
         if audio.size == 0:
             return Transcript(id=request_id, text="", language=options["language"], duration=0.0)
+        self._local.stop = stop
+        try:
+            return self._decode(model, audio, options, request_id, stop)
+        except _Stopped:
+            # Cancelled: nobody reads this reply (the host already answered "cancelled").
+            return Transcript(id=request_id, text="", language=options["language"])
+        finally:
+            self._local.stop = None
+
+    def _decode(
+        self,
+        model: Any,
+        audio: npt.NDArray[np.float32],
+        options: dict[str, Any],
+        request_id: int,
+        stop: threading.Event,
+    ) -> Transcript:
         pieces, info = model.transcribe(audio, **options)
         segments: list[Segment] = []
         for piece in pieces:

@@ -104,7 +104,6 @@ class KokoroAdapter(Adapter):
         self._default_voice: str | None = None
         self._lang: str | None = None
         self._languages: set[str] = set()
-        self._pause = 0.25
 
     def load(self, model_dir: Path, device: str, options: Mapping[str, Any]) -> ModelInfo:
         import onnxruntime
@@ -204,7 +203,7 @@ class KokoroAdapter(Adapter):
             log.info("nothing to speak in %r: %s", text, exc)
             return
         pcm = np.clip(np.asarray(audio) * 32767.0, -32768, 32767).astype("<i2")
-        yield SynthChunk(audio=pcm.tobytes(), sample_rate=SAMPLE_RATE, text=text)
+        yield SynthChunk(pcm.tobytes(), SAMPLE_RATE, text=text, last=True)
 
     def _warm_up(self) -> None:
         # The first ONNX run is several times slower; do not bill it to the first request.

@@ -25,6 +25,7 @@ from vox_runner.adapter import (
     SynthChunk,
     iterate_in_thread,
     option_bool,
+    with_last,
 )
 
 log = logging.getLogger("vox_runner.adapters.piper")
@@ -124,11 +125,14 @@ class PiperAdapter(Adapter):
 
         syn_config = SynthesisConfig(speaker_id=speaker_id, length_scale=length_scale)
         label = text.strip()
-        for chunk in voice.synthesize(text, syn_config=syn_config):
+        for chunk, last in with_last(voice.synthesize(text, syn_config=syn_config)):
             yield SynthChunk(
-                audio=chunk.audio_int16_bytes, sample_rate=chunk.sample_rate, text=label
+                audio=chunk.audio_int16_bytes,
+                sample_rate=chunk.sample_rate,
+                text=label,
+                last=last,
             )
-            label = ""
+            label = ""  # piper split the text further: the text went with the first
 
 
 def _warm_up(voice: Any) -> None:

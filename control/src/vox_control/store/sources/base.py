@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hashlib
+import shutil
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Protocol, TypeVar
 
 import filelock
 import msgspec
@@ -21,7 +21,14 @@ from vox_control.store.disk import Manifest, ManifestFile, Store
 T = TypeVar("T")
 
 CHUNK = 1 << 20
+ETAG = ".etag"  # suffix of the file that keeps a partial download's validator
 EVENT_INTERVAL = 0.1  # seconds between two progress events of one file
+
+
+class Hasher(Protocol):
+    """What copy_hashing needs of a hashlib object (whose class is private to hashlib)."""
+
+    def update(self, data: bytes, /) -> None: ...
 
 
 class PullEvent(msgspec.Struct, omit_defaults=True):
@@ -122,7 +129,7 @@ async def run_blocking(fn: Callable[[threading.Event], T]) -> T:
 def copy_hashing(
     src: IO[bytes],
     out: IO[bytes],
-    digest: hashlib._Hash,
+    digest: Hasher,
     done: int,
     limit: int | None,
     on_chunk: Callable[[int], None],
@@ -160,26 +167,40 @@ async def acquire(lock: filelock.BaseFileLock, emit: Emitter, name: str) -> None
 Fetch = Callable[[Path, Emitter], Awaitable[list[ManifestFile]]]
 
 
+def _drop_if_empty(partial: Path) -> None:
+    """Remove a model's partial directory unless it holds bytes worth resuming."""
+    try:
+        worth = any(p.stat().st_size for p in partial.iterdir() if not p.name.endswith(ETAG))
+    except OSError:
+        return  # not there
+    if not worth:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 async def install(
     store: Store,
     name: str,
     build: Callable[[list[ManifestFile]], Manifest],
     fetch: Fetch,
     progress: ProgressCallback | None,
+    *,
+    replace: bool = False,
 ) -> Manifest:
     """Fetch ``name`` into a staging dir under its model lock and commit it atomically.
 
     Already installed (before or after waiting for the lock): returns its manifest with only a
-    "success" event. Any failure or cancellation leaves no staging dir and nothing installed.
+    "success" event, unless ``replace`` (an upload brings new files whatever is installed).
+    Any failure or cancellation leaves nothing installed and no staging dir, except the
+    model's partial downloads, which the next pull of it resumes.
     """
     emit = Emitter(progress, asyncio.get_running_loop())
-    if store.is_installed(name):
+    if store.is_installed(name) and not replace:
         emit(PullEvent(status="success"))
         return store.manifest(name)
     lock = store.model_lock(name)
     await acquire(lock, emit, name)
     try:
-        if store.is_installed(name):
+        if store.is_installed(name) and not replace:
             # Someone else pulled it while we waited.
             emit(PullEvent(status="success"))
             return store.manifest(name)
@@ -187,8 +208,8 @@ async def install(
             with store.staging() as staging:
                 files = await fetch(staging, emit)
                 emit(PullEvent(status="writing manifest"))
-                manifest = build(files)
-                store.commit(staging, manifest)
+                manifest = store.commit(staging, build(files))
+            shutil.rmtree(store.partial(name), ignore_errors=True)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise PullError(
@@ -196,6 +217,7 @@ async def install(
                 ) from exc
             raise PullError(f"cannot write {name} into {store.root}: {exc}") from exc
     finally:
-        lock.release()
+        _drop_if_empty(store.partial(name))
+        store.release_model_lock(name, lock)
     emit(PullEvent(status="success"))
     return manifest

@@ -1,14 +1,16 @@
-"""Hugging Face source: resolve a revision with huggingface_hub, stream its files to staging."""
+"""Hugging Face source: resolve a revision with huggingface_hub, download its files to staging.
+
+Only huggingface_hub's public API is used: HfApi to resolve and list, ``hf_hub_url`` for file
+URLs, and ``huggingface_hub.utils`` for auth headers and pattern filtering. The bytes come
+through the download every source shares (retries, resume, digests).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import msgspec
@@ -20,23 +22,22 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.hf_api import RepoFile
-from huggingface_hub.utils._headers import build_hf_headers
-from huggingface_hub.utils._paths import filter_repo_objects
+from huggingface_hub.utils import build_hf_headers, filter_repo_objects
 
 from vox_control.store.disk import Manifest, ManifestFile, Store
 from vox_control.store.registry import RESERVED_FILES, CatalogEntry, HFSource
 from vox_control.store.sources.base import (
-    CHUNK,
     Emitter,
     IntegrityError,
     ProgressCallback,
     PullError,
     PullEvent,
-    Stopped,
     UnsupportedSource,
     install,
     run_blocking,
 )
+from vox_control.store.sources.retry import DEFAULT_POLICY, RetryPolicy, Tries, retrying
+from vox_control.store.sources.transfer import Download, download, each, keep_only
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
@@ -110,6 +111,10 @@ def _select(source: HFSource, tree: list[RepoFile]) -> list[RemoteFile]:
         raise PullError(f"{source.repo}@{source.revision}: no file matches {patterns}")
     chosen = []
     for rel in sorted(wanted):
+        parts = rel.split("/")
+        if rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
+            # The listing comes from the server: a path must stay inside the model dir.
+            raise PullError(f"{source.repo}: the Hub listed an unsafe path {rel!r}")
         if rel in RESERVED_FILES:
             raise PullError(f"{source.repo} has a file named {rel}, which the store reserves")
         item = by_rel[rel]
@@ -127,10 +132,19 @@ def _select(source: HFSource, tree: list[RepoFile]) -> list[RemoteFile]:
     return chosen
 
 
-def plan(source: HFSource, endpoint: str, token: str | None = None) -> Plan:
-    """Resolve the revision to a commit and list the files to fetch (blocking)."""
+def plan(
+    source: HFSource,
+    endpoint: str,
+    token: str | None = None,
+    *,
+    emit: Emitter | None = None,
+    stop: threading.Event | None = None,
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> Plan:
+    """Resolve the revision to a commit and list the files to fetch (blocking; retried)."""
     api = HfApi(endpoint=endpoint, token=token)
-    try:
+
+    def attempt() -> tuple[str, list[RepoFile]]:
         info = api.model_info(source.repo, revision=source.revision)
         commit = info.sha or source.revision
         tree = api.list_repo_tree(
@@ -139,103 +153,60 @@ def plan(source: HFSource, endpoint: str, token: str | None = None) -> Plan:
             revision=commit,
             recursive=True,
         )
-        files = [f for f in tree if isinstance(f, RepoFile)]
+        return commit, [f for f in tree if isinstance(f, RepoFile)]
+
+    tries = Tries(policy, emit or Emitter(None), stop or threading.Event(), source.repo)
+    try:
+        commit, tree = retrying(attempt, tries)
     except HUB_ERRORS as exc:
         raise _hub_error(source, endpoint, exc) from exc
-    return Plan(commit=commit, files=_select(source, files))
-
-
-def _open_for_write(path: Path) -> Any:
-    # One seam for every file this source writes (tests use it to simulate a full disk).
-    return path.open("wb")
-
-
-def download(
-    http: httpx.Client,
-    url: str,
-    file: RemoteFile,
-    staging: Path,
-    emit: Emitter,
-    stop: threading.Event,
-) -> ManifestFile:
-    """Stream one file into ``staging``, hashing as it comes; verify size and digests."""
-    dest = staging / file.path
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    sha256 = hashlib.sha256()
-    sha1 = hashlib.sha1(usedforsecurity=False) if file.git_sha1 else None
-    if sha1 is not None and file.size is not None:
-        sha1.update(f"blob {file.size}\0".encode())
-    done = 0
-    emit.progress("downloading", file.path, 0, file.size)
-    try:
-        with http.stream("GET", url) as resp:
-            if resp.status_code in (401, 403):
-                raise PullError(
-                    f"{file.repo_path}: the Hub refused access (HTTP {resp.status_code})"
-                )
-            if resp.status_code != 200:
-                raise PullError(f"downloading {file.repo_path} failed: HTTP {resp.status_code}")
-            with _open_for_write(dest) as out:
-                for chunk in resp.iter_bytes(CHUNK):
-                    if stop.is_set():
-                        raise Stopped
-                    out.write(chunk)
-                    sha256.update(chunk)
-                    if sha1 is not None:
-                        sha1.update(chunk)
-                    done += len(chunk)
-                    if file.size is not None and done > file.size:
-                        raise IntegrityError(
-                            file.path, f"{file.size} bytes", "more than that", what="size"
-                        )
-                    emit.progress("downloading", file.path, done, file.size)
-                out.flush()
-                os.fsync(out.fileno())
-    except httpx.HTTPError as exc:
-        raise PullError(f"downloading {file.repo_path} failed: {exc}") from exc
-    if file.size is None:
-        emit.progress("downloading", file.path, done, done)
-    if file.size is not None and done != file.size:
-        raise IntegrityError(file.path, f"{file.size} bytes", f"{done} bytes", what="size")
-    actual = sha256.hexdigest()
-    if file.sha256 is not None and actual != file.sha256:
-        raise IntegrityError(file.path, file.sha256, actual)
-    if sha1 is not None and file.git_sha1 is not None and sha1.hexdigest() != file.git_sha1:
-        raise IntegrityError(file.path, file.git_sha1, sha1.hexdigest(), what="git blob sha1")
-    return ManifestFile(path=file.path, size=done, sha256=actual)
+    except PullError as exc:  # out of tries
+        raise PullError(f"cannot reach the Hub at {endpoint} for {source.repo}: {exc}") from exc
+    return Plan(commit=commit, files=_select(source, tree))
 
 
 async def fetch_files(
     source: HFSource,
     the_plan: Plan,
     staging: Path,
+    partial: Path,
     emit: Emitter,
     *,
     endpoint: str,
     token: str | None = None,
     concurrency: int = CONCURRENCY,
+    policy: RetryPolicy = DEFAULT_POLICY,
 ) -> list[ManifestFile]:
-    """Download every planned file into ``staging``, a few at once; fails (and stops) as one."""
-    headers = build_hf_headers(token=token)
-    timeout = httpx.Timeout(30.0, read=120.0)
-    limit = asyncio.Semaphore(max(1, concurrency))
+    """Download every planned file (resuming what ``partial`` holds), then move it to staging."""
+    downloads = [
+        Download(
+            hf_hub_url(source.repo, f.repo_path, revision=the_plan.commit, endpoint=endpoint),
+            f.path,
+            f.size,
+            f.sha256,
+            f.git_sha1,
+        )
+        for f in the_plan.files
+    ]
+    keep_only(partial, downloads)
     with httpx.Client(
-        headers=headers, timeout=timeout, follow_redirects=True, trust_env=True
+        headers=build_hf_headers(token=token),
+        timeout=policy.timeout(),
+        follow_redirects=True,
+        trust_env=True,
     ) as http:
 
-        async def one(file: RemoteFile) -> ManifestFile:
-            url = hf_hub_url(
-                source.repo, file.repo_path, revision=the_plan.commit, endpoint=endpoint
-            )
-            async with limit:
-                return await run_blocking(
-                    lambda stop: download(http, url, file, staging, emit, stop)
-                )
+        def get(item: Download, stop: threading.Event) -> ManifestFile:
+            _, size, sha256 = download(http, item, partial, emit, stop, policy)
+            return ManifestFile(path=item.name, size=size, sha256=sha256)
 
-        # A TaskGroup cancels the siblings of a failed download (and waits for their threads).
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(f)) for f in the_plan.files]
-    return [t.result() for t in tasks]
+        files = await each(downloads, get, concurrency)
+    # Only once every file is there: a failure above leaves them all to resume.
+    for item in downloads:
+        dest = staging / item.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial / item.key, dest)
+    return files
 
 
 async def pull_hf(
@@ -246,6 +217,7 @@ async def pull_hf(
     token: str | None = None,
     progress: ProgressCallback | None = None,
     concurrency: int = CONCURRENCY,
+    retry: RetryPolicy = DEFAULT_POLICY,
 ) -> Manifest:
     """Install ``entry`` from the Hub; returns at once if it is already installed."""
     source = entry.source
@@ -255,23 +227,24 @@ async def pull_hf(
 
     async def fetch(staging: Path, emit: Emitter) -> list[ManifestFile]:
         emit(PullEvent(status="resolving", file=f"{source.repo}@{source.revision}"))
-        the_plan = await asyncio.to_thread(plan, source, endpoint, token)
+        the_plan = await run_blocking(
+            lambda stop: plan(source, endpoint, token, emit=emit, stop=stop, policy=retry)
+        )
         resolved.append(the_plan.commit)
         emit(PullEvent(status=f"pulling {source.repo}@{the_plan.commit[:12]}"))
-        try:
-            return await fetch_files(
-                source,
-                the_plan,
-                staging,
-                emit,
-                endpoint=endpoint,
-                token=token,
-                concurrency=concurrency,
-            )
-        except* PullError as group:
-            raise group.exceptions[0] from None
-        except* OSError as group:
-            raise group.exceptions[0] from None
+        partial = store.partial(entry.name)
+        partial.mkdir(exist_ok=True)
+        return await fetch_files(
+            source,
+            the_plan,
+            staging,
+            partial,
+            emit,
+            endpoint=endpoint,
+            token=token,
+            concurrency=concurrency,
+            policy=retry,
+        )
 
     def build(files: list[ManifestFile]) -> Manifest:
         return Manifest.build(entry, files, time.time(), revision=resolved[0])

