@@ -277,6 +277,12 @@ async def test_disconnect_mid_synthesis_cancels_the_runner(wyoming: Served) -> N
         # Nothing holds the model: the rest of the 60 sentences were never asked for.
         assert ps(http)[TTS]["in_flight"] == 0
         assert ps(http)[TTS]["queued"] == 0
+    table = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "vox_cli.main", "ps", "--host", wyoming.http.url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert f"wyoming on tcp://127.0.0.1:{wyoming.port}: 0 session(s)" in table.stdout
 
 
 # ---------------------------------------------------------------------- one process, one budget
