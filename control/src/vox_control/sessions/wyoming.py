@@ -125,6 +125,7 @@ class WyomingSession:
         self.utterance: Utterance | None = None  # from audio-start to audio-stop
         # Streaming synthesis: set from synthesize-start to synthesize-stop.
         self.splitter: SentenceSplitter | None = None
+        self.streamed = False
         self.voice: SynthesizeVoice | None = None
         self.stream_chars = 0
         self.stream_failed = False
@@ -233,11 +234,14 @@ class WyomingSession:
                 language = self.transcribe.language
                 await self._enqueue(functools.partial(self._transcribe, utterance, language))
         elif Synthesize.is_type(kind):
-            if self.splitter is None:  # while streaming it only repeats the chunks' text
+            # Once a connection streams, `synthesize` only repeats the chunks' text for older
+            # servers (Home Assistant sends it before synthesize-stop); wyoming-piper ignores
+            # it from then on too.
+            if not self.streamed:
                 await self._enqueue(functools.partial(self._synthesize, parsed(Synthesize, event)))
         elif SynthesizeStart.is_type(kind):
             self.voice = parsed(SynthesizeStart, event).voice
-            self.splitter = SentenceSplitter()
+            self.splitter, self.streamed = SentenceSplitter(), True
             self.stream_chars, self.stream_failed, self.audio_started = 0, False, False
             await self._enqueue(self._open_stream)
         elif SynthesizeChunk.is_type(kind):
