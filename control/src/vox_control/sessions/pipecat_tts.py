@@ -37,6 +37,7 @@ from vox_control.sessions.pipecat_wire import (
     reply,
 )
 from vox_control.sessions.skeleton import RealtimeSession
+from vox_control.validation import check_no_nul
 
 log = logging.getLogger("vox.realtime.tts")
 
@@ -182,6 +183,10 @@ class TtsRealtime(RealtimeSession):
         text = message.get("text")
         if not isinstance(text, str):
             raise ProtocolError("invalid_config", "input_text.append missing text")
+        try:
+            check_no_nul(text, "text")
+        except BadRequest as exc:
+            raise ProtocolError("invalid_event", exc.message) from None
         text_format = message.get("text_format", "plain")
         if text_format != "plain":
             raise ProtocolError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from vox_protocol import ModelInfo
@@ -68,11 +69,17 @@ class StreamSession:
         """The session's first message, a ``config``, validated into ``kind``."""
         return convert(await self.channel.receive_config(), kind)
 
-    async def open_model(self, requested: str | None) -> tuple[ResolvedModel, ModelInfo]:
+    async def open_model(
+        self,
+        requested: str | None,
+        before_load: Callable[[ResolvedModel], object] | None = None,
+    ) -> tuple[ResolvedModel, ModelInfo]:
         """Resolve the configured model and load it now, so a model that cannot load fails
-        the session before ``ready``."""
+        the session before ``ready``; ``before_load`` refuses what the catalog already can."""
         try:
             model = resolve(self.services, requested, self.kind)
+            if before_load is not None:
+                before_load(model)
             async with self.services.scheduler.use(model.name) as loaded:
                 return model, loaded.info
         except Exception as exc:

@@ -32,6 +32,7 @@ from vox_control.sessions.merge import SEAM_NEAR, Stitcher, WindowTranscript
 from vox_control.sessions.skeleton import StreamSession
 from vox_control.sessions.voiced import speech_level, voiced_spans
 from vox_control.sessions.windows import Window, WindowPlanner
+from vox_control.validation import check_language
 
 log = logging.getLogger("vox.streaming.stt")
 
@@ -118,16 +119,16 @@ class SttSession(StreamSession):
         await self._stream(config, await self._open(config))
 
     async def _open(self, config: SttConfig) -> ResolvedModel:
-        model, info = await self.open_model(config.model)
+        model, info = await self.open_model(
+            # The catalog's languages refuse a bad language before the model is loaded.
+            config.model,
+            lambda m: check_language(config.language, m.manifest.entry.languages),
+        )
         name = model.name
-        languages = info.languages
-        if config.language and languages and config.language not in languages:
-            raise StreamError(
-                "invalid_config",
-                f"language {config.language!r} is not supported by {name}",
-                BAD_CONFIG,
-                param="language",
-            )
+        try:
+            check_language(config.language, info.languages)
+        except Exception as exc:
+            raise model_error(exc) from None
         await self.channel.send_event(
             {
                 "type": "ready",

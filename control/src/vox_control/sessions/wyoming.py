@@ -41,7 +41,6 @@ from vox_control.inference import (
     ResolvedModel,
     SynthesisOptions,
     TranscribeOptions,
-    check_text,
     open_synthesis,
     speak,
     transcribe,
@@ -59,6 +58,7 @@ from vox_control.sessions.wyoming_info import (
     tts_voice,
 )
 from vox_control.text.sentences import SentenceSplitter
+from vox_control.validation import check_text
 
 log = logging.getLogger("vox.wyoming")
 
@@ -307,7 +307,7 @@ class WyomingSession:
     async def _synthesize(self, request: Synthesize) -> None:
         model, voice = tts_voice(self.services, request.voice)
         self.state, self.model = "synthesizing", model.name
-        text = check_text(request.text, self.services.settings.stream_max_text_chars)
+        text = check_text(request.text, "text", self.services.settings.stream_max_text_chars)
         # A voice picked by language is the model's: the runner gets no language to check.
         rate, audio = await open_synthesis(self.services, model, text, voice, 1.0)
         try:
