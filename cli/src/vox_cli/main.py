@@ -160,6 +160,15 @@ def serve(
         float | None,
         _flag("max_audio_seconds", "Longest audio one transcription accepts (then 413)."),
     ] = None,
+    wyoming: Annotated[
+        str | None,
+        _flag(
+            "wyoming", "Also speak Wyoming (Home Assistant): tcp://127.0.0.1:10300 or unix:///PATH."
+        ),
+    ] = None,
+    wyoming_zeroconf: Annotated[
+        bool | None, _flag("wyoming_zeroconf", "Announce Wyoming as _wyoming._tcp (zeroconf).")
+    ] = None,
 ) -> None:
     from vox_control.serve import serve as run_server
 
@@ -196,6 +205,8 @@ def serve(
         ws_ping_timeout=ws_ping_timeout,
         max_upload_bytes_total=max_upload_bytes_total,
         max_audio_seconds=max_audio_seconds,
+        wyoming=wyoming,
+        wyoming_zeroconf=wyoming_zeroconf,
     )
     run_server(settings)
 

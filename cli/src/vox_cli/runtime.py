@@ -50,6 +50,10 @@ def ps(*, json: Json = False, host: Host = None) -> None:
         rows.append((f["name"], "-", "-", "-", "-", f"failed: {f['error']}", "0", "0", "-"))
     columns = ("NAME", "PID", "DEVICE", "PROVIDERS", "MEMORY", "STATE", "IN FLIGHT", "QUEUED")
     print_rows((*columns, "UNTIL"), rows)
+    for name, server in (body.get("sessions") or {}).items():  # protocols beside HTTP (Wyoming)
+        sessions = server.get("sessions") or []
+        busy = sum(1 for s in sessions if s.get("state") != "idle")
+        print(f"{name} on {server.get('listening')}: {len(sessions)} session(s), {busy} busy")
 
 
 def stop(name: str, /, *, host: Host = None) -> None:

@@ -99,6 +99,11 @@ def status(
         console.print(f"voices     {caps['voice_count']}: {', '.join(snap.get('voices') or [])}")
     console.print(f"queue      {snap.get('queue_depth')}")
     console.print(f"uptime     {vox.get('uptime_seconds', 0):.0f} s")
+    for name, server in (vox.get("sessions") or {}).items():
+        sessions = server.get("sessions") or []
+        console.print(f"{name:<10} {server.get('listening')}  {len(sessions)} session(s)")
+        for s in sessions:
+            console.print(f"  {s['id']:<12} {s['state']:<13} {s.get('model') or '-'}")
     models = vox.get("models") or []
     console.print(f"loaded     {len(models)} model(s)")
     for m in models:

@@ -30,6 +30,7 @@ from vox_control.routes.web import WEB_ROUTES
 from vox_control.services import Services
 from vox_control.sessions.ws_stt import transcription_stream
 from vox_control.sessions.ws_tts import speech_stream
+from vox_control.sessions.wyoming_server import WyomingServer
 from vox_control.settings import Settings
 from vox_control.validation import json_body_guard
 
@@ -51,9 +52,16 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await svc.start()
+        wyoming = None
+        if settings.wyoming:  # one process, one scheduler: Wyoming shares the runners
+            wyoming = WyomingServer(svc, settings.wyoming, zeroconf=settings.wyoming_zeroconf)
+            await wyoming.start()
+            svc.session_status["wyoming"] = wyoming.status
         try:
             yield
         finally:
+            if wyoming is not None:
+                await wyoming.stop()
             # Every runner is reaped here, however the server stops (SIGINT, SIGTERM).
             await svc.stop()
 

@@ -2,9 +2,10 @@
 
 Transports: an HTTP JSON response (the native and OpenAI routes share OpenAI's envelope), an
 SSE ``data:`` event and an NDJSON line (streams that already answered 200), a WebSocket
-``error`` event with its close code (docs/streaming.md), and the Pipecat realtime ``error``
-event (sessions/pipecat_wire.py's vocabulary). Each renderer logs the problem once with its
-request id and the server-only detail, so a client's request id finds the cause in the log.
+``error`` event with its close code (docs/streaming.md), the Pipecat realtime ``error``
+event (sessions/pipecat_wire.py's vocabulary), and the Wyoming ``error`` event (text, code).
+Each renderer logs the problem once with its request id and the server-only detail, so a
+client's request id finds the cause in the log.
 """
 
 from __future__ import annotations
@@ -281,3 +282,13 @@ def oai_realtime_error(problem: Problem, client_event_id: str | None) -> dict[st
     if rid is not None:
         error["request_id"] = rid
     return {"type": "error", "event_id": f"evt_{uuid.uuid4().hex[:16]}", "error": error}
+
+
+# ---------------------------------------------------------------------- Wyoming
+
+
+def wyoming_error(exc: BaseException) -> tuple[str, str]:
+    """The Wyoming ``error`` event's text and code: the message with the session's id (the
+    protocol has no field for it), and Vox's own code (model_not_found, queue_full, ...)."""
+    problem, rid = stream_problem(exc, "wyoming session")
+    return problem.message + (f" (request {rid})" if rid else ""), problem.code

@@ -19,6 +19,7 @@ from vox_control.auth import AuthConfigError, check_bind, protect, resolve_token
 from vox_control.guard import guard
 from vox_control.limits import GuardedH11Protocol, bound_repeats, fit_concurrency, raise_nofile
 from vox_control.logs import configure_logging
+from vox_control.sessions.wyoming_server import parse_uri
 from vox_control.settings import Settings
 
 log = logging.getLogger("vox")
@@ -149,7 +150,9 @@ def serve(settings: Settings) -> None:
     try:
         token = resolve_token(settings)
         check_bind(settings, token)
-    except AuthConfigError as exc:
+        if settings.wyoming:  # no auth there: off loopback only with --insecure
+            parse_uri(settings.wyoming, insecure=settings.insecure)
+    except (AuthConfigError, ValueError) as exc:
         raise SystemExit(f"vox serve: {exc}") from None
     # Outermost first: the Origin/Host checks, then the token, then the routes.
     app = guard(protect(create_app(settings), token), settings)

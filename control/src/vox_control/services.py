@@ -180,6 +180,8 @@ class Services:
         self._background: set[asyncio.Task[Any]] = set()
         # Models whose last load crashed: their next load hashes every file.
         self._suspect: set[str] = set()
+        # Protocol servers beside HTTP (Wyoming) report their sessions here for /api/ps.
+        self.session_status: dict[str, Callable[[], dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -137,6 +137,10 @@ class Settings:
     timeout_body: float = 30.0
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
+    # The Wyoming protocol (Home Assistant): tcp://127.0.0.1:10300 or unix:///path; off when
+    # empty. It has no authentication, so off loopback it needs insecure too.
+    wyoming: str = ""
+    wyoming_zeroconf: bool = False  # announce it as _wyoming._tcp (needs the zeroconf package)
 
     @property
     def models_dir(self) -> Path:

@@ -222,4 +222,5 @@ def vox_status(services: Services) -> dict[str, Any]:
             }
             for m in models
         ],
+        "sessions": {name: report() for name, report in services.session_status.items()},
     }
