@@ -152,6 +152,10 @@ def serve(
         float | None,
         _flag("max_audio_seconds", "Longest audio one transcription accepts (then 413)."),
     ] = None,
+    metrics_addr: Annotated[
+        str | None,
+        _flag("metrics_addr", "Also serve /metrics without the token on host:port (scrapers)."),
+    ] = None,
 ) -> None:
     from vox_control.serve import serve as run_server
 
@@ -186,6 +190,7 @@ def serve(
         ws_ping_timeout=ws_ping_timeout,
         max_upload_bytes_total=max_upload_bytes_total,
         max_audio_seconds=max_audio_seconds,
+        metrics_addr=metrics_addr,
     )
     run_server(settings)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -21,6 +22,7 @@ from vox_control.routes.compat import VoxRuntimeController
 from vox_control.routes.forms import UploadBudget
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
+from vox_control.routes.observe import ObserveController
 from vox_control.routes.openai import OpenAIController
 from vox_control.routes.realtime import REALTIME_ROUTES
 from vox_control.routes.runtime import RuntimeController
@@ -48,9 +50,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await svc.start()
+        stop_open = svc.metrics.serve_open(settings.metrics_addr) if settings.metrics_addr else None
         try:
             yield
         finally:
+            if stop_open is not None:
+                await asyncio.to_thread(stop_open)
             # Every runner is reaped here, however the server stops (SIGINT, SIGTERM).
             await svc.stop()
 
@@ -65,6 +70,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             ModelsController,
             RuntimeController,
             VoxRuntimeController,
+            ObserveController,
             transcription_stream,
             speech_stream,
             *REALTIME_ROUTES,
@@ -78,6 +84,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         # budget; inference answered in one piece is cancelled when its client disconnects.
         middleware=[
             request_id_middleware,
+            svc.metrics.middleware,  # by route template, so labels stay bounded
             UploadBudget(settings.max_upload_bytes_total).middleware,
             cancel_on_disconnect(INFERENCE_PATHS),
         ],

@@ -26,9 +26,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# Left open with a token set: liveness probes (container healthchecks, supervisors) carry no
-# secret, and the answer holds no model data beyond counts and in-progress pull names.
-OPEN_PATHS = frozenset({"/api/health"})
+# Left open with a token set: liveness and readiness probes (container healthchecks,
+# supervisors) carry no secret, and the answers hold no model data beyond counts, in-progress
+# pull names and the --preload names.
+OPEN_PATHS = frozenset({"/api/health", "/api/ready"})
 
 
 class AuthConfigError(Exception):

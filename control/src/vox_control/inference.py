@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -83,7 +84,7 @@ async def run_transcription(
             # The catalog did not say (or said wrong): one more pass, to the rate the model has.
             resampled = await asyncio.to_thread(resample, pcm, rate, model.info.sample_rate)
             pcm, rate = resampled, model.info.sample_rate
-        runner = model.runner
+        runner, started = model.runner, time.perf_counter()
         reply = await runner.request(
             Transcribe(
                 id=runner.next_id(),
@@ -100,6 +101,7 @@ async def run_transcription(
         )
     if not isinstance(reply, Transcript):
         raise UpstreamFailed(f"unexpected reply from the runner: {type(reply).__name__}")
+    services.metrics.speech_done("stt", name, len(pcm) / rate, started)
     return reply
 
 
@@ -171,7 +173,7 @@ async def open_synthesis(
     stack = contextlib.AsyncExitStack()
     try:
         model = await stack.enter_async_context(services.scheduler.use(name, keep_alive=keep_alive))
-        runner = model.runner
+        runner, started = model.runner, time.perf_counter()
         request = Synthesize(
             id=runner.next_id(),
             text=text,
@@ -190,9 +192,12 @@ async def open_synthesis(
         raise
 
     async def audio() -> AsyncIterator[tuple[bytes, int]]:
+        samples = len(first.audio) // 2  # pcm16
         async with stack:
             yield first.audio, first.sample_rate
             async for chunk in chunks:
+                samples += len(chunk.audio) // 2
                 yield chunk.audio, chunk.sample_rate
+        services.metrics.speech_done("tts", name, samples / first.sample_rate, started)
 
     return first.sample_rate, audio()

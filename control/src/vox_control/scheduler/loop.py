@@ -20,11 +20,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from vox_control.errors import LoadError, Overloaded, Unavailable
-from vox_control.scheduler.budget import Plan, Resident, parse_keep_alive, parse_size_mb, plan
+from vox_control.metrics import Metrics, note_model, unload_reason
+from vox_control.runner_client import RunnerStalled
+from vox_control.scheduler.budget import Plan, Pool, Resident, parse_keep_alive, parse_size_mb, plan
 from vox_control.scheduler.expiry import Expiry
 from vox_control.scheduler.ledger import Ledger
 from vox_control.scheduler.loader import FAILED_AFTER, Loader, SpawnFn
-from vox_control.scheduler.memory import Measurements, MemoryProbe
+from vox_control.scheduler.memory import Measurements, MemoryProbe, pool_of
 from vox_control.scheduler.scheduled import (
     Clock,
     LoadedModel,
@@ -64,8 +66,10 @@ class Scheduler:
         probe: MemoryProbe | None = None,
         measurements: Measurements | None = None,
         clock: Clock | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics or Metrics()
         self._resolve = resolve
         self._ledger = Ledger(
             probe or MemoryProbe(settings.memory_budget, headroom_mb=settings.memory_headroom_mb),
@@ -88,6 +92,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiry = Expiry(self._clock, self._unload, self._spawn_task)
         self._closed = False
+        self._crashed: set[str] = set()  # models whose last runner exited unasked
 
     # ------------------------------------------------------------------ queries (ps)
 
@@ -111,6 +116,19 @@ class Scheduler:
     def expires_in(self, model: LoadedModel) -> float | None:
         return self._expiry.remaining(model)
 
+    def queue_depths(self) -> dict[str, int]:
+        """Requests waiting per model (beyond the running ones, or for a load): for metrics."""
+        depths = dict(self._waiting)
+        for model in list(self._loaded.values()):
+            depths[model.name] = self.queued(model)
+        return depths
+
+    def pools(self) -> list[Pool]:
+        """The memory pools this server plans with (the CPU, and its device's), read now."""
+        names = {"cpu", *(m.pool for m in list(self._loaded.values()))}
+        names.add(pool_of(self._settings.resolved_device))
+        return [self._ledger.pool(name) for name in sorted(names)]
+
     # ------------------------------------------------------------------ requests
 
     @contextlib.asynccontextmanager
@@ -128,16 +146,20 @@ class Scheduler:
         model = self._loaded.get(name)
         holding = model.refcount if model is not None else 0
         if holding + self.waiting(name) >= self._capacity:
+            self._metrics.refusals.labels(name, "queue_full").inc()
             raise Overloaded(
                 f"{name} has {holding + self.waiting(name)} requests in flight or queued "
                 f"(limit {self._capacity}: --num-parallel plus --max-queue); retry later",
                 code="queue_full",
                 headers={"Retry-After": str(self._retry_after(model))},
             )
+        note_model(name)
+        started = time.perf_counter()
         if model is not None and self._usable(model):
             self._claim(model, ttl)  # fast path: no lock, no queue
         else:
             model = await self._wait_for_load(name, ttl)
+            self._metrics.queue_wait.labels(name).observe(time.perf_counter() - started)
         started = time.perf_counter()
         try:
             yield model
@@ -229,6 +251,8 @@ class Scheduler:
                     )
                 raise
             except Exception as exc:
+                if isinstance(exc, Unavailable) and exc.code == "insufficient_memory":
+                    self._metrics.refusals.labels(pending.spec.name, exc.code).inc()
                 if not pending.future.done():
                     pending.future.set_exception(exc)
                 continue
@@ -300,7 +324,15 @@ class Scheduler:
     # ------------------------------------------------------------------ load / unload
 
     async def _load(self, spec: LoadSpec, need_mb: float) -> LoadedModel:
-        model = await self._loader.load(spec, need_mb, self._default_ttl)
+        try:
+            model = await self._loader.load(spec, need_mb, self._default_ttl)
+        except LoadError:
+            self._metrics.load_failures.labels(spec.name).inc()
+            raise
+        self._metrics.load_seconds.labels(spec.name).observe(model.load_seconds)
+        if spec.name in self._crashed:
+            self._crashed.discard(spec.name)
+            self._metrics.restarts.labels(spec.name).inc()
         if self._closed:  # shutdown began while this model was loading
             await model.runner.close(grace=1.0)
             raise Unavailable("the server is shutting down", code="shutting_down")
@@ -319,6 +351,9 @@ class Scheduler:
         died = await watch(model.runner, limit, self._clock)
         if self._loaded.get(model.name) is model and not model.unloading:
             log.warning("runner for %s exited: %s", model.name, died)
+            cause = "stalled" if isinstance(died, RunnerStalled) else "exited"
+            self._metrics.crashes.labels(model.name, cause).inc()
+            self._crashed.add(model.name)
             self._forget(model, "its runner exited")
 
     def _forget(self, model: LoadedModel, why: str) -> None:
@@ -343,6 +378,7 @@ class Scheduler:
         del self._loaded[model.name]
         self._closing[model.runner.pid] = model
         log.info("unloading %s (pid %d): %s", model.name, model.runner.pid, why)
+        self._metrics.unloads.labels(model.name, unload_reason(why)).inc()
         try:
             await model.runner.close()
             await self._ledger.wait_freed(model)
