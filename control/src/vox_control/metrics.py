@@ -63,7 +63,7 @@ def note_model(name: str) -> None:
 def unload_reason(why: str) -> str:
     """The scheduler's unload message as a bounded label."""
     if why.startswith("evicted"):
-        return "memory"
+        return "evicted"
     if why.startswith(("idle", "keep_alive")):
         return "keep_alive"
     if why.startswith("unload requested"):
@@ -138,7 +138,7 @@ class Metrics:
         )
         self.unloads = Counter(
             "vox_model_unloads",
-            "Runners unloaded, by reason: memory (evicted), keep_alive, requested.",
+            "Runners unloaded, by reason: evicted (LRU, to make room), keep_alive, requested.",
             ["model", "reason"],
             registry=r,
         )

@@ -156,8 +156,9 @@ class Puller:
         started, fetched = time.perf_counter(), dict[str, int]()
         try:
             manifest = await self._fetch(entry, verify, fetched)
-        except BaseException:
-            self._metrics.pull_done(entry.name, "failure", sum(fetched.values()), started)
+        except BaseException as exc:
+            result = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failure"
+            self._metrics.pull_done(entry.name, result, sum(fetched.values()), started)
             raise
         self._metrics.pull_done(entry.name, "success", sum(fetched.values()), started)
         return manifest
