@@ -158,3 +158,26 @@ def test_each_app_has_its_own_registry() -> None:
     one, two = Metrics(), Metrics()
     one.refusals.labels("a", "queue_full").inc()
     assert value(two.exposition().decode(), "vox_refusals_total") == 0
+
+
+def test_the_grafana_dashboard_queries_only_metrics_that_exist(tmp_path: Path) -> None:
+    import json
+    import re
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    dashboard = Path(__file__).parents[2] / "deploy" / "grafana" / "vox.json"
+    exprs = [
+        target["expr"]
+        for panel in json.loads(dashboard.read_text())["panels"]
+        for target in panel.get("targets", [])
+    ]
+    used = {
+        re.sub(r"_(bucket|total|count|sum)$", "", name)
+        for expr in exprs
+        for name in re.findall(r"\bvox_[a-z_]+", expr)
+    }
+    _, metrics = _harness(tmp_path)
+    families = {f.name for f in text_string_to_metric_families(metrics.exposition().decode())}
+    assert used <= families, used - families
+    assert len(used) >= 15
