@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 from vox_control.errors import LoadError, Overloaded, Unavailable
+from vox_control.logs import request_id
 from vox_control.metrics import Metrics, note_model, unload_reason
 from vox_control.runner_client import RunnerStalled
 from vox_control.scheduler.budget import Plan, Pool, Resident, parse_keep_alive, parse_size_mb, plan
@@ -52,6 +55,8 @@ class _Pending:
     keep_alive: float
     deadline: float  # event-loop time
     future: asyncio.Future[LoadedModel]
+    # The request that asked: the loop's log lines while serving this entry carry its id.
+    request_id: str | None = field(default_factory=request_id.get)
 
 
 class Scheduler:
@@ -235,13 +240,14 @@ class Scheduler:
 
     def _ensure_loop(self) -> None:
         if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.create_task(self._run(), name="vox-scheduler")
+            self._loop_task = _detached(self._run(), "vox-scheduler")
 
     async def _run(self) -> None:
         while True:
             pending = await self._queue.get()
             if pending.future.done():
                 continue  # its caller went away while queued
+            request_id.set(pending.request_id)
             try:
                 model = await self._serve(pending)
             except asyncio.CancelledError:  # stop(): nobody may be left waiting
@@ -341,7 +347,7 @@ class Scheduler:
         self._spawn_task(self._watch(model))
         if self._sampler is None or self._sampler.done():
             sample = self._ledger.sample(self._loaded, self._clock)
-            self._sampler = asyncio.create_task(sample, name="vox-memory")
+            self._sampler = _detached(sample, "vox-memory")
         return model
 
     async def _watch(self, model: LoadedModel) -> None:
@@ -386,8 +392,8 @@ class Scheduler:
             self._closing.pop(model.runner.pid, None)
             self._changed.set()
 
-    def _spawn_task(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = _detached(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -425,3 +431,9 @@ class Scheduler:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _detached(coro: Coroutine[Any, Any, None], name: str | None = None) -> asyncio.Task[None]:
+    """A task that outlives the request that happened to start it: it starts from an empty
+    context, so its log lines do not carry that request's id."""
+    return asyncio.get_running_loop().create_task(coro, name=name, context=contextvars.Context())
