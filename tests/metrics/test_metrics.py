@@ -176,3 +176,31 @@ def test_metrics_need_the_token_except_on_the_open_listener(
     # Scrapes stay out of the access log (a refused one is logged, as every 4xx is).
     assert '"GET /metrics HTTP/1.1" 200' not in server.log()
     assert '"GET /metrics HTTP/1.1" 401' in server.log()
+
+
+def test_a_websocket_session_is_counted_open_and_times_its_first_audio(
+    tmp_path: Path, pulled: VoxServer
+) -> None:
+    from tests.streaming.helpers import drain, open_ws
+
+    with own_server(pulled, tmp_path / "ws.log") as server, server.client() as client:
+        with open_ws(server.url, "/v1/audio/speech/stream") as ws:
+            ws.send(json.dumps({"type": "config", "model": TTS}))
+            assert json.loads(ws.recv(timeout=60))["type"] == "ready"  # the model loaded
+            text = scrape(client)
+            assert value(text, "vox_sessions_open", route="/v1/audio/speech/stream") == 1
+            ws.send(json.dumps({"type": "text", "text": SENTENCE}))
+            ws.send(json.dumps({"type": "end"}))
+            assert drain(ws).close_code == 1000
+        deadline = time.monotonic() + 10
+        while value(scrape(client), "vox_sessions_open", route="/v1/audio/speech/stream"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        text = scrape(client)
+    assert value(text, "vox_time_to_first_audio_seconds_count", transport="websocket") == 1
+    # From the text, not from the config: the model's load is not in it.
+    ttfa = value(text, "vox_time_to_first_audio_seconds_sum", transport="websocket", model=TTS)
+    loaded = value(text, "vox_model_load_seconds_sum", model=TTS)
+    assert 0 < ttfa < 30
+    assert loaded > 0
+    assert value(text, "vox_requests_total", route="/v1/audio/speech/stream", status="101") == 1

@@ -272,8 +272,10 @@ class _Exchange:
         self.http = http
         self.transport = transport
         self.status = "500"  # an app that raises without answering
-        # HTTP: from the request's arrival; WebSocket: from the client's next text frame.
+        # HTTP: from the request's arrival; WebSocket: from the first text frame the session
+        # reads after its first answer, or after its last audio.
         self.waiting_since = waiting_since
+        self.handshaken = False
 
     def note(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -296,6 +298,11 @@ class _Exchange:
             if self.waiting_since is not None and self._is_audio(message):
                 elapsed = time.perf_counter() - self.waiting_since
                 self.metrics.ttfa.labels(self.transport, self.request.model).observe(elapsed)
+                self.waiting_since = None
+            elif message["type"] == "websocket.send" and not self.handshaken:
+                # The session's first answer ("ready" after its config, which may have loaded
+                # the model): the wait starts at the next text the session reads.
+                self.handshaken = True
                 self.waiting_since = None
             await send(message)
 
