@@ -40,6 +40,10 @@ def _app(metrics: Metrics) -> Litestar:
 
         return Stream(chunks(), media_type="audio/wav")
 
+    @get("/", media_type="text/html")  # the playground page: not speech, though "/" is
+    async def page() -> str:  # the realtime socket's path too
+        return "<html></html>"
+
     @websocket("/v1/audio/speech/stream")
     async def stream(socket: WebSocket[Any, Any, Any]) -> None:
         await socket.accept()
@@ -49,7 +53,7 @@ def _app(metrics: Metrics) -> Litestar:
         await socket.receive_text()  # the session stays open until the client's "done"
         await socket.close()
 
-    return Litestar([item, boom, speech, stream], middleware=[metrics.middleware], debug=False)
+    return Litestar([item, boom, speech, page, stream], middleware=[metrics.middleware], debug=False)
 
 
 def test_requests_are_counted_by_route_template_with_bounded_labels() -> None:
@@ -71,6 +75,7 @@ def test_time_to_first_audio_and_open_sessions() -> None:
     metrics = Metrics()
     with TestClient(_app(metrics)) as client:
         assert client.get("/api/synthesize").content == b"RIFF"
+        assert client.get("/").status_code == 200
         with client.websocket_connect("/v1/audio/speech/stream") as ws:
             text = metrics.exposition().decode()
             assert value(text, "vox_sessions_open", route="/v1/audio/speech/stream") == 1

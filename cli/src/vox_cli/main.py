@@ -115,6 +115,14 @@ def serve(
             "allow_local_dir", "A root whose directories HTTP clients may register (repeatable)."
         ),
     ] = None,
+    allow_adapter_packages: Annotated[
+        bool | None,
+        _flag("allow_adapter_packages", "Let clients name adapter packages (runs their code)."),
+    ] = None,
+    adapter_python: Annotated[
+        list[str] | None,
+        _flag("adapter_python", "ADAPTER=/path/to/python: run it, build no venv (repeatable)."),
+    ] = None,
     cors_origins: Annotated[
         str | None,
         _flag(
@@ -180,6 +188,8 @@ def serve(
         api_key_file=api_key_file,
         insecure=insecure,
         allow_local_dir=os.pathsep.join(allow_local_dir) if allow_local_dir else None,
+        allow_adapter_packages=allow_adapter_packages,
+        adapter_python=tuple(adapter_python) if adapter_python else None,
         cors_origins=_split(cors_origins),
         allowed_hosts=_split(allowed_hosts),
         limit_concurrency=limit_concurrency,
@@ -211,6 +221,10 @@ def pull(
     as_: Annotated[str | None, Parameter(name="--as", help="Name for hf:// or a dir.")] = None,
     type: Annotated[str | None, Parameter(help="stt or tts, if the adapter is new.")] = None,
     revision: Annotated[str | None, Parameter(help="Branch, tag or commit (hf://).")] = None,
+    adapter_package: Annotated[
+        str | None,
+        Parameter(help="Package with the adapter: name==version, a .whl or a project dir."),
+    ] = None,
     verify: Annotated[
         bool, Parameter(help="Hash every installed file; fetch again what does not match.")
     ] = False,
@@ -223,11 +237,19 @@ def pull(
     """
     from vox_cli.progress import PullProgress
 
+    if adapter_package and not models.is_source(name):
+        raise CLIError("--adapter-package goes with hf://owner/repo or ./dir (and --adapter, --as)")
     with VoxClient(host) as client:
         if models.is_source(name):
             is_dir = not name.startswith("hf://")
             name = models.register(
-                client, name, as_name=as_, adapter=adapter, type=type, revision=revision
+                client,
+                name,
+                as_name=as_,
+                adapter=adapter,
+                type=type,
+                revision=revision,
+                adapter_package=adapter_package,
             )
             if is_dir:  # uploaded whole, sandbox included: nothing left to pull
                 say(f"pulled {name}")

@@ -40,7 +40,13 @@ def tar_stream(files: list[tuple[Path, str]]) -> Iterator[bytes]:
 
 
 def upload(
-    client: VoxClient, directory: Path, *, as_name: str, adapter: str, type: str | None
+    client: VoxClient,
+    directory: Path,
+    *,
+    as_name: str,
+    adapter: str,
+    type: str | None,
+    adapter_package: str | None = None,
 ) -> str:
     """Send the files of ``directory`` to the server as model ``as_name``; returns the name.
 
@@ -60,8 +66,17 @@ def upload(
     params = {"name": as_name, "adapter": adapter, "path": str(directory)}
     if type:
         params["type"] = type
+    if adapter_package:
+        params["adapter_package"] = adapter_package
     result = client.post_stream("/api/upload", tar_stream(files), "application/x-tar", params)
     return str(result["model"])
+
+
+def _package_arg(spec: str | None) -> str | None:
+    """A wheel or project path made absolute (the server takes no relative paths)."""
+    if spec and (spec.startswith((".", "~")) or spec.endswith(".whl") or Path(spec).is_dir()):
+        return str(Path(spec).expanduser().resolve())
+    return spec
 
 
 def register(
@@ -72,6 +87,7 @@ def register(
     adapter: str | None,
     type: str | None = None,
     revision: str | None = None,
+    adapter_package: str | None = None,
 ) -> str:
     """Register (hf://) or upload (a directory) ``source`` as ``as_name``; returns the name."""
     if not as_name or not adapter:
@@ -80,12 +96,21 @@ def register(
         path = Path(source).expanduser()
         if not path.is_dir():
             raise CLIError(f"{source} is not a directory")
-        return upload(client, path.resolve(), as_name=as_name, adapter=adapter, type=type)
+        return upload(
+            client,
+            path.resolve(),
+            as_name=as_name,
+            adapter=adapter,
+            type=type,
+            adapter_package=_package_arg(adapter_package),
+        )
     body: dict[str, Any] = {"name": as_name, "source": source, "adapter": adapter}
     if type:
         body["type"] = type
     if revision:
         body["revision"] = revision
+    if adapter_package:
+        body["adapter_package"] = _package_arg(adapter_package)
     return str(client.post_json("/api/register", body)["model"])
 
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
 
 from vox_control import __version__
 from vox_control.disconnect import cancel_on_disconnect
@@ -24,13 +23,16 @@ from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
 from vox_control.routes.observe import ObserveController
 from vox_control.routes.openai import OpenAIController
+from vox_control.routes.openapi import DOCS_ASSETS, openapi_config
 from vox_control.routes.realtime import REALTIME_ROUTES
 from vox_control.routes.runtime import RuntimeController
 from vox_control.routes.voices import VoicesController
+from vox_control.routes.web import WEB_ROUTES
 from vox_control.services import Services
 from vox_control.sessions.ws_stt import transcription_stream
 from vox_control.sessions.ws_tts import speech_stream
 from vox_control.settings import Settings
+from vox_control.validation import json_body_guard
 
 # Inference answered in one piece: a client that disconnects cancels its request (and the
 # runner's work). Streamed answers are cancelled by Litestar itself.
@@ -74,6 +76,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             transcription_stream,
             speech_stream,
             *REALTIME_ROUTES,
+            *WEB_ROUTES,
+            DOCS_ASSETS,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         # Loopback origins and --cors-origins; serve.py's guard refuses the others' writes.
@@ -91,7 +95,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         before_send=[request_id_header],
         lifespan=[lifespan],
         request_max_body_size=settings.max_upload_bytes,
-        openapi_config=OpenAPIConfig(title="Vox", version=__version__, path="/docs"),
+        # JSON bodies are depth-checked before any handler decodes them (validation.py).
+        before_request=json_body_guard,
+        openapi_config=openapi_config(__version__),
         debug=False,
         # Logging is configured once by `vox serve`; Litestar's queue-based default would drop
         # the last lines (runner reaping) when uvicorn re-raises SIGTERM at exit.

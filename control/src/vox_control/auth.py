@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hmac
 import ipaddress
 import json
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 from vox_control.errors import error_body
 from vox_control.renderers import REQUEST_ID_HEADER, scope_request_id
 from vox_control.settings import Settings
+from vox_control.web import PAGE_PATHS
 
 if TYPE_CHECKING:
     from litestar.types import Scope as LitestarScope
@@ -30,6 +32,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # supervisors) carry no secret, and the answers hold no model data beyond counts, in-progress
 # pull names and the --preload names.
 OPEN_PATHS = frozenset({"/api/health", "/api/ready"})
+
+# A browser cannot set headers on a WebSocket, only offer subprotocols: the playground offers
+# ["vox", "vox.bearer.<base64url of the token>"], the token is checked like a header's, and
+# the server selects "vox" (never echoing the token back).
+WS_PROTOCOL = "vox"
+WS_TOKEN_PREFIX = "vox.bearer."
 
 
 class AuthConfigError(Exception):
@@ -91,6 +99,55 @@ def token_matches(headers: list[tuple[bytes, bytes]], token: str) -> bool:
     return False
 
 
+def offered_protocols(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """The subprotocols a WebSocket handshake offers (Sec-WebSocket-Protocol, comma-separated)."""
+    return [
+        item.strip()
+        for key, value in headers
+        if key.lower() == b"sec-websocket-protocol"
+        for item in value.split(b",")
+    ]
+
+
+def protocol_token_matches(headers: list[tuple[bytes, bytes]], token: str) -> bool:
+    """True when a subprotocol is ``vox.bearer.<base64url(token), unpadded>`` (constant time)."""
+    encoded = base64.urlsafe_b64encode(token.encode()).rstrip(b"=")
+    expected = WS_TOKEN_PREFIX.encode() + encoded
+    return any(hmac.compare_digest(item, expected) for item in offered_protocols(headers))
+
+
+def is_page(scope: Scope) -> bool:
+    """A GET of the playground page or one of its files: exact paths, never an API or a socket."""
+    return (
+        scope["type"] == "http" and scope.get("method") == "GET" and scope.get("path") in PAGE_PATHS
+    )
+
+
+class SelectVoxProtocol:
+    """ASGI middleware: a handshake that offered ``vox`` is accepted with it selected.
+
+    A browser fails a WebSocket whose accept selects none of the protocols it offered, so this
+    runs with and without a token (the page may send one to a server that wants none).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket" or WS_PROTOCOL.encode() not in offered_protocols(
+            scope.get("headers") or []
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def selecting(message: Message) -> None:
+            if message["type"] == "websocket.accept" and not message.get("subprotocol"):
+                message = {**message, "subprotocol": WS_PROTOCOL}
+            await send(message)
+
+        await self.app(scope, receive, selecting)
+
+
 class BearerAuth:
     """ASGI middleware: a missing or wrong token gets 401 (OpenAI's error envelope)."""
 
@@ -106,8 +163,13 @@ class BearerAuth:
         if (
             kind not in ("http", "websocket")
             or scope.get("path") in self.open_paths
+            or is_page(scope)
             or is_preflight(scope)
             or token_matches(scope.get("headers") or [], self.token)
+            or (
+                kind == "websocket"
+                and protocol_token_matches(scope.get("headers") or [], self.token)
+            )
         ):
             await self.app(scope, receive, send)
             return
@@ -164,8 +226,10 @@ async def deny(
 
 
 def protect(app: Any, token: str | None) -> Any:
-    """``app`` (any ASGI app) behind BearerAuth when a token is configured, else unchanged."""
-    return BearerAuth(app, token) if token else app
+    """``app`` (any ASGI app) behind BearerAuth when a token is configured; either way a
+    WebSocket that offers the ``vox`` subprotocol gets it selected."""
+    selecting = SelectVoxProtocol(app)
+    return BearerAuth(selecting, token) if token else selecting
 
 
 __all__ = [

@@ -136,18 +136,6 @@ async def list_voices(services: Services, name: str) -> tuple[list[Voice], str |
     return list(reply.voices), reply.default
 
 
-def check_text(text: str | None, max_chars: int = 100_000) -> str:
-    if text is None or not text.strip():
-        raise BadRequest("'input' must be non-empty text", param="input")
-    if "\x00" in text:  # no model can speak it, and it came back from the runner as a 500
-        raise BadRequest("'input' contains a NUL character", param="input")
-    if len(text) > max_chars:
-        raise BadRequest(
-            f"'input' is {len(text)} characters; the limit is {max_chars}", param="input"
-        )
-    return text
-
-
 def check_speed(speed: float) -> float:
     if not MIN_SPEED <= speed <= MAX_SPEED:
         raise BadRequest(f"'speed' must be between {MIN_SPEED} and {MAX_SPEED}", param="speed")

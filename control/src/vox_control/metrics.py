@@ -34,8 +34,10 @@ LOAD_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 RTF_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 5)
 PULL_BUCKETS = (0.5, 1, 5, 10, 30, 60, 120, 300, 900, 1800)
 # Speech routes: their first body bytes (HTTP) or first audio frame (WebSocket) is the TTFA.
-SPEECH_ROUTES = frozenset({"/api/synthesize", "/v1/audio/speech", "/v1/audio/speech/stream"})
-REALTIME_ROUTES = frozenset({"/v1/realtime/tts", "/v1/realtime/stt", "/"})
+# "/" is a realtime WebSocket, and over HTTP the playground page: only its socket counts.
+SPEECH_HTTP = frozenset({"/api/synthesize", "/v1/audio/speech"})
+SPEECH_SOCKETS = frozenset({"/v1/audio/speech/stream"})
+REALTIME_SOCKETS = frozenset({"/v1/realtime/tts", "/v1/realtime/stt", "/"})
 # The realtime protocol carries audio as base64 in JSON events of this type.
 _REALTIME_AUDIO = '"response.audio.delta"'
 
@@ -233,10 +235,10 @@ def _middleware(metrics: Metrics, app: ASGIApp) -> ASGIApp:
             metrics,
             request,
             http,
-            "http" if http else "realtime" if route in REALTIME_ROUTES else "websocket",
+            "http" if http else "realtime" if route in REALTIME_SOCKETS else "websocket",
             started if http else None,
         )
-        speech = route in SPEECH_ROUTES or route in REALTIME_ROUTES
+        speech = route in (SPEECH_HTTP if http else SPEECH_SOCKETS | REALTIME_SOCKETS)
         sessions = None if http else metrics.sessions.labels(route)
         if sessions is not None:
             sessions.inc()

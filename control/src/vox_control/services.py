@@ -119,11 +119,12 @@ class Puller:
 
     async def upload(self, entry: CatalogEntry, stream: IO[bytes]) -> Manifest:
         """Install files a client uploads (a tar stream) as ``entry``, sandbox first."""
-        await self.prepare_sandbox(entry.adapter)
+        await self.prepare_sandbox(entry.adapter, entry.adapter_package)
         return await install_upload(entry, self._store, stream)
 
-    async def prepare_sandbox(self, adapter: str) -> Sandbox:
-        """The adapter's sandbox, built if needed; uv's output goes to the server log only."""
+    async def prepare_sandbox(self, adapter: str, package: str | None = None) -> Sandbox:
+        """The adapter's sandbox (from ``package``, an entry's ``adapter_package``), built if
+        needed; uv's output goes to the server log only."""
 
         built: list[str] = []
 
@@ -132,7 +133,8 @@ class Puller:
             log.debug("sandbox %s: %s", adapter, line)
 
         try:
-            sandbox = await asyncio.to_thread(self._sandboxes.ensure, adapter, sandbox_log)
+            ensure = self._sandboxes.ensure
+            sandbox = await asyncio.to_thread(ensure, adapter, sandbox_log, package)
             self._metrics.sandbox_builds.labels(adapter, "built" if built else "ready").inc()
             return sandbox
         except SandboxError as exc:
@@ -172,7 +174,7 @@ class Puller:
         # The sandbox comes first: files are committed (and the model listed) only once the
         # model can run, so a failed sandbox leaves nothing installed and the pull can retry.
         emit(PullEvent(status=f"preparing the {entry.adapter} sandbox"))
-        await self.prepare_sandbox(entry.adapter)
+        await self.prepare_sandbox(entry.adapter, entry.adapter_package)
         return await pull_model(
             entry,
             self._store,
@@ -200,6 +202,7 @@ class Services:
             settings.sandboxes_dir,
             RunnerSource.detect(settings.sandboxes_dir / ".wheels"),
             device=settings.resolved_device,
+            interpreters=settings.adapter_interpreters,
         )
         self.metrics = Metrics()
         self.puller = Puller(settings, self.registry, self.store, self.sandboxes, self.metrics)
@@ -326,9 +329,10 @@ class Services:
         manifest = self.manifest(name)
         check_device(manifest.entry, self.settings.resolved_device)
         await self._verify(name, full=name in self._suspect)
-        sandbox = self.sandboxes.get(manifest.adapter)
+        package = manifest.entry.adapter_package
+        sandbox = self.sandboxes.get(manifest.adapter, package)
         if sandbox is None:
-            sandbox = await self.puller.prepare_sandbox(manifest.adapter)
+            sandbox = await self.puller.prepare_sandbox(manifest.adapter, package)
         return LoadSpec(
             name=name,
             adapter=manifest.adapter,

@@ -97,6 +97,13 @@ class Settings:
     # os.pathsep; none by default, since over HTTP a path names the server's files, not the
     # client's. `vox pull ./dir` uploads the files instead and needs none of this.
     allow_local_dir: str = ""
+    # Whether HTTP clients may name an adapter_package (/api/register, /api/upload): installing
+    # one runs its code as the server's user, so it is off unless the operator allows it.
+    # Catalog files the operator writes ($VOX_HOME/catalog, registry_url) need no permission.
+    allow_adapter_packages: bool = False
+    # Interpreters that run adapters instead of a sandbox Vox builds ("piper=/nix/.../python"),
+    # for Nix, conda or a GPU image's own Python; checked before use (vox_sandboxes.package).
+    adapter_python: tuple[str, ...] = ()
     # Optional remote catalog: a URL of a JSON list of entries, or a directory of entry files.
     registry_url: str = ""
     runner_start_timeout: float = 60.0
@@ -149,6 +156,17 @@ class Settings:
     @property
     def local_dir_roots(self) -> tuple[Path, ...]:
         return tuple(Path(p).expanduser() for p in self.allow_local_dir.split(os.pathsep) if p)
+
+    @property
+    def adapter_interpreters(self) -> dict[str, Path]:
+        """``adapter_python`` as {adapter: interpreter}; a malformed item is a ValueError."""
+        found: dict[str, Path] = {}
+        for item in self.adapter_python:
+            adapter, sep, path = item.partition("=")
+            if not sep or not adapter.strip() or not path.strip():
+                raise ValueError(f"adapter_python {item!r} must be ADAPTER=/path/to/python")
+            found[adapter.strip()] = Path(path.strip()).expanduser()
+        return found
 
     @property
     def resolved_device(self) -> str:

@@ -22,6 +22,8 @@ from filelock import FileLock, Timeout
 
 from vox_sandboxes import uvcli
 from vox_sandboxes.errors import SandboxError
+from vox_sandboxes.external import Interpreters
+from vox_sandboxes.package import AdapterPackage, parse_package, resolve_package
 from vox_sandboxes.source import PROTOCOL_NAME, RUNNER_NAME, RunnerSource, normalize_name
 
 MANIFEST_NAME = "vox-sandbox.json"
@@ -47,12 +49,17 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Sandbox:
-    """One ready adapter venv; run the runner as `<python> -m vox_runner --adapter <adapter>`."""
+    """One ready adapter venv; run the runner as `<python> -m vox_runner --adapter <adapter>`.
+
+    ``adapter`` is the sandbox's directory name: the adapter's, plus ``-pkg-<key>`` for a
+    third-party package. An interpreter the operator provides is a Sandbox too (``external``).
+    """
 
     adapter: str
     path: Path
     python: Path  # <path>/bin/python
     fingerprint: str
+    external: bool = False
 
 
 def _discard(_line: str) -> None:
@@ -100,6 +107,16 @@ def _identity(sandbox: Sandbox) -> tuple[int, ...] | None:
     return (manifest.st_ino, manifest.st_mtime_ns, interpreter.st_ino, interpreter.st_mtime_ns)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One sandbox to build: the adapter, its directory, and the package it comes from."""
+
+    adapter: str
+    dir_name: str
+    package: AdapterPackage | None
+    fingerprint: str
+
+
 class SandboxManager:
     """Creates, finds and removes the per-adapter sandboxes under one root dir."""
 
@@ -112,6 +129,8 @@ class SandboxManager:
         uv: str | None = None,
         python: str | None = None,
         extra_env: Mapping[str, str] | None = None,
+        interpreters: Mapping[str, Path] | None = None,
+        protocol_version: int | None = None,
     ) -> None:
         self.root = Path(root)
         self.source = source
@@ -125,12 +144,15 @@ class SandboxManager:
         self._env = uvcli.uv_env(extra_env)
         self._python_info: dict[str, str] | None = None
         self._verified: dict[str, tuple[int, ...]] = {}  # adapter -> _identity() probed OK
+        # Interpreters the operator provides (--adapter-python): used as they are, never built.
+        self.interpreters = Interpreters(interpreters or {}, protocol_version)
 
     # -- queries ---------------------------------------------------------------------------
 
-    def fingerprint(self, adapter: str) -> str:
-        """What a sandbox for `adapter` built now would be stamped with."""
+    def fingerprint(self, adapter: str, package: str | None = None) -> str:
+        """What a sandbox for `adapter` (from `package`, if given) built now is stamped with."""
         name = self._name(adapter)
+        pkg = resolve_package(parse_package(package)) if package is not None else None
         # The adapter's extras need no entry of their own: they live in the runner's
         # pyproject.toml (hashed into the source fingerprint) or come with its pinned version.
         payload = {
@@ -142,12 +164,25 @@ class SandboxManager:
             # for adapters whose stack has no GPU flavor, so switching devices rebuilds nothing.
             "gpu_swaps": [dataclasses.asdict(s) for s in uvcli.gpu_swaps(name, self.device)],
         }
+        if pkg is not None:
+            payload["package"] = {"spec": pkg.spec, "content": pkg.content_hash()}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
-    def get(self, adapter: str) -> Sandbox | None:
-        """The ready, up-to-date sandbox for `adapter`, or None."""
+    def get(self, adapter: str, package: str | None = None) -> Sandbox | None:
+        """The ready, up-to-date sandbox for `adapter` (from `package`), or None."""
         name = self._name(adapter)
-        return self._ready(name, self.fingerprint(name))
+        if name in self.interpreters:
+            # Only once checked: the check imports the adapter (seconds), so it runs in
+            # ensure(), which callers run off the event loop, and ensure() says what is missing.
+            try:
+                return self._external(name, check=False)
+            except SandboxError:
+                return None
+        try:
+            fingerprint = self.fingerprint(name, package)
+        except (ValueError, SandboxError):
+            return None
+        return self._ready(self._dir_name(name, package), fingerprint)
 
     def list(self) -> list[Sandbox]:
         """Every complete sandbox on disk, up to date or not (compare `fingerprint()`)."""
@@ -164,9 +199,9 @@ class SandboxManager:
             found.append(self._sandbox(child.name, str(manifest["fingerprint"])))
         return found
 
-    def manifest(self, adapter: str) -> dict[str, Any] | None:
+    def manifest(self, adapter: str, package: str | None = None) -> dict[str, Any] | None:
         """The sandbox's vox-sandbox.json (versions, packages, ...), if it has one."""
-        return _read_manifest(self.root / self._name(adapter))
+        return _read_manifest(self.root / self._dir_name(self._name(adapter), package))
 
     def known_adapters(self) -> builtins.list[str] | None:
         """The adapters the runner source offers, or None when that cannot be known up front."""
@@ -175,21 +210,37 @@ class SandboxManager:
 
     # -- changes ---------------------------------------------------------------------------
 
-    def ensure(self, adapter: str, log: Log | None = None) -> Sandbox:
-        """The up-to-date sandbox for `adapter`, created or re-created first if needed."""
+    def ensure(self, adapter: str, log: Log | None = None, package: str | None = None) -> Sandbox:
+        """The up-to-date sandbox for `adapter`, created or re-created first if needed.
+
+        With `package` (an entry's ``adapter_package``) the sandbox holds the bare runner plus
+        that package, whose ``vox.adapters`` entry point provides `adapter`.
+        """
         name = self._name(adapter)
-        self._check_known(name)
-        fingerprint = self.fingerprint(name)
-        ready = self._ready(name, fingerprint)
+        if name in self.interpreters:
+            return self._external(name)
+        pkg = None
+        if package is not None:
+            try:
+                pkg = resolve_package(parse_package(package))
+            except ValueError as exc:
+                raise SandboxError(str(exc)) from exc
+        else:
+            self._check_known(name)
+        fingerprint = self.fingerprint(name, package)
+        dir_name = self._dir_name(name, package)
+        ready = self._ready(dir_name, fingerprint)
         if ready is not None:
             return ready
         try:
-            return self._ensure_locked(name, fingerprint, log if log is not None else _discard)
+            job = _Job(name, dir_name, pkg, fingerprint)
+            return self._ensure_locked(job, log if log is not None else _discard)
         except OSError as exc:
             prefix = f"could not create the sandbox for {name}"
             raise SandboxError(f"{prefix}: {exc}", f"{prefix}: {exc.strerror}") from exc
 
-    def _ensure_locked(self, name: str, fingerprint: str, log: Log) -> Sandbox:
+    def _ensure_locked(self, job: _Job, log: Log) -> Sandbox:
+        name, fingerprint = job.dir_name, job.fingerprint
         self.root.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self._lock_path(name))
         try:
@@ -204,13 +255,13 @@ class SandboxManager:
             if ready is not None:
                 return ready
             self._clean_leftovers(name, log)
-            return self._build(name, fingerprint, log)
+            return self._build(job, log)
         finally:
             lock.release()
 
-    def remove(self, adapter: str) -> None:
+    def remove(self, adapter: str, package: str | None = None) -> None:
         """Delete the sandbox for `adapter` (and any leftovers); no-op if there is none."""
-        name = self._name(adapter)
+        name = self._dir_name(self._name(adapter), package)
         if not self.root.is_dir():
             return
         with FileLock(self._lock_path(name)):
@@ -230,6 +281,19 @@ class SandboxManager:
         if not _ADAPTER_RE.match(name):
             raise SandboxError(f"invalid adapter name {adapter!r}")
         return name
+
+    @staticmethod
+    def _dir_name(name: str, package: str | None) -> str:
+        if package is None:
+            return name
+        try:
+            return f"{name}-pkg-{parse_package(package).key}"
+        except ValueError as exc:
+            raise SandboxError(str(exc)) from exc
+
+    def _external(self, name: str, *, check: bool = True) -> Sandbox:
+        python = self.interpreters.python(name, check=check)
+        return Sandbox(name, python.parent.parent, python, f"external:{python}", external=True)
 
     def _check_known(self, name: str) -> None:
         known = self.known_adapters()
@@ -297,12 +361,13 @@ class SandboxManager:
                 log(f"removing leftover {leftover.name} from an interrupted run")
                 shutil.rmtree(leftover, ignore_errors=True)
 
-    def _build(self, name: str, fingerprint: str, log: Log) -> Sandbox:
+    def _build(self, job: _Job, log: Log) -> Sandbox:
+        name, fingerprint = job.dir_name, job.fingerprint
         target, staging = self.root / name, self._staging_path(name)
         log(f"{'re-creating' if target.exists() else 'creating'} sandbox for {name}")
         started = time.monotonic()
         try:
-            self._populate(name, fingerprint, staging, log)
+            self._populate(job, staging, log)
             self._swap_in(name, staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -314,7 +379,9 @@ class SandboxManager:
             self._verified[name] = key
         return sandbox
 
-    def _populate(self, name: str, fingerprint: str, staging: Path, log: Log) -> None:
+    def _populate(self, job: _Job, staging: Path, log: Log) -> None:
+        name, fingerprint, package = job.adapter, job.fingerprint, job.package
+
         def uv(cmd: builtins.list[str]) -> builtins.list[str]:
             return uvcli.run_uv(cmd, adapter=name, env=self._env, cwd=self.root, log=log)
 
@@ -324,19 +391,27 @@ class SandboxManager:
         excludes = staging / ".vox-excludes.txt" if any(s.cpu for s in swaps) else None
         if excludes is not None:
             excludes.write_text(uvcli.excludes_text(swaps))
-        cmd = uvcli.install_command(self.uv, python, self.source, name, swaps, excludes)
+        cmd = uvcli.install_command(self.uv, python, self.source, name, swaps, excludes, package)
         lines = uv(cmd)
         # uv only warns about a missing extra and installs the bare runner; that is no sandbox.
         if any(uvcli.MISSING_EXTRA_MARKER in line for line in lines):
             raise SandboxError(self._unknown_message(name, self.known_adapters()))
         if excludes is not None:
             excludes.unlink()
+        if package is not None:
+            # The package installed, but does it provide this adapter at our protocol?
+            try:
+                self.interpreters.check(python, name)
+            except SandboxError as exc:
+                msg = f"adapter package {package.spec} does not provide adapter {name}: {exc}"
+                raise SandboxError(msg) from exc
         versions = _probe(python)
         if versions is None:
             raise SandboxError(f"could not create the sandbox for {name}: its python does not run")
         manifest = {
             "schema": SCHEMA_VERSION,
-            "adapter": name,
+            "adapter": job.dir_name,
+            "package": package.spec if package is not None else None,
             "fingerprint": fingerprint,
             "source_fingerprint": self.source.fingerprint,
             "protocol": self.source.protocol,

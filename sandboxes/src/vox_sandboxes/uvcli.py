@@ -12,6 +12,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from vox_sandboxes.errors import SandboxError, uv_failed
+from vox_sandboxes.package import AdapterPackage
 from vox_sandboxes.source import PROTOCOL_NAME, RUNNER_NAME, RunnerSource
 
 STDERR_TAIL_LINES = 20
@@ -68,8 +69,13 @@ def install_command(
     adapter: str,
     swaps: Sequence[GpuSwap] = (),
     excludes_file: Path | None = None,
+    package: AdapterPackage | None = None,
 ) -> list[str]:
-    """`uv pip install` of the protocol and `runner[adapter]`, plus any GPU swaps."""
+    """`uv pip install` of the protocol and `runner[adapter]`, plus any GPU swaps.
+
+    With a third-party ``package`` the runner comes bare (no extra of that name exists) and
+    the package brings the adapter and its dependencies.
+    """
     # --no-sources: a runner dir inside the uv workspace would otherwise pick up the workspace's
     # `vox-protocol = { workspace = true }` source and install the protocol *editable*, pointing
     # the sandbox back at the live source tree instead of holding a copy.
@@ -83,24 +89,32 @@ def install_command(
             # directory is only pyproject.toml's mtime; be explicit that a wheel built earlier
             # from this dir must not be reused, since the sandbox must hold exactly this source.
             cmd += ["--refresh-package", name]
+    if package is not None and package.kind == "project":
+        cmd += ["--refresh-package", package.name]
     if any(swap.cpu for swap in swaps):
         if excludes_file is None:
             raise ValueError("GPU swaps need an excludes file")
         cmd += ["--excludes", str(excludes_file)]
-    cmd += [source.protocol, runner_requirement(source, adapter)]
+    runner = runner_requirement(source, adapter if package is None else None)
+    cmd += [source.protocol, runner]
+    if package is not None:
+        cmd.append(package.spec)
     cmd += [swap.gpu for swap in swaps]
     return cmd
 
 
-def runner_requirement(source: RunnerSource, adapter: str) -> str:
-    """`<dir>[adapter]` for a local project, `vox-runner[adapter]==X` for a requirement."""
+def runner_requirement(source: RunnerSource, adapter: str | None) -> str:
+    """`<dir>[adapter]` for a local project, `vox-runner[adapter]==X` for a requirement;
+    without an ``adapter``, the bare runner."""
+    extra = f"[{adapter}]" if adapter is not None else ""
     if source.runner_project is not None:
-        return f"{source.runner}[{adapter}]"
+        return f"{source.runner}{extra}"
     if (wheel := source.runner_wheel) is not None:
-        return f"{RUNNER_NAME}[{adapter}] @ {wheel.resolve().as_uri()}"
+        return f"{RUNNER_NAME}{extra} @ {wheel.resolve().as_uri()}"
     # Extras go right after the name: "vox-runner==0.1.0[piper]" is not a valid requirement.
     req = Requirement(source.runner)
-    req.extras = {*req.extras, adapter}
+    if adapter is not None:
+        req.extras = {*req.extras, adapter}
     return str(req)
 
 

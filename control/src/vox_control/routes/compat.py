@@ -12,15 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, delete, get, post
+from litestar import Controller, get, post
 from litestar.response import Stream
 
 from vox_control.errors import BadRequest
-from vox_control.routes.models import remove_model
 from vox_control.routes.native import health_body, pull_response
+from vox_control.routes.openapi import INFERENCE, PULL, errors
 from vox_control.routes.runtime import model_json
 from vox_control.routes.voices import voices_body
 from vox_control.services import Services
+from vox_control.validation import JSON_MAX_BYTES
 
 
 class PullBody(msgspec.Struct, forbid_unknown_fields=False):
@@ -50,12 +51,18 @@ class VoxRuntimeController(Controller):
     path = "/v1"
     tags = ["vox-runtime"]  # noqa: RUF012
 
-    @get("/health")
+    @get("/health", responses=errors())  # behind the API key, unlike /api/health
     async def health(self, services: Services) -> dict[str, Any]:
         """Liveness, as /api/health."""
         return health_body(services)
 
-    @post("/models/pull", status_code=200)
+    @post(
+        "/models/pull",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 404, 413, 422, 502, 503),
+        operation_class=PULL,
+    )
     async def pull(self, services: Services, data: PullBody) -> Stream | dict[str, Any]:
         """Download a model: NDJSON progress events, as /api/pull."""
         name = data.name or data.model
@@ -63,7 +70,7 @@ class VoxRuntimeController(Controller):
             raise BadRequest("'name' is required", param="name")
         return await pull_response(services, name, stream=data.stream)
 
-    @get("/models/loaded")
+    @get("/models/loaded", responses=errors())
     async def loaded(self, services: Services) -> dict[str, Any]:
         """Loaded models (vox-runtime's fields, then /api/ps's)."""
         models = []
@@ -85,12 +92,7 @@ class VoxRuntimeController(Controller):
             )
         return {"models": models}
 
-    @delete("/models/{name:str}", status_code=200)
-    async def remove(self, services: Services, name: str) -> dict[str, Any]:
-        """Remove an installed model, as DELETE /api/delete."""
-        return await remove_model(services, name)
-
-    @get("/audio/voices")
+    @get("/audio/voices", responses=errors(*INFERENCE))
     async def voices(self, services: Services, model: str = "") -> dict[str, Any]:
         """Voices of one TTS model, or (no model) of every installed one with its name."""
         if model:

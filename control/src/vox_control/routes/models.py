@@ -10,8 +10,10 @@ from typing import Any, Literal
 import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.params import Parameter
+from vox_sandboxes import parse_package
 
 from vox_control.errors import BadRequest, VoxError
+from vox_control.routes.openapi import MODEL_OR_NAME, UPLOAD, errors
 from vox_control.services import Services
 from vox_control.store.disk import NotInstalled
 from vox_control.store.registry import (
@@ -29,6 +31,7 @@ from vox_control.store.sources.local import (
     LocalDirRefused,
     allowed_dir,
 )
+from vox_control.validation import JSON_MAX_BYTES
 
 TAR = "application/x-tar"
 
@@ -57,6 +60,8 @@ class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
     license: str = ""
     sample_rate: int | None = None
     voices: list[str] = []
+    # name==version, or a .whl file / project dir under a --allow-local-dir root
+    adapter_package: str | None = None
 
 
 def _requested(body: ModelBody) -> str:
@@ -90,6 +95,36 @@ def _parse_source(body: RegisterBody, services: Services) -> Source:
     if not PurePosixPath(raw).is_absolute():
         raise LocalDirRefused
     return LocalSource(path=str(allowed_dir(raw, services.settings.local_dir_roots)))
+
+
+def _adapter_package(spec: str | None, services: Services) -> str | None:
+    """A package spec from a client: a path must lie under a --allow-local-dir root, as a
+    model directory must (installing a package runs its code as the server's user)."""
+    if spec is None:
+        return None
+    if not services.settings.allow_adapter_packages:
+        raise BadRequest(
+            "this server does not install adapter packages named by clients "
+            "(start it with --allow-adapter-packages)",
+            param="adapter_package",
+        )
+    try:
+        parse_package(spec)
+    except ValueError as exc:
+        raise BadRequest(str(exc), param="adapter_package") from exc
+    if not spec.strip().startswith("/"):
+        return spec.strip()
+    path = PurePosixPath(spec.strip())
+    try:
+        parent = allowed_dir(str(path.parent), services.settings.local_dir_roots)
+    except LocalDirRefused as exc:
+        raise BadRequest(str(exc), param="adapter_package") from exc
+    if path.suffix == ".whl":
+        return str(parent / path.name)
+    try:
+        return str(allowed_dir(str(path), services.settings.local_dir_roots))
+    except LocalDirRefused as exc:
+        raise BadRequest(str(exc), param="adapter_package") from exc
 
 
 def _check_entry(services: Services, entry: CatalogEntry, *, upload: bool = False) -> None:
@@ -147,7 +182,13 @@ class ModelsController(Controller):
     path = "/api"
     tags = ["models"]  # noqa: RUF012
 
-    @post("/show", status_code=200)
+    @post(
+        "/show",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 404, 413),
+        operation_class=MODEL_OR_NAME,
+    )
     async def show(self, services: Services, data: ModelBody) -> dict[str, Any]:
         """The catalog entry, what is installed of it, its sandbox and whether it is loaded."""
         entry = services.registry.resolve(_requested(data))
@@ -163,17 +204,23 @@ class ModelsController(Controller):
             body["revision"] = manifest.revision
             body["installed_at"] = manifest.installed_at
             body["path"] = str(services.store.path(entry.name))
-        sandbox = services.sandboxes.get(entry.adapter)
+        sandbox = services.sandboxes.get(entry.adapter, entry.adapter_package)
         body["sandbox"] = str(sandbox.path) if sandbox is not None else None
         body["loaded"] = any(m.name == entry.name for m in services.scheduler.loaded())
         return body
 
-    @delete("/delete", status_code=200)
+    @delete(
+        "/delete",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 404, 409, 413),
+        operation_class=MODEL_OR_NAME,
+    )
     async def remove(self, services: Services, data: ModelBody) -> dict[str, Any]:
         """Remove an installed model; a loaded idle one is unloaded first, a busy one refused."""
         return await remove_model(services, _requested(data))
 
-    @get("/search")
+    @get("/search", responses=errors(400))
     async def search(
         self,
         services: Services,
@@ -184,7 +231,12 @@ class ModelsController(Controller):
         found = services.registry.search(q, model_type)
         return {"models": [entry_json(services, e) for e in found]}
 
-    @post("/register", status_code=200)
+    @post(
+        "/register",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 409, 413),
+    )
     async def register(self, services: Services, data: RegisterBody) -> dict[str, Any]:
         """Add a user catalog entry (kept under <VOX_HOME>/catalog) for `vox pull --as`."""
         try:
@@ -203,12 +255,19 @@ class ModelsController(Controller):
             license=data.license,
             sample_rate=data.sample_rate,
             voices=data.voices,
+            adapter_package=_adapter_package(data.adapter_package, services),
         )
         _check_entry(services, entry)
         path = _save_entry(services, entry)
         return {"status": "success", "model": entry.name, "file": path}
 
-    @post("/upload", status_code=200, request_max_body_size=None)
+    @post(
+        "/upload",
+        status_code=200,
+        request_max_body_size=None,
+        responses=errors(400, 409, 413, 422, 503),
+        operation_class=UPLOAD,
+    )
     async def upload(
         self,
         services: Services,
@@ -217,6 +276,7 @@ class ModelsController(Controller):
         adapter: str,
         model_type: Literal["stt", "tts"] | None = Parameter(query="type", default=None),
         path: str = Parameter(default="/uploaded", description="the client's directory, noted"),
+        adapter_package: str | None = None,
     ) -> dict[str, Any]:
         """Install a model from a tar stream of its files (`vox pull ./dir` sends one).
 
@@ -231,7 +291,13 @@ class ModelsController(Controller):
         except ValueError as exc:
             raise BadRequest(str(exc), param="path") from exc
         entry = _user_entry(
-            services, name, adapter, model_type, source, description=f"user model from {path}"
+            services,
+            name,
+            adapter,
+            model_type,
+            source,
+            description=f"user model from {path}",
+            adapter_package=_adapter_package(adapter_package, services),
         )
         _check_entry(services, entry, upload=True)
         reader = io.BufferedReader(ChunkReader(request.stream(), asyncio.get_running_loop()))

@@ -14,9 +14,11 @@ from litestar.response import Stream
 from vox_control import __version__
 from vox_control.errors import BadRequest
 from vox_control.renderers import ndjson_error
+from vox_control.routes.openapi import INFERENCE, NATIVE_TRANSCRIPTION, PULL, SPEECH, errors
 from vox_control.routes.speech import SpeechBody, speech_response
 from vox_control.routes.transcription import native_json, transcription_response
 from vox_control.services import Services
+from vox_control.validation import JSON_MAX_BYTES
 
 _NDJSON = "application/x-ndjson"
 
@@ -46,22 +48,33 @@ class NativeController(Controller):
     path = "/api"
     tags = ["native"]  # noqa: RUF012
 
-    @get("/health")
+    @get("/health", responses=errors(auth=False))
     async def health(self, services: Services) -> dict[str, Any]:
         return health_body(services)
 
-    @get("/list")
+    @get("/list", responses=errors())
     async def list_models(self, services: Services) -> dict[str, Any]:
         return {"models": [model_json(m) for m in services.store.list()]}
 
-    @post("/pull", status_code=200)
+    @post(
+        "/pull",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 404, 413, 422, 502, 503),
+        operation_class=PULL,
+    )
     async def pull(self, services: Services, data: PullBody) -> Stream | dict[str, Any]:
         name = data.model or data.name
         if not name:
             raise BadRequest("'model' is required", param="model")
         return await pull_response(services, name, stream=data.stream, verify=data.verify)
 
-    @post("/transcribe", status_code=200)
+    @post(
+        "/transcribe",
+        status_code=200,
+        responses=errors(*INFERENCE),
+        operation_class=NATIVE_TRANSCRIPTION,
+    )
     async def transcribe(
         self,
         services: Services,
@@ -71,7 +84,13 @@ class NativeController(Controller):
         beam_size; without response_format it answers the native JSON (segments, words)."""
         return await transcription_response(services, data, "transcribe", native=True)
 
-    @post("/synthesize", status_code=200)
+    @post(
+        "/synthesize",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(*INFERENCE),
+        operation_class=SPEECH,
+    )
     async def synthesize(self, services: Services, data: SpeechBody) -> Stream:
         """Same body as /v1/audio/speech; the default response_format is wav."""
         return await speech_response(services, data, "wav")

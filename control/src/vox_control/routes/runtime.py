@@ -11,8 +11,10 @@ from litestar import Controller, get, post
 
 from vox_control.errors import BadRequest
 from vox_control.inference import check_keep_alive
+from vox_control.routes.openapi import INFERENCE, MODEL_OR_NAME, errors
 from vox_control.scheduler.scheduled import LoadedModel
 from vox_control.services import Services
+from vox_control.validation import JSON_MAX_BYTES
 
 
 class RuntimeBody(msgspec.Struct, forbid_unknown_fields=False):
@@ -68,7 +70,7 @@ class RuntimeController(Controller):
     path = "/api"
     tags = ["runtime"]  # noqa: RUF012
 
-    @get("/ps")
+    @get("/ps", responses=errors())
     async def ps(self, services: Services) -> dict[str, Any]:
         """Loaded runners (memory measured, expiry, load), the load in progress, failed models."""
         scheduler = services.scheduler
@@ -100,7 +102,13 @@ class RuntimeController(Controller):
             "failed": failed,
         }
 
-    @post("/load", status_code=200)
+    @post(
+        "/load",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(*INFERENCE),
+        operation_class=MODEL_OR_NAME,
+    )
     async def load(self, services: Services, data: RuntimeBody) -> dict[str, Any]:
         """Load a model now (waiting for memory like any request) and keep it `keep_alive`."""
         name = _name(services, data)
@@ -109,7 +117,13 @@ class RuntimeController(Controller):
         model = await services.scheduler.load(name, keep_alive)
         return {"status": "success", "model": model_json(services, model)}
 
-    @post("/unload", status_code=200)
+    @post(
+        "/unload",
+        status_code=200,
+        request_max_body_size=JSON_MAX_BYTES,
+        responses=errors(400, 413),
+        operation_class=MODEL_OR_NAME,
+    )
     async def unload(self, services: Services, data: RuntimeBody) -> dict[str, Any]:
         """Unload a model now if idle, or as soon as its in-flight requests finish."""
         name = _name(services, data)

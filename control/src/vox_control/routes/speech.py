@@ -11,9 +11,10 @@ from litestar.response import Stream
 
 from vox_control.audio.encode import MEDIA_TYPES, SPEECH_FORMATS, encode_stream, output_rate
 from vox_control.errors import BadRequest
-from vox_control.inference import check_keep_alive, check_speed, check_text, open_synthesis
+from vox_control.inference import check_keep_alive, check_speed, open_synthesis
 from vox_control.renderers import sse_error
 from vox_control.services import Services
+from vox_control.validation import check_text
 
 STREAM_FORMATS = ("audio", "sse")
 
@@ -70,7 +71,8 @@ async def speech_response(services: Services, body: SpeechBody, default_format: 
             f"stream_format '{body.stream_format}' is not supported; use audio or sse",
             param="stream_format",
         )
-    text = check_text(body.input if body.input is not None else body.text)
+    param = "input" if body.input is not None or body.text is None else "text"
+    text = check_text(body.input if body.input is not None else body.text, param)
     speed = check_speed(body.speed)
     keep_alive = check_keep_alive(body.keep_alive)
     name = services.model_name(body.model, "tts")

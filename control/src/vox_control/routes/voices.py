@@ -8,6 +8,7 @@ import msgspec
 from litestar import Controller, get
 
 from vox_control.inference import list_voices
+from vox_control.routes.openapi import INFERENCE, errors
 from vox_control.services import OPENAI_VOICES, Services
 
 
@@ -15,7 +16,7 @@ class VoicesController(Controller):
     path = "/api"
     tags = ["native"]  # noqa: RUF012
 
-    @get("/voices")
+    @get("/voices", responses=errors(*INFERENCE))
     async def voices(self, services: Services, model: str | None = None) -> dict[str, Any]:
         """Catalog voices answer without a runner; other models ask their (loaded) runner."""
         return await voices_body(services, model)

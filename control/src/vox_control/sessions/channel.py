@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import WebSocket
 
-from vox_control.errors import VoxError, classify
+from vox_control.errors import BadRequest, VoxError, classify
 from vox_control.renderers import (
     WS_BAD_CONFIG,
     WS_INTERNAL,
@@ -22,6 +22,7 @@ from vox_control.renderers import (
     ws_code,
     ws_error,
 )
+from vox_control.validation import check_json_depth
 
 log = logging.getLogger("vox.streaming")
 
@@ -67,8 +68,12 @@ class ClientGone(Exception):
 def parse_message(text: str) -> dict[str, Any]:
     """A text frame as a JSON object with a string ``type``, else a protocol error."""
     try:
+        check_json_depth(text)
+    except BadRequest as exc:
+        raise StreamError("invalid_json", exc.message, POLICY) from None
+    try:
         message = msgspec.json.decode(text)
-    except (msgspec.DecodeError, RecursionError) as exc:  # deep nesting: msgspec's depth limit
+    except msgspec.DecodeError as exc:  # nesting was bounded above: no RecursionError here
         raise StreamError(
             "invalid_json", f"a text frame is not valid JSON: {exc}", POLICY
         ) from None

@@ -40,6 +40,7 @@ from vox_control.sessions.pipecat_wire import (
 )
 from vox_control.store.disk import Manifest
 from vox_control.text.sentences import SentenceSplitter
+from vox_control.validation import check_no_nul
 
 log = logging.getLogger("vox.realtime.tts")
 
@@ -249,6 +250,10 @@ class TtsRealtime:
         text = message.get("text")
         if not isinstance(text, str):
             raise ProtocolError("invalid_config", "input_text.append missing text")
+        try:
+            check_no_nul(text, "text")
+        except BadRequest as exc:
+            raise ProtocolError("invalid_event", exc.message) from None
         text_format = message.get("text_format", "plain")
         if text_format != "plain":
             raise ProtocolError(

@@ -9,7 +9,7 @@ import uuid
 from typing import Any, Protocol
 
 from vox_control import __version__
-from vox_control.errors import Overloaded, VoxError, classify
+from vox_control.errors import BadRequest, Overloaded, VoxError, classify
 from vox_control.renderers import (
     REALTIME_TYPES,
     current_request_id,
@@ -23,6 +23,7 @@ from vox_control.renderers import (
 from vox_control.scheduler.scheduled import LoadedModel
 from vox_control.services import Services
 from vox_control.sessions.channel import ClientGone
+from vox_control.validation import check_json_depth
 
 __all__ = ["ClientGone", "Transport"]
 
@@ -106,8 +107,12 @@ def error_event(
 def parse(frame: str) -> dict[str, Any]:
     """A text frame as a JSON object with a string ``type``."""
     try:
+        check_json_depth(frame)
+    except BadRequest as exc:
+        raise ProtocolError("invalid_json", exc.message) from None
+    try:
         message = json.loads(frame)
-    except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+    except json.JSONDecodeError as exc:  # nesting was bounded above: no RecursionError here
         raise ProtocolError("invalid_json", str(exc)) from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("invalid_event", "missing type")

@@ -33,6 +33,7 @@ from vox_control.sessions.channel import (
 from vox_control.sessions.merge import SEAM_NEAR, Stitcher, WindowTranscript
 from vox_control.sessions.voiced import speech_level, voiced_spans
 from vox_control.sessions.windows import Window, WindowPlanner
+from vox_control.validation import check_language
 
 log = logging.getLogger("vox.streaming.stt")
 
@@ -131,19 +132,14 @@ class SttSession:
         check_config(config)
         try:
             name = self.services.model_name(config.model, "stt")
-            self.services.manifest(name, "stt")
+            manifest = self.services.manifest(name, "stt")
+            # The catalog's languages refuse a bad language before the model is loaded.
+            check_language(config.language, manifest.entry.languages)
             # Load now, so a model that cannot load fails the session before `ready`.
             async with self.services.scheduler.use(name) as model:
-                languages = model.info.languages
+                check_language(config.language, model.info.languages)
         except Exception as exc:
             raise model_error(exc) from None
-        if config.language and languages and config.language not in languages:
-            raise StreamError(
-                "invalid_config",
-                f"language {config.language!r} is not supported by {name}",
-                BAD_CONFIG,
-                param="language",
-            )
         await self.channel.send_event(
             {
                 "type": "ready",

@@ -32,6 +32,7 @@ from vox_control.sessions.channel import (
     parse_message,
 )
 from vox_control.text.sentences import SentenceSplitter
+from vox_control.validation import check_no_nul
 
 log = logging.getLogger("vox.streaming.tts")
 
@@ -152,6 +153,10 @@ class TtsSession:
             raise StreamError("after_end", f"{kind!r} after end", POLICY)
         if kind == "text":
             text = convert(message, TextMessage, "invalid_message", POLICY)
+            try:
+                check_no_nul(text.text, "text")
+            except BadRequest as exc:
+                raise model_error(exc) from None
             self.total_chars += len(text.text)
             if self.total_chars > self.settings.stream_max_text_chars:
                 raise StreamError(

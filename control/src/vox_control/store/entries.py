@@ -7,6 +7,7 @@ from pathlib import PurePosixPath
 from typing import Any, ClassVar, Literal
 
 import msgspec
+from vox_sandboxes import parse_package
 
 from vox_control.errors import ServerFault
 from vox_control.store.names import NAME_PART, validate_name
@@ -176,6 +177,9 @@ class CatalogEntry(msgspec.Struct, kw_only=True):
     gpu_only: bool = False
     options: dict[str, Any] = {}
     aliases: list[str] = []
+    # A third-party package providing ``adapter`` through its vox.adapters entry point:
+    # "name==version", an absolute .whl path or an absolute project dir (docs/adapters.md).
+    adapter_package: str | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.name)
@@ -183,6 +187,8 @@ class CatalogEntry(msgspec.Struct, kw_only=True):
             validate_name(alias)
         if not self.adapter or not NAME_PART.fullmatch(self.adapter):
             raise ValueError(f"adapter {self.adapter!r} must match [a-z0-9][a-z0-9._-]*")
+        if self.adapter_package is not None:
+            parse_package(self.adapter_package)  # shape only; files are read when installed
         if self.sample_rate is not None and self.sample_rate <= 0:
             raise ValueError("sample_rate must be positive")
         if self.size_bytes < 0 or self.memory_mb < 0:
