@@ -53,7 +53,8 @@ def _app(metrics: Metrics) -> Litestar:
         await socket.receive_text()  # the session stays open until the client's "done"
         await socket.close()
 
-    return Litestar([item, boom, speech, page, stream], middleware=[metrics.middleware], debug=False)
+    handlers = [item, boom, speech, page, stream]
+    return Litestar(handlers, middleware=[metrics.middleware], debug=False)
 
 
 def test_requests_are_counted_by_route_template_with_bounded_labels() -> None:

@@ -1,0 +1,63 @@
+"""Readiness reasons with fakes: an unreadable store, a preload loading or failed, a runner
+that answers, one that does not."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from vox_control import ready
+from vox_control.ready import not_ready
+from vox_protocol import ListVoices, Voices
+
+
+class Runner:
+    def __init__(self, *, frozen: bool = False) -> None:
+        self.frozen = frozen
+        self.ids = 0
+
+    def next_id(self) -> int:
+        self.ids += 1
+        return self.ids
+
+    async def request(self, message: Any) -> Any:
+        assert isinstance(message, ListVoices)
+        if self.frozen:
+            await asyncio.Event().wait()
+        return Voices(id=message.id, voices=[])
+
+
+def services(root: Path, preload: tuple[str, ...], loaded: dict[str, Runner]) -> Any:
+    models = [SimpleNamespace(name=n, runner=r) for n, r in loaded.items()]
+    return SimpleNamespace(
+        store=SimpleNamespace(root=root),
+        settings=SimpleNamespace(preload=preload),
+        answered=set(),
+        preload_errors={},
+        scheduler=SimpleNamespace(loaded=lambda: models),
+    )
+
+
+async def test_ready_when_nothing_is_preloaded_and_the_store_reads(tmp_path: Path) -> None:
+    assert await not_ready(services(tmp_path, (), {})) is None
+    reason = await not_ready(services(tmp_path / "missing", (), {}))
+    assert reason is not None
+    assert "not readable" in reason
+
+
+async def test_preloads_must_answer_and_keep_answering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ready, "PING_S", 0.05)
+    runner = Runner()
+    svc = services(tmp_path, ("a",), {"a": runner})
+    assert await not_ready(svc) == "a is still loading (--preload models must answer first)"
+    svc.preload_errors["a"] = "boom"
+    assert await not_ready(svc) == "preloading a failed: boom"
+    svc.answered.add("a")
+    assert await not_ready(svc) is None
+    runner.frozen = True
+    assert await not_ready(svc) == "the runner for a did not answer within 0.05s"
