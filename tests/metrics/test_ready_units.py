@@ -61,3 +61,18 @@ async def test_preloads_must_answer_and_keep_answering(
     assert await not_ready(svc) is None
     runner.frozen = True
     assert await not_ready(svc) == "the runner for a did not answer within 0.05s"
+
+
+def test_the_open_metrics_listener_stays_on_loopback_unless_insecure(tmp_path: Path) -> None:
+    from vox_control.auth import AuthConfigError, check_bind
+    from vox_control.settings import Settings
+
+    check_bind(Settings(home=tmp_path, metrics_addr=":9464"), None)
+    check_bind(Settings(home=tmp_path, metrics_addr="127.0.0.1:9464"), "token")
+    check_bind(Settings(home=tmp_path, metrics_addr="0.0.0.0:9464", insecure=True), None)
+    with pytest.raises(AuthConfigError, match=r"refusing to serve metrics on 0\.0\.0\.0"):
+        check_bind(Settings(home=tmp_path, metrics_addr="0.0.0.0:9464"), "token")
+    with pytest.raises(AuthConfigError, match="needs a port"):
+        check_bind(Settings(home=tmp_path, metrics_addr="127.0.0.1"), None)
+    with pytest.raises(AuthConfigError, match="not a port"):
+        check_bind(Settings(home=tmp_path, metrics_addr="127.0.0.1:http"), None)

@@ -208,7 +208,7 @@ class Metrics:
         token, for a scraper; returns what stops it. prometheus-client's own small server
         runs in a thread and answers nothing but the metrics; the collector's reads of the
         scheduler are copies made under the GIL."""
-        _, host, port = split_host(address)
+        _, host, port = split_host(address)  # checked at start by auth.check_bind
         if port is None:
             raise ValueError(f"VOX_METRICS_ADDR / --metrics-addr {address!r}: no port")
         server, thread = start_http_server(port, addr=host, registry=self.registry)
