@@ -12,7 +12,7 @@ from vox_control.scheduler.loop import Scheduler
 from vox_control.scheduler.memory import Measurements
 from vox_control.scheduler.scheduled import LoadSpec
 from vox_control.settings import Settings
-from vox_protocol import Load, Loaded, ModelInfo
+from vox_protocol import Loaded, ModelInfo
 
 _pids = itertools.count(1000)
 
@@ -29,17 +29,13 @@ class FakeRunner:
         self.busy_since: float | None = None  # scheduler clock; set by a test to play "busy"
         self.stalled: float | None = None
 
-    def next_id(self) -> int:
+    async def load(self, model_dir: str, **_: Any) -> Loaded:
         self._ids += 1
-        return self._ids
-
-    async def request(self, message: Any) -> Any:
-        assert isinstance(message, Load)
         await asyncio.sleep(0.01)
         if self.fail_load:
             raise RunnerDied(self.name, 1, ["boom"])
         info = ModelInfo(adapter="fake", kind="tts", sample_rate=16000, device="cpu")
-        return Loaded(id=message.id, info=info)
+        return Loaded(id=self._ids, info=info)
 
     def silent_for(self, now: float) -> float | None:
         return None if self.busy_since is None else now - self.busy_since

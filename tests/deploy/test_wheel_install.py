@@ -39,7 +39,8 @@ def test_installed_wheels_pull_and_speak(tmp_path: Path) -> None:
         check=True,
         timeout=600,
     )
-    wheels = sorted(str(p) for p in dist.glob("*.whl"))
+    # vox-cluster (Ray Serve, 385 MB) is not part of a single-host install.
+    wheels = sorted(str(p) for p in dist.glob("*.whl") if not p.name.startswith("vox_cluster"))
     assert {Path(w).name.split("-")[0] for w in wheels} >= {
         "vox_cli", "vox_control", "vox_protocol", "vox_runner", "vox_sandboxes",
     }  # fmt: skip

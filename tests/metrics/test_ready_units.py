@@ -11,23 +11,17 @@ from typing import Any
 import pytest
 from vox_control import ready
 from vox_control.ready import not_ready
-from vox_protocol import ListVoices, Voices
+from vox_protocol import Voices
 
 
 class Runner:
     def __init__(self, *, frozen: bool = False) -> None:
         self.frozen = frozen
-        self.ids = 0
 
-    def next_id(self) -> int:
-        self.ids += 1
-        return self.ids
-
-    async def request(self, message: Any) -> Any:
-        assert isinstance(message, ListVoices)
+    async def voices(self) -> Voices:
         if self.frozen:
             await asyncio.Event().wait()
-        return Voices(id=message.id, voices=[])
+        return Voices(id=1, voices=[])
 
 
 def services(root: Path, preload: tuple[str, ...], loaded: dict[str, Runner]) -> Any:

@@ -18,22 +18,8 @@ if str(RUNNERS_SRC) not in sys.path:
 
 from vox_runner.adapter import AdapterError  # noqa: E402
 from vox_runner.adapters import ort  # noqa: E402
-from vox_runner.adapters.kokoro import espeak_language, parse_blend  # noqa: E402
+from vox_runner.adapters.kokoro import espeak_language  # noqa: E402
 from vox_runner.adapters.parakeet import segments_from_words, words_from_tokens  # noqa: E402
-
-
-def test_parse_blend_normalises_weights() -> None:
-    assert parse_blend("af_bella") == [("af_bella", 1.0)]
-    assert parse_blend("af_bella+af_sky") == [("af_bella", 0.5), ("af_sky", 0.5)]
-    parts = parse_blend("af_bella*3 + af_sky*1")
-    assert parts == [("af_bella", 0.75), ("af_sky", 0.25)]
-
-
-@pytest.mark.parametrize("spec", ["a*0+b", "a+", "a**2", "a*-1+b", "a b"])
-def test_parse_blend_rejects_bad_specs(spec: str) -> None:
-    with pytest.raises(AdapterError) as info:
-        parse_blend(spec)
-    assert info.value.code == "bad_request"
 
 
 def test_control_plane_blend_parts() -> None:

@@ -42,19 +42,23 @@ class Overloaded(VoxError):
 
 
 class FakeRunner:
+    """RunnerClient's typed methods; each records the message the real client would send."""
+
     def __init__(self) -> None:
         self.sent: list[Any] = []
         self._id = 0
 
-    def next_id(self) -> int:
+    def _next_id(self) -> int:
         self._id += 1
         return self._id
 
-    async def request(self, message: Any) -> Any:
+    async def voices(self) -> Voices:
+        self.sent.append(ListVoices(id=self._next_id()))
+        return Voices(id=self._id, voices=[Voice(id="joe", language="en-US")], default="joe")
+
+    async def transcribe(self, audio: bytes, sample_rate: int, **options: Any) -> Transcript:
+        message = Transcribe(id=self._next_id(), audio=audio, sample_rate=sample_rate, **options)
         self.sent.append(message)
-        if isinstance(message, ListVoices):
-            return Voices(id=message.id, voices=[Voice(id="joe", language="en-US")], default="joe")
-        assert isinstance(message, Transcribe)
         words = [Word(0.1, 0.5, " Hello"), Word(0.6, 1.0, " world.")]
         return Transcript(
             id=message.id,
@@ -67,7 +71,8 @@ class FakeRunner:
             ],
         )
 
-    async def stream(self, message: Synthesize) -> AsyncIterator[AudioChunk]:
+    async def synthesize(self, text: str, **options: Any) -> AsyncIterator[AudioChunk]:
+        message = Synthesize(id=self._next_id(), text=text, **options)
         self.sent.append(message)
         if message.voice == "nobody":
             raise RunnerRequestError("bad_request", "unknown voice 'nobody'; available: joe")
@@ -246,6 +251,18 @@ def test_speech_defaults_and_extensions(env: tuple[TestClient[Any], FakeSchedule
     assert isinstance(sent, Synthesize)
     assert sent.speed == 2.0
     assert sent.voice is None
+
+
+def test_speech_sends_one_runner_request_per_sentence(
+    env: tuple[TestClient[Any], FakeScheduler],
+) -> None:
+    client, scheduler = env
+    text = "Dr. Smith met Mr. Jones at 5 p.m. on Friday. Pi is 3.14! Is it?"
+    response = client.post("/v1/audio/speech", json={"input": text, "response_format": "pcm"})
+    assert response.status_code == 200, response.text
+    spoken = [m.text for m in scheduler.runner.sent if isinstance(m, Synthesize)]
+    assert spoken == ["Dr. Smith met Mr. Jones at 5 p.m. on Friday.", "Pi is 3.14!", "Is it?"]
+    assert scheduler.uses == [TTS]  # the model is held once for the whole request
 
 
 def test_speech_sse(env: tuple[TestClient[Any], FakeScheduler]) -> None:

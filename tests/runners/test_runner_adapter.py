@@ -28,7 +28,6 @@ from vox_runner.adapters.piper import (
     PiperAdapter,
     _language_matches,
     _single_voice_id,
-    split_sentences,
     voice_ids,
 )
 
@@ -127,23 +126,6 @@ def test_whisper_devices(device: str, parsed: tuple[str, int]) -> None:
 def test_whisper_bad_devices(device: str) -> None:
     with pytest.raises(AdapterError, match="unsupported device"):
         parse_device(device)
-
-
-@pytest.mark.parametrize(
-    ("text", "sentences"),
-    [
-        ("Hello there. This is a test.", ["Hello there.", "This is a test."]),
-        ('He said "Stop." Then he left.', ['He said "Stop."', "Then he left."]),
-        ("(Nobody knew.) Fine", ["(Nobody knew.)", "Fine"]),
-        ("Wait... What? No!! Yes?! OK.", ["Wait... What?", "No!!", "Yes?!", "OK."]),
-        ("I saw him. then left. 3 came.", ["I saw him. then left.", "3 came."]),
-        ("It costs $3.50. Ok", ["It costs $3.50.", "Ok"]),
-        ("No terminator", ["No terminator"]),
-        ("  Hi.Bye.  x  ", ["Hi.Bye.  x"]),
-    ],
-)
-def test_piper_sentence_split(text: str, sentences: list[str]) -> None:
-    assert split_sentences(text) == sentences
 
 
 @pytest.mark.parametrize(

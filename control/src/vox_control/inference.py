@@ -1,26 +1,63 @@
-"""Transcription and synthesis on top of the scheduler, shared by the native and OpenAI routes."""
+"""The one seam between every protocol and the models: resolve, transcribe, synthesize.
+
+HTTP routes, the WebSocket sessions and the realtime sessions all call this module; nothing
+else in control builds a runner request. A model is resolved once per request or session
+(``resolve``: name, manifest, catalog rate) and passed down. The runner's typed client
+(``RunnerClient.transcribe``/``synthesize``/``voices``) assigns request ids and checks replies.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from litestar.datastructures import UploadFile
-from vox_protocol import ListVoices, Synthesize, Transcribe, Transcript, Voice, Voices
+from vox_protocol import AudioChunk, Transcript, Voice
 
+from vox_control import metrics
 from vox_control.audio.decode import WHISPER_RATE, AudioDecodeError, AudioLimits, Source
 from vox_control.audio.long_audio import LongAudio, open_audio, transcribe_long, window_samples
 from vox_control.audio.resample import resample
-from vox_control.errors import BadRequest, UpstreamFailed
+from vox_control.errors import BadRequest
 from vox_control.scheduler.budget import parse_keep_alive
+from vox_control.scheduler.scheduled import LoadedModel
 from vox_control.services import Services
+from vox_control.store.disk import Manifest
 from vox_control.store.families import npz_voices
+from vox_control.text.sentences import split_sentences
 
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
+# Rates assumed until a model is loaded, for catalog entries that do not state one.
+DEFAULT_RATES = {"stt": WHISPER_RATE, "tts": 24000}
+Kind = Literal["stt", "tts"]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """One request's (or session's) model, looked up once: name, manifest, catalog rate."""
+
+    name: str
+    kind: Kind
+    manifest: Manifest
+    rate: int  # the catalog's rate; a loaded model's own (ModelInfo.sample_rate) wins
+
+
+def resolve(services: Services, requested: str | None, kind: Kind | None) -> ResolvedModel:
+    """Map a requested name (or none, or an OpenAI alias) onto an installed model of ``kind``:
+    404 when it is not pulled, 400 when it is of the other kind.
+
+    ``kind`` None takes the model's own kind (a protocol that serves both, like the realtime
+    root); the default model is then the default TTS model.
+    """
+    name = services.model_name(requested, kind or "tts")
+    manifest = services.manifest(name, kind)
+    found: Kind = "stt" if manifest.type == "stt" else "tts"
+    return ResolvedModel(name, found, manifest, manifest.entry.sample_rate or DEFAULT_RATES[found])
 
 
 @dataclass(frozen=True)
@@ -45,17 +82,15 @@ async def read_upload(upload: object) -> Source:
 
 
 async def decode_for(
-    services: Services, name: str, data: Source
+    services: Services, model: ResolvedModel, data: Source
 ) -> tuple[np.ndarray | LongAudio, int]:
-    """Check the model, then decode the upload at the model's rate (off the event loop):
-    whole when it fits one runner request, else its first window (audio.long_audio)."""
-    manifest = services.manifest(name, "stt")  # 404/400 before any decoding work
-    rate = manifest.entry.sample_rate or WHISPER_RATE
+    """Decode the upload at the model's rate (off the event loop): whole when it fits one
+    runner request, else its first window (audio.long_audio)."""
     settings = services.settings
     limits = AudioLimits(max_seconds=settings.max_audio_seconds)
-    window = window_samples(rate, settings.max_frame_bytes)
-    pcm = await asyncio.to_thread(open_audio, data, rate, limits, window)
-    return pcm, rate
+    window = window_samples(model.rate, settings.max_frame_bytes)
+    pcm = await asyncio.to_thread(open_audio, data, model.rate, limits, window)
+    return pcm, model.rate
 
 
 def check_keep_alive(value: str | float | None) -> float | None:
@@ -66,54 +101,49 @@ def check_keep_alive(value: str | float | None) -> float | None:
         raise BadRequest(str(exc), param="keep_alive") from None
 
 
-async def run_transcription(
+async def transcribe_loaded(
+    model: LoadedModel, pcm: np.ndarray, rate: int, options: TranscribeOptions
+) -> Transcript:
+    """The one transcription call: float32 PCM to a model already held (``scheduler.use``).
+
+    The runner never sees a container; audio at another rate than the loaded model's (the
+    catalog did not say, or said wrong, or a client sent 8 kHz) is resampled first.
+    """
+    target = model.info.sample_rate
+    if target and target != rate:
+        pcm = await asyncio.to_thread(resample, pcm, rate, target)
+        rate = target
+    started = time.perf_counter()
+    transcript = await model.runner.transcribe(
+        pcm.astype(np.float32, copy=False).tobytes(),
+        rate,
+        language=options.language or None,
+        task="translate" if options.task == "translate" else "transcribe",
+        prompt=options.prompt or None,
+        temperature=options.temperature,
+        word_timestamps=options.word_timestamps,
+        vad_filter=options.vad_filter,
+        beam_size=options.beam_size,
+    )
+    metrics.speech_done("stt", len(pcm) / rate, started)
+    return transcript
+
+
+async def transcribe(
     services: Services,
-    name: str,
+    model: ResolvedModel,
     pcm: np.ndarray | LongAudio,
     rate: int,
     options: TranscribeOptions,
     keep_alive: float | None = None,
 ) -> Transcript:
-    """Send decoded PCM to the model's runner; the runner never sees a container."""
+    """Transcribe decoded PCM, holding the model for each runner request."""
     if isinstance(pcm, LongAudio):  # longer than one request carries: window by window
         return await transcribe_long(
-            pcm, lambda part: run_transcription(services, name, part, rate, options, keep_alive)
+            pcm, lambda part: transcribe(services, model, part, rate, options, keep_alive)
         )
-    async with services.scheduler.use(name, keep_alive=keep_alive) as model:
-        if model.info.sample_rate and model.info.sample_rate != rate:
-            # The catalog did not say (or said wrong): one more pass, to the rate the model has.
-            resampled = await asyncio.to_thread(resample, pcm, rate, model.info.sample_rate)
-            pcm, rate = resampled, model.info.sample_rate
-        runner, started = model.runner, time.perf_counter()
-        reply = await runner.request(
-            Transcribe(
-                id=runner.next_id(),
-                audio=pcm.tobytes(),
-                sample_rate=rate,
-                language=options.language or None,
-                task="translate" if options.task == "translate" else "transcribe",
-                prompt=options.prompt or None,
-                temperature=options.temperature,
-                word_timestamps=options.word_timestamps,
-                vad_filter=options.vad_filter,
-                beam_size=options.beam_size,
-            )
-        )
-    if not isinstance(reply, Transcript):
-        raise UpstreamFailed(f"unexpected reply from the runner: {type(reply).__name__}")
-    services.metrics.speech_done("stt", name, len(pcm) / rate, started)
-    return reply
-
-
-async def transcribe(
-    services: Services,
-    name: str,
-    data: Source,
-    options: TranscribeOptions,
-    keep_alive: float | None = None,
-) -> Transcript:
-    pcm, rate = await decode_for(services, name, data)
-    return await run_transcription(services, name, pcm, rate, options, keep_alive)
+    async with services.scheduler.use(model.name, keep_alive=keep_alive) as loaded:
+        return await transcribe_loaded(loaded, pcm, rate, options)
 
 
 async def list_voices(services: Services, name: str) -> tuple[list[Voice], str | None]:
@@ -129,10 +159,7 @@ async def list_voices(services: Services, name: str) -> tuple[list[Voice], str |
     if from_file:
         return [Voice(id=v, name=v) for v in from_file], entry.default_voice or from_file[0]
     async with services.scheduler.use(entry.name) as model:
-        runner = model.runner
-        reply = await runner.request(ListVoices(id=runner.next_id()))
-    if not isinstance(reply, Voices):
-        raise UpstreamFailed(f"unexpected reply from the runner: {type(reply).__name__}")
+        reply = await model.runner.voices()
     return list(reply.voices), reply.default
 
 
@@ -142,9 +169,42 @@ def check_speed(speed: float) -> float:
     return speed
 
 
+@dataclass(frozen=True)
+class SynthesisOptions:
+    voice: str | None = None  # already mapped (Services.voice_for): what the runner gets
+    speed: float = 1.0
+    language: str | None = None
+
+
+async def speak(
+    model: LoadedModel, sentences: Iterable[str], options: SynthesisOptions
+) -> AsyncGenerator[AudioChunk, None]:
+    """THE per-sentence synthesis loop: one runner request per sentence, in order.
+
+    Sentences come from text.sentences (runners speak what they are given). Closing this
+    generator early, or cancelling the task iterating it, closes the sentence's runner stream,
+    which sends the runner a Cancel for it.
+    """
+    for sentence in sentences:
+        started, samples, rate = time.perf_counter(), 0, 1
+        chunks = model.runner.synthesize(
+            sentence, voice=options.voice, speed=options.speed, language=options.language
+        )
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                samples, rate = samples + len(chunk.audio) // 2, chunk.sample_rate  # pcm16
+                yield chunk
+        metrics.speech_done("tts", samples / rate, started)
+
+
+async def sentences_of(text: str, language: str | None = None) -> list[str]:
+    """A whole request's sentences; split off the event loop (up to 100k characters)."""
+    return await asyncio.to_thread(split_sentences, text, language)
+
+
 async def open_synthesis(
     services: Services,
-    name: str,
+    model: ResolvedModel,
     text: str,
     voice: str | None,
     speed: float,
@@ -157,20 +217,19 @@ async def open_synthesis(
     the model's reference until it is exhausted or closed (a client disconnect closes it, and
     closing sends the runner a Cancel).
     """
-    manifest = services.manifest(name, "tts")
+    sentences = await sentences_of(text, language)
     stack = contextlib.AsyncExitStack()
     try:
-        model = await stack.enter_async_context(services.scheduler.use(name, keep_alive=keep_alive))
-        runner, started = model.runner, time.perf_counter()
-        request = Synthesize(
-            id=runner.next_id(),
-            text=text,
-            voice=services.voice_for(manifest, voice, [v.id for v in model.info.voices]),
-            speed=speed,
-            language=language or None,
+        loaded = await stack.enter_async_context(
+            services.scheduler.use(model.name, keep_alive=keep_alive)
         )
-        chunks = runner.stream(request)
-        stack.push_async_callback(chunks.aclose)  # type: ignore[attr-defined]
+        known = [v.id for v in loaded.info.voices]
+        options = SynthesisOptions(
+            services.voice_for(model.manifest, voice, known), speed, language or None
+        )
+        chunks = await stack.enter_async_context(
+            contextlib.aclosing(speak(loaded, sentences, options))
+        )
         try:
             first = await anext(chunks)
         except StopAsyncIteration:
@@ -180,12 +239,9 @@ async def open_synthesis(
         raise
 
     async def audio() -> AsyncIterator[tuple[bytes, int]]:
-        samples = len(first.audio) // 2  # pcm16
         async with stack:
             yield first.audio, first.sample_rate
             async for chunk in chunks:
-                samples += len(chunk.audio) // 2
                 yield chunk.audio, chunk.sample_rate
-        services.metrics.speech_done("tts", name, samples / first.sample_rate, started)
 
     return first.sample_rate, audio()

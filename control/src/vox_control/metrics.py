@@ -48,6 +48,7 @@ class _Request:
     scheduler (so the label is an installed model's name, never a client's free text)."""
 
     model: str = ""
+    metrics: Metrics | None = None
 
 
 _current: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
@@ -60,6 +61,14 @@ def note_model(name: str) -> None:
     request = _current.get()
     if request is not None:
         request.model = name
+
+
+def speech_done(kind: str, audio_s: float, started: float) -> None:
+    """Count one runner request's audio for the current request's app and model (sessions
+    included: their tasks run in the request's context); outside any request, nothing."""
+    request = _current.get()
+    if request is not None and request.metrics is not None:
+        request.metrics.speech_done(kind, request.model, audio_s, started)
 
 
 def unload_reason(why: str) -> str:
@@ -228,7 +237,7 @@ def _middleware(metrics: Metrics, app: ASGIApp) -> ASGIApp:
             return
         http = scope["type"] == ScopeType.HTTP
         route = scope.get("path_template") or "unmatched"
-        request = _Request()
+        request = _Request(metrics=metrics)
         token = _current.set(request)
         started = time.perf_counter()
         state = _Exchange(

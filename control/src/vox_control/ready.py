@@ -13,10 +13,6 @@ import asyncio
 import os
 from typing import TYPE_CHECKING
 
-from vox_protocol import ListVoices, Voices
-
-from vox_control.errors import UpstreamFailed
-
 if TYPE_CHECKING:
     from vox_control.scheduler.scheduled import LoadedModel
     from vox_control.services import Services
@@ -26,10 +22,7 @@ PING_S = 2.0  # a runner's event loop answers in milliseconds; this is silence, 
 
 async def ping(model: LoadedModel) -> None:
     """One round trip to ``model``'s runner; raises TimeoutError or a runner error."""
-    runner = model.runner
-    reply = await asyncio.wait_for(runner.request(ListVoices(id=runner.next_id())), PING_S)
-    if not isinstance(reply, Voices):
-        raise UpstreamFailed(f"the runner answered {type(reply).__name__} to a ping")
+    await asyncio.wait_for(model.runner.voices(), PING_S)
 
 
 async def not_ready(services: Services) -> str | None:

@@ -10,9 +10,9 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Literal, TypeVar
 
 from vox_protocol import (
     PROTOCOL_VERSION,
@@ -24,80 +24,32 @@ from vox_protocol import (
     FrameEncoder,
     Heartbeat,
     Hello,
+    ListVoices,
+    Load,
+    Loaded,
     ProtocolError,
     RunnerMessage,
     Shutdown,
     SynthesisDone,
+    Synthesize,
+    Transcribe,
+    Transcript,
+    Voices,
     Welcome,
 )
 
 from vox_control import __version__
-from vox_control.errors import UpstreamFailed, VoxError, error_type
+from vox_control.runner_errors import RunnerDied, RunnerRequestError, RunnerStalled, UnexpectedReply
+
+__all__ = ["RunnerClient", "RunnerDied", "RunnerRequestError", "RunnerStalled", "UnexpectedReply"]
 
 log = logging.getLogger("vox.runner")
 
 _READ_CHUNK = 1 << 20
 HEARTBEAT_S = 1.0  # a busy runner says it is alive this often (see scheduler/watchdog.py)
 
-
-class RunnerDied(UpstreamFailed):
-    """The runner process exited (or broke the protocol) while requests were in flight.
-
-    Its stderr tail is ``detail``: the server log shows it, clients never see it (it names
-    model paths, pids, other requests' work).
-    """
-
-    code = "runner_died"
-
-    def __init__(self, name: str, returncode: int | None, stderr_tail: Sequence[str]) -> None:
-        self.name = name
-        self.returncode = returncode
-        self.stderr_tail = list(stderr_tail)
-        tail = "\n".join(f"  | {line}" for line in self.stderr_tail[-20:])
-        super().__init__(
-            f"the runner for {name} stopped (exit code {returncode}); "
-            "it will be restarted on the next request",
-            detail=f"runner stderr:\n{tail}" if tail else "runner stderr: no output",
-        )
-
-
-class RunnerStalled(RunnerDied):
-    """The watchdog killed a busy runner that had sent nothing for too long."""
-
-    status = 504
-    code = "runner_timeout"
-
-    def __init__(self, name: str, silent_s: float, stderr_tail: Sequence[str]) -> None:
-        super().__init__(name, -signal.SIGKILL, stderr_tail)
-        self.silent_s = silent_s
-        self.message = (
-            f"the runner for {name} stopped responding ({silent_s:.0f}s without a frame while "
-            "busy) and was killed; it will be restarted on the next request"
-        )
-        self.args = (self.message,)
-
-
-# Runner error codes -> HTTP status. bad_request/unsupported are the caller's fault.
-_RUNNER_STATUS = {
-    "bad_request": 400,
-    "unsupported": 400,
-    "cancelled": 499,
-    "not_loaded": 503,
-    "load_failed": 500,
-    "inference_failed": 500,
-    "version_mismatch": 500,
-    "protocol": 502,
-    "internal": 500,
-}
-
-
-class RunnerRequestError(VoxError):
-    """The runner answered a request with an Error frame."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code=code)
-        self.status = _RUNNER_STATUS.get(code, 500)
-        self.type = error_type(self.status)
+R = TypeVar("R", Loaded, Transcript, Voices)
+Request = Load | Transcribe | Synthesize | ListVoices
 
 
 class RunnerClient:
@@ -249,25 +201,88 @@ class RunnerClient:
 
     # ------------------------------------------------------------------ requests
 
-    def next_id(self) -> int:
-        return next(self._ids)
+    async def load(
+        self,
+        model_dir: str,
+        *,
+        device: str = "cpu",
+        options: Mapping[str, str | int | float | bool | None] | None = None,
+    ) -> Loaded:
+        """Load the model in ``model_dir``; returns what the runner reports about it."""
+        options = dict(options or {})
+        load = Load(id=next(self._ids), model_dir=model_dir, device=device, options=options)
+        return await self._request(load, Loaded)
 
-    async def request(self, message: Any) -> RunnerMessage:
-        """Send a request carrying ``message.id`` and return its single reply."""
-        async for reply in self._exchange(message, single=True):
-            return reply
+    async def transcribe(
+        self,
+        audio: bytes,
+        sample_rate: int,
+        *,
+        language: str | None = None,
+        task: Literal["transcribe", "translate"] = "transcribe",
+        prompt: str | None = None,
+        temperature: float | None = None,
+        word_timestamps: bool = False,
+        vad_filter: bool = False,
+        beam_size: int | None = None,
+    ) -> Transcript:
+        """Transcribe mono float32 PCM (raw little-endian bytes) at ``sample_rate``."""
+        request = Transcribe(
+            id=next(self._ids),
+            audio=audio,
+            sample_rate=sample_rate,
+            language=language,
+            task=task,
+            prompt=prompt,
+            temperature=temperature,
+            word_timestamps=word_timestamps,
+            vad_filter=vad_filter,
+            beam_size=beam_size,
+        )
+        return await self._request(request, Transcript)
+
+    async def voices(self) -> Voices:
+        return await self._request(ListVoices(id=next(self._ids)), Voices)
+
+    async def synthesize(
+        self,
+        text: str,
+        *,
+        voice: str | None = None,
+        speed: float = 1.0,
+        language: str | None = None,
+    ) -> AsyncGenerator[AudioChunk, None]:
+        """Speak ``text``: its audio chunks until SynthesisDone.
+
+        Closing the generator early (``aclose``, or cancelling the task iterating it) sends
+        the runner a Cancel for this request.
+        """
+        request = Synthesize(
+            id=next(self._ids), text=text, voice=voice, speed=speed, language=language
+        )
+        # aclosing: an early close reaches _exchange now (its finally sends the Cancel).
+        async with contextlib.aclosing(self._exchange(request, single=False)) as replies:
+            async for reply in replies:
+                if isinstance(reply, AudioChunk):
+                    yield reply
+                elif not isinstance(reply, SynthesisDone):
+                    raise UnexpectedReply(self.name, AudioChunk, reply)
+
+    async def _request(self, message: Request, expected: type[R]) -> R:
+        """Send a request and return its single reply, which must be an ``expected``."""
+        async with contextlib.aclosing(self._exchange(message, single=True)) as replies:
+            async for reply in replies:
+                if not isinstance(reply, expected):
+                    raise UnexpectedReply(self.name, expected, reply)
+                return reply
         raise RunnerDied(self.name, self.proc.returncode, self.stderr_tail)  # pragma: no cover
 
-    async def stream(self, message: Any) -> AsyncIterator[AudioChunk]:
-        """Send a synthesis request and yield its audio chunks until SynthesisDone."""
-        async for reply in self._exchange(message, single=False):
-            if isinstance(reply, AudioChunk):
-                yield reply
-
-    async def _exchange(self, message: Any, *, single: bool) -> AsyncIterator[RunnerMessage]:
+    async def _exchange(
+        self, message: Request, *, single: bool
+    ) -> AsyncGenerator[RunnerMessage, None]:
         if self._died is not None:
             raise self._died
-        request_id: int = message.id
+        request_id = message.id
         queue: asyncio.Queue[RunnerMessage | RunnerDied] = asyncio.Queue()
         if not self._pending:
             self._heard = time.monotonic()  # silence counts from the moment it becomes busy

@@ -7,12 +7,12 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import msgspec
-from vox_protocol import Load, RunnerMessage
+from vox_protocol import Loaded
 from vox_sandboxes import RunnerSource, Sandbox, SandboxError, SandboxManager
 
 from vox_control.errors import BadRequest, ModelNotFound, Unavailable
@@ -375,12 +375,17 @@ class _LoadWatchedRunner(RunnerClient):
 
     on_load_failed: Callable[[], None] = staticmethod(lambda: None)
 
-    async def request(self, message: Any) -> RunnerMessage:
+    async def load(
+        self,
+        model_dir: str,
+        *,
+        device: str = "cpu",
+        options: Mapping[str, str | int | float | bool | None] | None = None,
+    ) -> Loaded:
         try:
-            return await super().request(message)
+            return await super().load(model_dir, device=device, options=options)
         except (RunnerDied, RunnerRequestError):
-            if isinstance(message, Load):
-                self.on_load_failed()
+            self.on_load_failed()
             raise
 
 

@@ -1,5 +1,6 @@
 """Vox control-plane/runner protocol: tagged msgspec Structs in length-prefixed msgpack frames."""
 
+from vox_protocol.blends import is_blend, parse_blend
 from vox_protocol.framing import (
     DEFAULT_MAX_FRAME,
     HEADER_SIZE,
@@ -66,4 +67,6 @@ __all__ = [
     "Voices",
     "Welcome",
     "Word",
+    "is_blend",
+    "parse_blend",
 ]

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import WebSocket, websocket
 
+from vox_control.inference import Kind, resolve
 from vox_control.services import Services
 from vox_control.sessions.channel import Channel
 from vox_control.sessions.pipecat_stt import SttRealtime
@@ -13,7 +14,7 @@ from vox_control.sessions.pipecat_tts import TtsRealtime
 from vox_control.sessions.pipecat_wire import error_event, refusal
 
 
-async def _serve(socket: WebSocket[Any, Any, Any], services: Services, kind: str | None) -> None:
+async def _serve(socket: WebSocket[Any, Any, Any], services: Services, kind: Kind | None) -> None:
     await socket.accept()
     channel = Channel(socket)
     requested = socket.query_params.get("model") or None
@@ -22,19 +23,16 @@ async def _serve(socket: WebSocket[Any, Any, Any], services: Services, kind: str
             # `/` serves the realtime default, whose type picks the protocol: the peers'
             # socket clients always ask for `/`, so that path must work without a query.
             requested = requested or services.settings.realtime_model or None
-            name = services.model_name(requested, "tts")
-            kind = services.manifest(name).type
-        else:
-            name = services.model_name(requested, kind)
+        model = resolve(services, requested, kind)  # once: the session gets it
     except Exception as exc:
         refused = refusal(exc)
         await channel.send_event(error_event(refused.code, refused.message))
         await channel.close(refused.close_code, refused.code)
         return
-    if kind == "stt":
-        await SttRealtime(channel, services, name).run()
+    if model.kind == "stt":
+        await SttRealtime(channel, services, model).run()
     else:
-        await TtsRealtime(channel, services, name).run()
+        await TtsRealtime(channel, services, model).run()
 
 
 @websocket("/v1/realtime/tts")

@@ -11,7 +11,7 @@ from litestar.response import Stream
 
 from vox_control.audio.encode import MEDIA_TYPES, SPEECH_FORMATS, encode_stream, output_rate
 from vox_control.errors import BadRequest
-from vox_control.inference import check_keep_alive, check_speed, open_synthesis
+from vox_control.inference import check_keep_alive, check_speed, open_synthesis, resolve
 from vox_control.renderers import sse_error
 from vox_control.services import Services
 from vox_control.validation import check_text
@@ -75,19 +75,19 @@ async def speech_response(services: Services, body: SpeechBody, default_format: 
     text = check_text(body.input if body.input is not None else body.text, param)
     speed = check_speed(body.speed)
     keep_alive = check_keep_alive(body.keep_alive)
-    name = services.model_name(body.model, "tts")
-    manifest = services.manifest(name, "tts")
-    # A bad sample_rate is refused before the model does any work, using the catalog's rate.
-    output_rate(fmt, manifest.entry.sample_rate or 24000, body.sample_rate)
+    model = resolve(services, body.model, "tts")
+    # A bad sample_rate is refused before the model does any work, using the catalog's rate;
+    # the body's rate follows the loaded model's own once the first audio is there.
+    output_rate(fmt, model.rate, body.sample_rate)
     model_rate, chunks = await open_synthesis(
-        services, name, text, body.voice, speed, body.language, keep_alive
+        services, model, text, body.voice, speed, body.language, keep_alive
     )
     out_rate = output_rate(fmt, model_rate, body.sample_rate)
     audio = encode_stream(chunks, fmt, out_rate)
     headers = {
         "X-Sample-Rate": str(out_rate),
         "X-Model-Sample-Rate": str(model_rate),
-        "X-Model": name,
+        "X-Model": model.name,
     }
     if body.stream_format == "sse":
         return Stream(

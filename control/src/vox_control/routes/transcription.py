@@ -16,11 +16,13 @@ from vox_protocol import Transcript
 from vox_control.audio.long_audio import LongAudio
 from vox_control.errors import BadRequest
 from vox_control.inference import (
+    ResolvedModel,
     TranscribeOptions,
     check_keep_alive,
     decode_for,
     read_upload,
-    run_transcription,
+    resolve,
+    transcribe,
 )
 from vox_control.renderers import sse_error
 from vox_control.routes.forms import bool_field, float_field, int_field, list_field, text_field
@@ -133,11 +135,15 @@ def render_response(
 
 
 async def _events(
-    services: Services, request: TranscriptionRequest, pcm: np.ndarray | LongAudio, rate: int
+    services: Services,
+    request: TranscriptionRequest,
+    model: ResolvedModel,
+    pcm: np.ndarray | LongAudio,
+    rate: int,
 ) -> AsyncIterator[bytes]:
     try:
-        transcript = await run_transcription(
-            services, request.name, pcm, rate, request.options, request.keep_alive
+        transcript = await transcribe(
+            services, model, pcm, rate, request.options, request.keep_alive
         )
     except Exception as exc:
         # The stream has begun with 200: the error travels as an event, which the openai
@@ -157,15 +163,14 @@ async def transcription_response(
     audio = await read_upload(form.get("file"))
     started = time.perf_counter()
     # Unknown models and bad audio answer 404/400 before any stream starts.
-    pcm, rate = await decode_for(services, request.name, audio)
+    model = resolve(services, request.name, "stt")
+    pcm, rate = await decode_for(services, model, audio)
     del audio
     if request.stream:
         return Stream(
-            _events(services, request, pcm, rate),
+            _events(services, request, model, pcm, rate),
             media_type=SSE,
             headers={"Cache-Control": "no-cache", "X-Model": request.name},
         )
-    transcript = await run_transcription(
-        services, request.name, pcm, rate, request.options, request.keep_alive
-    )
+    transcript = await transcribe(services, model, pcm, rate, request.options, request.keep_alive)
     return render_response(request, transcript, time.perf_counter() - started)

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from vox_protocol import Load, Loaded, ModelInfo
+from vox_protocol import ModelInfo
 
 from vox_control.errors import LoadError
 from vox_control.runner_client import RunnerClient, RunnerDied, RunnerRequestError
@@ -35,19 +35,15 @@ async def start_runner(
     except (TimeoutError, RunnerDied, RunnerRequestError, OSError) as exc:
         raise LoadError.because(f"could not start the runner for {spec.name}", exc) from exc
     on_spawn(runner.pid)
-    load = Load(
-        id=runner.next_id(), model_dir=str(spec.model_dir), device=spec.device, options=spec.options
-    )
+    load = runner.load(str(spec.model_dir), device=spec.device, options=spec.options)
     try:
-        reply = await asyncio.wait_for(runner.request(load), load_timeout)
+        reply = await asyncio.wait_for(load, load_timeout)
     except BaseException as exc:
         await runner.close(grace=1.0)
+        # UnexpectedReply (a wrong answer to Load) is a RunnerRequestError too.
         if isinstance(exc, RunnerDied | RunnerRequestError | asyncio.TimeoutError):
             raise LoadError.because(f"could not load {spec.name}", exc) from exc
         raise
-    if not isinstance(reply, Loaded):
-        await runner.close(grace=1.0)
-        raise LoadError(f"runner for {spec.name} answered {type(reply).__name__} to load")
     log.info(
         "loaded %s in %.2fs (pid %d, %s, %s)",
         spec.name,

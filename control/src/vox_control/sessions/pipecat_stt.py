@@ -7,14 +7,12 @@ import base64
 import binascii
 import contextlib
 import logging
-import time
 from typing import Any
 
 import numpy as np
-from vox_protocol import Transcribe, Transcript
 
 from vox_control.audio.decode import WHISPER_RATE
-from vox_control.audio.resample import resample
+from vox_control.inference import ResolvedModel, TranscribeOptions, transcribe_loaded
 from vox_control.scheduler.scheduled import LoadedModel
 from vox_control.services import Services
 from vox_control.sessions.pipecat_wire import (
@@ -22,21 +20,14 @@ from vox_control.sessions.pipecat_wire import (
     PROTOCOL_VERSION,
     ClientGone,
     ProtocolError,
-    SessionRefused,
     Transport,
     backend_error,
-    client_event_id,
-    error_event,
     error_object,
     event_id,
-    loaded_model,
-    model_load,
     new_id,
-    parse,
-    refusal,
     reply,
-    vox_status,
 )
+from vox_control.sessions.skeleton import RealtimeSession
 
 log = logging.getLogger("vox.realtime.stt")
 
@@ -56,66 +47,29 @@ CLIENT_EVENTS = frozenset(
 )
 
 
-class SttRealtime:
+class SttRealtime(RealtimeSession):
     """One connection: load the model, hello + session.created, then audio and commits."""
 
-    def __init__(self, transport: Transport, services: Services, name: str) -> None:
-        self.transport = transport
-        self.services = services
-        self.name = name
-        self.session_id = new_id("session")
+    kind = "stt"
+    client_events = CLIENT_EVENTS
+
+    def __init__(self, transport: Transport, services: Services, model: ResolvedModel) -> None:
+        super().__init__(transport, services, model)
         self.buffer = bytearray()
         self.rate = WHISPER_RATE  # what the client sends; 16 kHz unless it says otherwise
         self.language: str | None = None
-        self.languages: list[str] = []
-        self.adapter = ""
-        self.closed = False
-        self.started = time.monotonic()
         # Decodes run one after another, in commit order, each holding its model reference.
         self.decodes: list[asyncio.Task[None]] = []
 
-    async def run(self) -> None:
-        try:
-            try:
-                await self._load()
-            except SessionRefused as exc:
-                await self.transport.send_event(error_event(exc.code, exc.message))
-                await self.transport.close(exc.close_code, exc.code)
-                return
-            await self.transport.send_event(self._hello())
-            for kind in ("session.created", "transcription_session.created"):
-                event = reply(kind, None)
-                event["session"] = self._snapshot()
-                await self.transport.send_event(event)
-            while not self.closed:
-                frame = await self.transport.receive()
-                try:
-                    await self._dispatch(frame)
-                except ProtocolError as exc:
-                    await self.transport.send_event(
-                        error_event(
-                            exc.code,
-                            exc.message,
-                            client_event_id=exc.client_event_id,
-                            retry_after_ms=exc.retry_after_ms,
-                        )
-                    )
-        except ClientGone:
-            log.debug("realtime stt %s: client gone", self.session_id)
-        finally:
-            await self._cancel_decodes()
+    async def opened(self) -> None:
+        await self.send(self._hello())
+        for kind in ("session.created", "transcription_session.created"):
+            event = reply(kind, None)
+            event["session"] = self._snapshot()
+            await self.send(event)
 
-    async def _load(self) -> None:
-        try:
-            manifest = self.services.manifest(self.name, "stt")
-            model = loaded_model(self.services, self.name)
-            if model is None:  # load it now, so a model that cannot load fails before hello
-                async with self.services.scheduler.use(self.name) as model:
-                    pass
-            self.languages = list(model.info.languages) or list(manifest.entry.languages)
-            self.adapter = model.info.adapter
-        except Exception as exc:
-            raise refusal(exc) from None
+    async def stop(self) -> None:
+        await self._cancel_decodes()
 
     def _hello(self) -> dict[str, Any]:
         return {
@@ -128,7 +82,7 @@ class SttRealtime:
                 "server_vad": False,
             },
             "audio": {"format": AUDIO_FORMAT, "rate": WHISPER_RATE, "channels": 1},
-            "backend": {"name": f"vox-{self.adapter}", "model": self.name},
+            "backend": self.backend(),
         }
 
     def _snapshot(self) -> dict[str, Any]:
@@ -143,40 +97,25 @@ class SttRealtime:
             "audio": {"input": {"format": fmt, "turn_detection": None, "language": self.language}},
         }
 
-    async def _dispatch(self, frame: str | bytes) -> None:
-        if isinstance(frame, bytes):
-            self._append(frame)
-            return
-        message = parse(frame)
-        kind = message["type"]
-        eid = client_event_id(message)
-        try:
-            if kind not in CLIENT_EVENTS:
-                raise ProtocolError("unsupported_event", f"unknown event: {kind}")
-            if kind in ("session.update", "transcription_session.update"):
-                await self._on_update(message, eid)
-            elif kind == "input_audio_buffer.append":
-                audio = message.get("audio")
-                if not isinstance(audio, str):
-                    raise ProtocolError("invalid_event", "input_audio_buffer.append missing audio")
-                try:
-                    self._append(base64.b64decode(audio, validate=True))
-                except binascii.Error as exc:
-                    raise ProtocolError(
-                        "invalid_event", f"audio base64 decode failed: {exc}"
-                    ) from None
-            elif kind == "input_audio_buffer.commit":
-                await self._on_commit(eid)
-            elif kind == "input_audio_buffer.clear":
-                self.buffer.clear()
-                await self.transport.send_event(reply("input_audio_buffer.cleared", eid))
-            elif kind == "server.status":
-                await self.transport.send_event(self._status())
-            else:
-                await self._on_end(drain=kind == "session.close")
-        except ProtocolError as exc:
-            exc.client_event_id = eid
-            raise
+    def on_binary(self, frame: bytes) -> None:
+        self._append(frame)
+
+    async def on_event(self, kind: str, message: dict[str, Any], eid: str | None) -> None:
+        if kind in ("session.update", "transcription_session.update"):
+            await self._on_update(message, eid)
+        elif kind == "input_audio_buffer.append":
+            audio = message.get("audio")
+            if not isinstance(audio, str):
+                raise ProtocolError("invalid_event", "input_audio_buffer.append missing audio")
+            try:
+                self._append(base64.b64decode(audio, validate=True))
+            except binascii.Error as exc:
+                raise ProtocolError("invalid_event", f"audio base64 decode failed: {exc}") from None
+        elif kind == "input_audio_buffer.commit":
+            await self._on_commit(eid)
+        else:  # input_audio_buffer.clear
+            self.buffer.clear()
+            await self.send(reply("input_audio_buffer.cleared", eid))
 
     def _append(self, data: bytes) -> None:
         if len(data) > MAX_APPEND_BYTES:
@@ -233,7 +172,7 @@ class SttRealtime:
         for kind in ("session.updated", "transcription_session.updated"):
             event = reply(kind, eid)
             event["session"] = self._snapshot()
-            await self.transport.send_event(event)
+            await self.send(event)
 
     async def _on_commit(self, eid: str | None) -> None:
         if not self.buffer:
@@ -250,7 +189,7 @@ class SttRealtime:
         event = reply("input_audio_buffer.committed", eid)
         event["item_id"] = item
         try:
-            await self.transport.send_event(event)
+            await self.send(event)
         except BaseException:
             await stack.aclose()
             raise
@@ -273,20 +212,8 @@ class SttRealtime:
                     await asyncio.shield(previous)  # transcripts come back in commit order
             try:
                 pcm = np.frombuffer(audio, dtype="<i2").astype(np.float32) / 32768.0
-                target = model.info.sample_rate or WHISPER_RATE
-                if rate != target:
-                    pcm = await asyncio.to_thread(resample, pcm, rate, target)
-                runner = model.runner
-                result = await runner.request(
-                    Transcribe(
-                        id=runner.next_id(),
-                        audio=pcm.tobytes(),
-                        sample_rate=target,
-                        language=self.language,
-                    )
-                )
-                if not isinstance(result, Transcript):
-                    raise TypeError(f"unexpected reply from the runner: {type(result).__name__}")
+                options = TranscribeOptions(language=self.language)
+                result = await transcribe_loaded(model, pcm, rate, options)
             except (asyncio.CancelledError, ClientGone):
                 raise
             except Exception as exc:
@@ -296,44 +223,25 @@ class SttRealtime:
                 event.update(
                     item_id=item, content_index=0, error=error_object(mapped.code, mapped.message)
                 )
-                await self.transport.send_event(event)
+                await self.send(event)
                 return
         text = result.text.strip()
         for kind, key in (("delta", "delta"), ("completed", "transcript")):
             event = reply(f"conversation.item.input_audio_transcription.{kind}", None)
             event.update({"item_id": item, "content_index": 0, key: text})
-            await self.transport.send_event(event)
+            await self.send(event)
 
-    def _status(self) -> dict[str, Any]:
-        vox = vox_status(self.services)
-        return {
-            "type": "server.status",
-            "event_id": event_id(),
-            "session_id": self.session_id,
-            "backend": {"name": f"vox-{self.adapter}", "model": self.name},
-            "queue_depth": model_load(self.services, self.name),
-            "uncommitted_bytes": len(self.buffer),
-            "uptime_seconds": round(time.monotonic() - self.started, 3),
-            "pid": vox["pid"],
-            "vox": vox,
-        }
+    def status_extra(self) -> dict[str, Any]:
+        return {"uncommitted_bytes": len(self.buffer)}
 
-    async def _on_end(self, *, drain: bool) -> None:
-        self.closed = True
+    async def finish(self, *, drain: bool) -> None:
         if drain:
             pending = [t for t in self.decodes if not t.done()]
             if pending:
-                timeout = self.services.settings.drain_timeout
-                await asyncio.wait(pending, timeout=timeout)
+                await asyncio.wait(pending, timeout=self.services.settings.drain_timeout)
         else:
             self.buffer.clear()
         await self._cancel_decodes()
-        event = reply("session.closed", None)
-        event.update(
-            session_id=self.session_id, reason="client_close" if drain else "client_cancel"
-        )
-        await self.transport.send_event(event)
-        await self.transport.close(1000, "")
 
     async def _cancel_decodes(self) -> None:
         for task in self.decodes:

@@ -6,15 +6,20 @@ import asyncio
 import base64
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from vox_protocol import Synthesize
+from vox_protocol import ModelInfo
 
-from vox_control.audio.resample import ToRate
 from vox_control.errors import BadRequest
-from vox_control.inference import MAX_SPEED, MIN_SPEED
+from vox_control.inference import (
+    MAX_SPEED,
+    MIN_SPEED,
+    ResolvedModel,
+    SynthesisOptions,
+    sentences_of,
+    speak,
+)
 from vox_control.scheduler.scheduled import LoadedModel
 from vox_control.services import Services
 from vox_control.sessions.pipecat_wire import (
@@ -22,24 +27,16 @@ from vox_control.sessions.pipecat_wire import (
     BUSY_RETRY_AFTER_MS,
     PROTOCOL_VERSION,
     ClientGone,
+    PcmFramer,
     ProtocolError,
-    SessionRefused,
     Transport,
     backend_error,
-    client_event_id,
-    error_event,
     error_object,
     event_id,
-    loaded_model,
-    model_load,
     new_id,
-    parse,
-    refusal,
     reply,
-    vox_status,
 )
-from vox_control.store.disk import Manifest
-from vox_control.text.sentences import SentenceSplitter
+from vox_control.sessions.skeleton import RealtimeSession
 from vox_control.validation import check_no_nul
 
 log = logging.getLogger("vox.realtime.tts")
@@ -78,85 +75,41 @@ class _Response:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class TtsRealtime:
+class TtsRealtime(RealtimeSession):
     """One connection: resolve and load the model, ``server.hello``, then client events."""
 
-    def __init__(self, transport: Transport, services: Services, name: str) -> None:
-        self.transport = transport
-        self.services = services
-        self.name = name
-        self.session_id = new_id("session")
+    kind = "tts"
+    client_events = CLIENT_EVENTS
+
+    def __init__(self, transport: Transport, services: Services, model: ResolvedModel) -> None:
+        super().__init__(transport, services, model)
         self.buffer = ""
         self.config: dict[str, Any] = {"voice": None, "language": None, "extras": {}}
         self.created_sent = False
-        self.closed = False
         self.response: _Response | None = None
-        self.started = time.monotonic()
         # Held while checking `cancelled` and sending a delta, and while acknowledging a
         # cancel: so no delta can follow `response.cancelled`.
         self.lock = asyncio.Lock()
         self.rate = 0
         self.voices: list[str] = []
-        self.languages: list[str] = []
-        self.adapter = ""
-        self.manifest: Manifest | None = None
 
-    # ------------------------------------------------------------------ session
-
-    async def run(self) -> None:
-        try:
-            try:
-                await self._load()
-            except SessionRefused as exc:
-                await self._send(error_event(exc.code, exc.message))
-                await self.transport.close(exc.close_code, exc.code)
-                return
-            await self._send(self._hello())
-            while not self.closed:
-                frame = await self.transport.receive()
-                try:
-                    await self._dispatch(frame)
-                except ProtocolError as exc:
-                    await self._send(
-                        error_event(
-                            exc.code,
-                            exc.message,
-                            client_event_id=exc.client_event_id,
-                            retry_after_ms=exc.retry_after_ms,
-                        )
-                    )
-        except ClientGone:
-            log.debug("realtime tts %s: client gone", self.session_id)
-        finally:
-            if self.response is not None:
-                await self._stop(self.response)
-
-    async def _load(self) -> None:
-        try:
-            manifest = self.services.manifest(self.name, "tts")
-            loaded = loaded_model(self.services, self.name)
-            if loaded is not None:
-                self._learn(manifest, loaded)  # no reference: a hello never waits in the queue
-                return
-            async with self.services.scheduler.use(self.name) as model:
-                self._learn(manifest, model)
-        except Exception as exc:
-            raise refusal(exc) from None
-
-    def _learn(self, manifest: Manifest, model: LoadedModel) -> None:
-        info = model.info
+    def learn(self, info: ModelInfo) -> None:
         self.rate = info.sample_rate  # the true rate, from the loaded model
-        self.voices = [v.id for v in info.voices] or list(manifest.entry.voices)
-        self.languages = list(info.languages) or list(manifest.entry.languages)
-        self.adapter = info.adapter
-        self.manifest = manifest
+        self.voices = [v.id for v in info.voices] or list(self.model.manifest.entry.voices)
+
+    async def opened(self) -> None:
+        await self.send(self._hello())
+
+    async def stop(self) -> None:
+        if self.response is not None:
+            await self._stop(self.response)
 
     def _hello(self) -> dict[str, Any]:
         return {
             "type": "server.hello",
             "event_id": event_id(),
             "protocol_version": PROTOCOL_VERSION,
-            "backend": {"name": f"vox-{self.adapter}", "model": self.name},
+            "backend": self.backend(),
             "audio": {"format": AUDIO_FORMAT, "rate": self.rate, "channels": 1},
             "capabilities": {
                 # Audio streams per sentence, not below a sentence: the peers' meaning.
@@ -171,40 +124,20 @@ class TtsRealtime:
             },
         }
 
-    async def _send(self, event: dict[str, Any]) -> None:
-        await self.transport.send_event(event)
-
     # ------------------------------------------------------------------ events
 
-    async def _dispatch(self, frame: str | bytes) -> None:
-        if isinstance(frame, bytes):
-            raise ProtocolError("invalid_event", "binary frames are not supported")
-        message = parse(frame)
-        kind = message["type"]
-        eid = client_event_id(message)
-        try:
-            if kind not in CLIENT_EVENTS:
-                raise ProtocolError("unsupported_event", f"unknown event: {kind}")
-            elif kind == "session.update":
-                await self._on_update(message, eid)
-            elif kind == "input_text.append":
-                self._on_append(message)
-            elif kind == "input_text.commit":
-                await self._on_commit(message, eid)
-            elif kind == "input_text.clear":
-                self.buffer = ""
-                await self._send(reply("input_text.cleared", eid))
-            elif kind == "response.cancel":
-                await self._on_cancel(message.get("response_id"))
-            elif kind == "session.cancel":
-                await self._on_session_end(drain=False)
-            elif kind == "session.close":
-                await self._on_session_end(drain=True)
-            else:
-                await self._send(self._status())
-        except ProtocolError as exc:
-            exc.client_event_id = eid
-            raise
+    async def on_event(self, kind: str, message: dict[str, Any], eid: str | None) -> None:
+        if kind == "session.update":
+            await self._on_update(message, eid)
+        elif kind == "input_text.append":
+            self._on_append(message)
+        elif kind == "input_text.commit":
+            await self._on_commit(message, eid)
+        elif kind == "input_text.clear":
+            self.buffer = ""
+            await self.send(reply("input_text.cleared", eid))
+        else:  # response.cancel
+            await self._on_cancel(message.get("response_id"))
 
     async def _on_update(self, message: dict[str, Any], eid: str | None) -> None:
         allowed = {"type", "event_id", "voice", "model", "language", "audio_format", "extras"}
@@ -244,7 +177,7 @@ class TtsRealtime:
             "extras": dict(self.config["extras"]),
             "audio_format": AUDIO_FORMAT,
         }
-        await self._send(event)
+        await self.send(event)
 
     def _on_append(self, message: dict[str, Any]) -> None:
         text = message.get("text")
@@ -299,8 +232,8 @@ class TtsRealtime:
         try:
             committed = reply("input_text.committed", eid)
             committed["response_id"] = response.id
-            await self._send(committed)
-            await self._send(
+            await self.send(committed)
+            await self.send(
                 {"type": "response.created", "event_id": event_id(), "response_id": response.id}
             )
         except BaseException:
@@ -314,12 +247,12 @@ class TtsRealtime:
             return  # nothing matching is in flight: a no-op, as the peers do
         async with self.lock:
             response.terminal = response.cancelled = True
-            await self._send(
+            await self.send(
                 {"type": "response.cancelled", "event_id": event_id(), "response_id": response.id}
             )
         await self._stop(response)
 
-    async def _on_session_end(self, *, drain: bool) -> None:
+    async def finish(self, *, drain: bool) -> None:
         response = self.response
         if response is not None:
             if drain:
@@ -330,31 +263,13 @@ class TtsRealtime:
             await self._stop(response)
         if not drain:
             self.buffer = ""
-        self.closed = True
-        await self._send(
-            {
-                "type": "session.closed",
-                "event_id": event_id(),
-                "session_id": self.session_id,
-                "reason": "client_close" if drain else "client_cancel",
-            }
-        )
-        await self.transport.close(1000, "")
 
-    def _status(self) -> dict[str, Any]:
+    def status_extra(self) -> dict[str, Any]:
         return {
-            "type": "server.status",
-            "event_id": event_id(),
-            "session_id": self.session_id,
-            "backend": {"name": f"vox-{self.adapter}", "model": self.name},
             "audio": {"format": AUDIO_FORMAT, "rate": self.rate, "channels": 1},
-            "queue_depth": model_load(self.services, self.name),
             "voice_count": len(self.voices),
             "voices": self.voices,
             "buffered_chars": len(self.buffer),
-            "uptime_seconds": round(time.monotonic() - self.started, 3),
-            "pid": vox_status(self.services)["pid"],
-            "vox": vox_status(self.services),
         }
 
     # ------------------------------------------------------------------ validation
@@ -378,9 +293,8 @@ class TtsRealtime:
             return None
         if not isinstance(voice, str):
             raise ProtocolError("invalid_config", "voice must be a string")
-        assert self.manifest is not None  # set before hello
         try:
-            mapped = self.services.voice_for(self.manifest, voice)
+            mapped = self.services.voice_for(self.model.manifest, voice)
         except BadRequest as exc:
             raise ProtocolError("invalid_config", exc.message) from None
         if mapped is not None and self.voices and mapped not in self.voices:
@@ -414,48 +328,28 @@ class TtsRealtime:
         self, response: _Response, model: LoadedModel, stack: contextlib.AsyncExitStack
     ) -> None:
         """Speak the commit sentence by sentence, re-framed into gapless 20 ms deltas."""
-        frame_bytes = self.rate * FRAME_MS // 1000 * 2
-        carry = bytearray()
-        seq = samples = 0
-        to_rate = ToRate(self.rate)
+        framer = PcmFramer(self.rate, FRAME_MS)
+        seq = 0
         try:
+            options = SynthesisOptions(response.voice, response.speed, response.language)
             async with stack:  # the model's reference, released when the response ends
-                runner = model.runner
-                for sentence in split(response.text):
-                    request = Synthesize(
-                        id=runner.next_id(),
-                        text=sentence,
-                        voice=response.voice,
-                        speed=response.speed,
-                        language=response.language,
-                    )
-                    chunks = runner.stream(request)
-                    try:
-                        async for chunk in chunks:
-                            pcm = chunk.audio
-                            if chunk.sample_rate != self.rate:
-                                # The advertised rate is a contract: convert, never relabel.
-                                pcm = to_rate.push(pcm, chunk.sample_rate)
-                            samples += len(pcm) // 2
-                            carry.extend(pcm)
-                            while len(carry) >= frame_bytes:
-                                frame = bytes(carry[:frame_bytes])
-                                del carry[:frame_bytes]
-                                await self._delta(response, seq, frame)
-                                seq += 1
-                    finally:
-                        await chunks.aclose()  # type: ignore[attr-defined]
-            if carry:
-                await self._delta(response, seq, bytes(carry))
+                sentences = await sentences_of(response.text, response.language)
+                speech = contextlib.aclosing(speak(model, sentences, options))
+                async for chunk in await stack.enter_async_context(speech):
+                    for frame in framer.push(chunk.audio, chunk.sample_rate):
+                        await self._delta(response, seq, frame)
+                        seq += 1
+            if tail := framer.tail():
+                await self._delta(response, seq, tail)
             async with self.lock:
                 if not response.terminal:
                     response.terminal = True
-                    await self._send(
+                    await self.send(
                         {
                             "type": "response.audio.done",
                             "event_id": event_id(),
                             "response_id": response.id,
-                            "duration_ms": round(samples * 1000 / self.rate),
+                            "duration_ms": round(framer.samples * 1000 / self.rate),
                         }
                     )
         except (asyncio.CancelledError, ClientGone, _Stopped):
@@ -467,7 +361,7 @@ class TtsRealtime:
                 if not response.terminal:
                     response.terminal = True
                     with contextlib.suppress(ClientGone):
-                        await self._send(
+                        await self.send(
                             {
                                 "type": "response.failed",
                                 "event_id": event_id(),
@@ -484,7 +378,7 @@ class TtsRealtime:
         async with self.lock:
             if response.cancelled or response.terminal:
                 raise _Stopped  # the client has its terminal event: no audio may follow
-            await self._send(
+            await self.send(
                 {
                     "type": "response.audio.delta",
                     "event_id": event_id(),
@@ -504,9 +398,3 @@ class TtsRealtime:
                 await task
         if self.response is response:
             self.response = None
-
-
-def split(text: str) -> list[str]:
-    """A commit's sentences (Vox's splitter): the first one's audio comes without the rest."""
-    splitter = SentenceSplitter()
-    return splitter.feed(text) + splitter.flush()

@@ -9,6 +9,7 @@ import uuid
 from typing import Any, Protocol
 
 from vox_control import __version__
+from vox_control.audio.resample import ToRate
 from vox_control.errors import BadRequest, Overloaded, VoxError, classify
 from vox_control.renderers import (
     REALTIME_TYPES,
@@ -49,6 +50,37 @@ class Transport(Protocol):
         ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class PcmFramer:
+    """pcm16 chunks at any rate -> gapless frames of ``frame_ms`` at ``rate``.
+
+    The advertised rate is a contract: audio at another rate is converted, never relabelled.
+    """
+
+    def __init__(self, rate: int, frame_ms: int) -> None:
+        self.rate = rate
+        self.frame_bytes = rate * frame_ms // 1000 * 2
+        self.samples = 0  # at ``rate``, everything pushed so far
+        self._carry = bytearray()
+        self._to_rate = ToRate(rate)
+
+    def push(self, pcm: bytes, rate: int) -> list[bytes]:
+        if rate != self.rate:
+            pcm = self._to_rate.push(pcm, rate)
+        self.samples += len(pcm) // 2
+        self._carry.extend(pcm)
+        frames = []
+        while len(self._carry) >= self.frame_bytes:
+            frames.append(bytes(self._carry[: self.frame_bytes]))
+            del self._carry[: self.frame_bytes]
+        return frames
+
+    def tail(self) -> bytes:
+        """What is left: the last, shorter frame."""
+        tail = bytes(self._carry)
+        self._carry.clear()
+        return tail
 
 
 class ProtocolError(VoxError):

@@ -11,26 +11,25 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 from litestar import WebSocket, websocket
-from vox_protocol import Transcribe, Transcript
+from vox_protocol import Transcript
 
 from vox_control.audio.decode import FRAME_LIMITS, WHISPER_RATE, AudioDecodeError, decode_audio
 from vox_control.audio.resample import Resampler
+from vox_control.inference import ResolvedModel, TranscribeOptions, transcribe
 from vox_control.services import Services
 from vox_control.sessions.channel import (
     BAD_CONFIG,
-    INTERNAL,
     NORMAL,
     POLICY,
     TOO_LARGE,
     UNSUPPORTED_DATA,
     Channel,
-    ClientGone,
     StreamError,
-    convert,
     model_error,
     parse_message,
 )
 from vox_control.sessions.merge import SEAM_NEAR, Stitcher, WindowTranscript
+from vox_control.sessions.skeleton import StreamSession
 from vox_control.sessions.voiced import speech_level, voiced_spans
 from vox_control.sessions.windows import Window, WindowPlanner
 from vox_control.validation import check_language
@@ -111,33 +110,23 @@ class _Audio:
         self.origin += cut
 
 
-class SttSession:
-    def __init__(self, channel: Channel, services: Services) -> None:
-        self.channel = channel
-        self.services = services
-        self.settings = services.settings
+class SttSession(StreamSession):
+    kind = "stt"
 
-    async def run(self) -> None:
-        try:
-            config, name = await self._configure()
-            await self._stream(config, name)
-        except StreamError as exc:
-            await self.channel.fail(exc)
-        except ClientGone as exc:
-            log.info("transcription stream: client gone (%s); session cancelled", exc)
-
-    async def _configure(self) -> tuple[SttConfig, str]:
-        message = await self.channel.receive_config()
-        config = convert(message, SttConfig)
+    async def serve(self) -> None:
+        config = await self.receive_config(SttConfig)
         check_config(config)
-        try:
-            name = self.services.model_name(config.model, "stt")
-            manifest = self.services.manifest(name, "stt")
+        await self._stream(config, await self._open(config))
+
+    async def _open(self, config: SttConfig) -> ResolvedModel:
+        model, info = await self.open_model(
             # The catalog's languages refuse a bad language before the model is loaded.
-            check_language(config.language, manifest.entry.languages)
-            # Load now, so a model that cannot load fails the session before `ready`.
-            async with self.services.scheduler.use(name) as model:
-                check_language(config.language, model.info.languages)
+            config.model,
+            lambda m: check_language(config.language, m.manifest.entry.languages),
+        )
+        name = model.name
+        try:
+            check_language(config.language, info.languages)
         except Exception as exc:
             raise model_error(exc) from None
         await self.channel.send_event(
@@ -150,9 +139,9 @@ class SttSession:
                 "overlap_ms": config.overlap_ms,
             }
         )
-        return config, name
+        return model
 
-    async def _stream(self, config: SttConfig, name: str) -> None:
+    async def _stream(self, config: SttConfig, model: ResolvedModel) -> None:
         started = time.perf_counter()
         audio = _Audio()
         planner = WindowPlanner(
@@ -161,7 +150,7 @@ class SttSession:
         queue: asyncio.Queue[tuple[Window, bytes] | None] = asyncio.Queue(_QUEUED_WINDOWS)
         stitcher = Stitcher()
         state: dict[str, Any] = {"language": config.language}
-        worker = asyncio.create_task(self._work(config, name, queue, stitcher, audio, state))
+        worker = asyncio.create_task(self._work(config, model, queue, stitcher, audio, state))
         receiver = asyncio.create_task(self._receive(config, audio, planner, queue))
         try:
             # The receiver never returns: after `end` it watches for a disconnect, which must
@@ -182,7 +171,7 @@ class SttSession:
         await self.channel.send_event(
             {
                 "type": "done",
-                "model": name,
+                "model": model.name,
                 "text": "".join(s.text for s in segments).strip(),
                 "language": state["language"],
                 "duration_ms": round(audio.total * 1000 / WHISPER_RATE),
@@ -243,7 +232,7 @@ class SttSession:
     async def _work(
         self,
         config: SttConfig,
-        name: str,
+        model: ResolvedModel,
         queue: asyncio.Queue[tuple[Window, bytes] | None],
         stitcher: Stitcher,
         audio: _Audio,
@@ -253,7 +242,7 @@ class SttSession:
         previous: tuple[Window, bytes] | None = None
         while (item := await queue.get()) is not None:
             window, pcm = item
-            reply = await self._transcribe(config, name, pcm)
+            reply = await self._transcribe(config, model, pcm)
             state["language"] = state["language"] or reply.language
             transcript = WindowTranscript(
                 window.start / WHISPER_RATE, window.end / WHISPER_RATE, reply.segments
@@ -262,7 +251,7 @@ class SttSession:
             if previous is not None and stitcher.suspect(
                 transcript, await asyncio.to_thread(_voiced_near, previous, item, cut)
             ):
-                extra = await self._seam_again(config, name, previous, item, cut)
+                extra = await self._seam_again(config, model, previous, item, cut)
                 if extra is not None:
                     stitcher.add(extra, extra=True)
             stitcher.add(transcript)
@@ -284,32 +273,24 @@ class SttSession:
                     }
                 )
 
-    async def _transcribe(self, config: SttConfig, name: str, pcm: bytes) -> Transcript:
+    async def _transcribe(self, config: SttConfig, model: ResolvedModel, pcm: bytes) -> Transcript:
+        options = TranscribeOptions(
+            language=config.language,
+            prompt=config.prompt,
+            word_timestamps=True,  # the stitch needs them, asked or not
+            beam_size=config.beam_size,
+        )
+        samples = np.frombuffer(pcm, dtype=np.float32)
         try:
             # Held per window: between windows an idle session pins no runner.
-            async with self.services.scheduler.use(name) as model:
-                runner = model.runner
-                reply = await runner.request(
-                    Transcribe(
-                        id=runner.next_id(),
-                        audio=pcm,
-                        sample_rate=WHISPER_RATE,
-                        language=config.language,
-                        prompt=config.prompt,
-                        word_timestamps=True,  # the stitch needs them, asked or not
-                        beam_size=config.beam_size,
-                    )
-                )
+            return await transcribe(self.services, model, samples, WHISPER_RATE, options)
         except Exception as exc:
             raise model_error(exc) from None
-        if not isinstance(reply, Transcript):
-            raise StreamError("internal_error", "unexpected reply from the runner", INTERNAL)
-        return reply
 
     async def _seam_again(
         self,
         config: SttConfig,
-        name: str,
+        model: ResolvedModel,
         previous: tuple[Window, bytes],
         current: tuple[Window, bytes],
         cut: int,
@@ -326,7 +307,7 @@ class SttSession:
         end = min(cut + SEAM_REACH, (b.start + b.end) // 2)
         if end - start < WHISPER_RATE:
             return None
-        reply = await self._transcribe(config, name, _span(previous, current, start, end))
+        reply = await self._transcribe(config, model, _span(previous, current, start, end))
         log.info("seam at %.1f s: suspect, transcribed again", cut / WHISPER_RATE)
         return WindowTranscript(start / WHISPER_RATE, end / WHISPER_RATE, reply.segments)
 

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections import deque
 from typing import Any, Literal
 
 import msgspec
 from litestar import WebSocket, websocket
-from vox_protocol import Synthesize
 
 from vox_control.audio.encode import Encoder
 from vox_control.audio.stream_encode import stream_encoder
 from vox_control.errors import BadRequest
-from vox_control.inference import check_speed
+from vox_control.inference import SynthesisOptions, check_speed, speak
 from vox_control.services import Services
 from vox_control.sessions.channel import (
     BAD_CONFIG,
@@ -31,10 +29,9 @@ from vox_control.sessions.channel import (
     model_error,
     parse_message,
 )
+from vox_control.sessions.skeleton import StreamSession
 from vox_control.text.sentences import SentenceSplitter
 from vox_control.validation import check_no_nul
-
-log = logging.getLogger("vox.streaming.tts")
 
 
 class TtsConfig(msgspec.Struct, forbid_unknown_fields=False):
@@ -53,11 +50,11 @@ class TextMessage(msgspec.Struct, forbid_unknown_fields=False):
     flush: bool = False  # extension: speak what is buffered now, without waiting for more
 
 
-class TtsSession:
+class TtsSession(StreamSession):
+    kind = "tts"
+
     def __init__(self, channel: Channel, services: Services) -> None:
-        self.channel = channel
-        self.services = services
-        self.settings = services.settings
+        super().__init__(channel, services)
         self.splitter = SentenceSplitter()
         self.pending: deque[str] = deque()
         self.wake = asyncio.Event()  # new sentences, or the end
@@ -70,18 +67,11 @@ class TtsSession:
         self.model_rate = 0
         self.encoder: Encoder | None = None  # created at the first audio of a stream
 
-    async def run(self) -> None:
-        try:
-            config, name = await self._configure()
-            await self._stream(config, name)
-        except StreamError as exc:
-            await self.channel.fail(exc)
-        except ClientGone as exc:
-            log.info("speech stream: client gone (%s); synthesis cancelled", exc)
+    async def serve(self) -> None:
+        config = await self.receive_config(TtsConfig)
+        await self._stream(config, await self._open(config))
 
-    async def _configure(self) -> tuple[TtsConfig, str]:
-        message = await self.channel.receive_config()
-        config = convert(message, TtsConfig)
+    async def _open(self, config: TtsConfig) -> str:
         try:
             check_speed(config.speed)
         except BadRequest as exc:
@@ -93,21 +83,19 @@ class TtsSession:
                 BAD_CONFIG,
                 param="sample_rate",
             )
+        model, info = await self.open_model(config.model)
+        name = model.name
         try:
-            name = self.services.model_name(config.model, "tts")
-            manifest = self.services.manifest(name, "tts")
-            async with self.services.scheduler.use(name) as model:
-                info = model.info
-            config.voice = self.services.voice_for(
-                manifest, config.voice, [v.id for v in info.voices]
-            )
-        except Exception as exc:
+            known = [v.id for v in info.voices]
+            config.voice = self.services.voice_for(model.manifest, config.voice, known)
+        except BadRequest as exc:
             raise model_error(exc) from None
+        self.splitter = SentenceSplitter(language=config.language)
         self.model_rate = info.sample_rate
         await self.channel.send_event(
             {"type": "ready", "model": name, "response_format": config.response_format}
         )
-        return config, name
+        return name
 
     async def _stream(self, config: TtsConfig, name: str) -> None:
         started = time.perf_counter()
@@ -165,7 +153,8 @@ class TtsSession:
                     "characters (VOX_STREAM_MAX_TEXT_CHARS)",
                     TOO_LARGE,
                 )
-            sentences = self.splitter.feed(text.text)
+            # Off the event loop: a message may carry a whole book (bounded, but not free).
+            sentences = await asyncio.to_thread(self.splitter.feed, text.text)
             if text.flush:
                 sentences += self.splitter.flush()
             self._queue(sentences)
@@ -239,23 +228,16 @@ class TtsSession:
         self.completed_chars = self.total_chars  # whitespace between sentences counts too
 
     async def _speak(self, config: TtsConfig, name: str, sentence: str) -> None:
+        options = SynthesisOptions(config.voice, config.speed, config.language)
         try:
-            async with self.services.scheduler.use(name) as model:
-                runner = model.runner
-                request = Synthesize(
-                    id=runner.next_id(),
-                    text=sentence,
-                    voice=config.voice,
-                    speed=config.speed,
-                    language=config.language,
-                )
-                chunks = runner.stream(request)
-                try:
-                    async for chunk in chunks:
-                        await self._send_audio(config, chunk.audio, chunk.sample_rate)
-                finally:
-                    # Early exit (cancel, disconnect) sends the runner a Cancel for this id.
-                    await chunks.aclose()  # type: ignore[attr-defined]
+            # Held per sentence: between sentences an idle session pins no runner. An early
+            # exit (cancel, disconnect) closes the stream: the runner gets a Cancel.
+            async with (
+                self.services.scheduler.use(name) as model,
+                contextlib.aclosing(speak(model, [sentence], options)) as chunks,
+            ):
+                async for chunk in chunks:
+                    await self._send_audio(config, chunk.audio, chunk.sample_rate)
         except (StreamError, ClientGone, asyncio.CancelledError):
             raise
         except Exception as exc:

@@ -3,14 +3,13 @@ and voices read straight from a model's voice file."""
 
 from __future__ import annotations
 
-import re
 import zipfile
 from pathlib import Path
 
+from vox_protocol import is_blend, parse_blend
+
 from vox_control.errors import BadRequest, Unprocessable
 from vox_control.store.registry import CatalogEntry
-
-_BLEND_PART = re.compile(r"^\s*(?P<id>[A-Za-z0-9_.-]+)\s*(?:\*\s*(?P<w>[0-9]*\.?[0-9]+)\s*)?$")
 
 
 class NeedsGpu(Unprocessable):
@@ -31,19 +30,12 @@ def check_device(entry: CatalogEntry, device: str) -> None:
 
 def blend_voices(voice: str) -> list[str] | None:
     """The voice ids of a blend ``a+b`` or ``a*0.7+b*0.3``; None when ``voice`` is no blend."""
-    if "+" not in voice and "*" not in voice:
+    if not is_blend(voice):
         return None
-    ids = []
-    for part in voice.split("+"):
-        match = _BLEND_PART.match(part)
-        weight = match.group("w") if match else None
-        if match is None or (weight is not None and float(weight) <= 0):
-            raise BadRequest(
-                f"bad voice blend '{voice}': expected 'a+b' or 'a*0.7+b*0.3' with positive weights",
-                param="voice",
-            )
-        ids.append(match.group("id"))
-    return ids
+    try:
+        return [vid for vid, _ in parse_blend(voice)]
+    except ValueError as exc:
+        raise BadRequest(str(exc), param="voice") from None
 
 
 def npz_voices(model_dir: Path) -> list[str] | None:

@@ -16,7 +16,6 @@ import numpy as np
 from vox_protocol import ModelInfo, Synthesize, Voice
 
 from vox_runner.adapter import Adapter, AdapterError, SynthChunk, iterate_in_thread, parse_device
-from vox_runner.adapters.piper import split_sentences
 
 log = logging.getLogger("vox_runner.adapters.gpu")
 
@@ -101,9 +100,9 @@ class GpuTtsAdapter(Adapter):
         return iterate_in_thread(self._generate(request.text, voice))
 
     def _generate(self, text: str, voice: str | None) -> Iterator[SynthChunk]:
-        for sentence in split_sentences(text):
-            for audio in self.speak(sentence, voice):
-                yield SynthChunk(audio=audio, sample_rate=self.sample_rate, text=sentence)
+        # The control plane sends one sentence per request (vox_control.text.sentences).
+        for audio in self.speak(text, voice):
+            yield SynthChunk(audio=audio, sample_rate=self.sample_rate, text=text)
 
     def load_model(self, model_dir: Path, device: str, options: Mapping[str, Any]) -> Any:
         raise NotImplementedError

@@ -1,4 +1,4 @@
-"""Kokoro TTS adapter (kokoro-onnx 0.6): one ONNX model plus its voice styles, sentence by sentence.
+"""Kokoro TTS adapter (kokoro-onnx 0.6): one ONNX model plus its voice styles.
 
 Files: one ``*.onnx`` (``onnx/model.onnx`` too) and the voices, either an npz (``voices.npz`` or
 kokoro-onnx's ``voices-v1.0.bin``) or a ``voices/`` folder of raw float32 ``<id>.bin`` styles.
@@ -7,21 +7,19 @@ Voices: an id from the file, or a blend ``af_bella+af_sky`` (equal parts) or
 ``af_bella*0.7+af_sky*0.3`` (weights, normalised to sum to 1). Language: the request's, else
 the ``lang`` option, else the one the voice id's first letter names (``a`` American English,
 ``b`` British, ``e`` Spanish, ...), else en-us. Text goes to espeak-ng (bundled by kokoro-onnx)
-one sentence at a time, so the first sentence's audio leaves before the second is phonemized.
+as given: the control plane sends one sentence per request (vox_control.text.sentences).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
-from vox_protocol import ModelInfo, Synthesize, Voice
+from vox_protocol import ModelInfo, Synthesize, Voice, parse_blend
 
 from vox_runner.adapter import (
     Adapter,
@@ -29,12 +27,10 @@ from vox_runner.adapter import (
     SynthChunk,
     iterate_in_thread,
     option_bool,
-    option_float,
     option_int,
     option_str,
 )
 from vox_runner.adapters import ort
-from vox_runner.adapters.piper import split_sentences
 
 log = logging.getLogger("vox_runner.adapters.kokoro")
 
@@ -55,24 +51,6 @@ _VOICE_LANG = {
 }
 # Short tags clients send, onto the espeak-ng voice names kokoro-onnx phonemizes with.
 _LANG_ALIASES = {"en": "en-us", "fr": "fr-fr", "pt": "pt-br", "zh": "cmn", "zh-cn": "cmn"}
-_COMPONENT = re.compile(r"^\s*(?P<id>[A-Za-z0-9_.-]+)\s*(?:\*\s*(?P<w>[0-9]*\.?[0-9]+)\s*)?$")
-
-
-def parse_blend(spec: str) -> list[tuple[str, float]]:
-    """``a+b`` or ``a*0.7+b*0.3`` -> [(voice id, weight)], weights normalised to sum to 1."""
-    parts: list[tuple[str, float]] = []
-    for raw in spec.split("+"):
-        match = _COMPONENT.match(raw)
-        if match is None:
-            raise AdapterError(
-                "bad_request", f"bad voice {spec!r}: expected 'voice', 'a+b' or 'a*0.7+b*0.3'"
-            )
-        weight = float(match.group("w")) if match.group("w") is not None else 1.0
-        if not (math.isfinite(weight) and weight > 0):
-            raise AdapterError("bad_request", f"voice weight in {spec!r} must be positive")
-        parts.append((match.group("id"), weight))
-    total = sum(w for _, w in parts)
-    return [(vid, w / total) for vid, w in parts]
 
 
 def espeak_language(tag: str) -> str:
@@ -126,7 +104,6 @@ class KokoroAdapter(Adapter):
         self._default_voice: str | None = None
         self._lang: str | None = None
         self._languages: set[str] = set()
-        self._pause = 0.25
 
     def load(self, model_dir: Path, device: str, options: Mapping[str, Any]) -> ModelInfo:
         import onnxruntime
@@ -147,7 +124,6 @@ class KokoroAdapter(Adapter):
         kokoro.voices = self._styles
         self._kokoro = kokoro
         self._lang = option_str(options, "lang")
-        self._pause = option_float(options, "sentence_pause", 0.25)
         self._languages = _espeak_languages()
         ids = list(self._styles)
         default = option_str(options, "default_voice")
@@ -184,7 +160,10 @@ class KokoroAdapter(Adapter):
 
     def style(self, spec: str) -> tuple[npt.NDArray[np.float32], str]:
         """The style table for a voice or a blend, and the id whose language it defaults to."""
-        parts = parse_blend(spec)
+        try:
+            parts = parse_blend(spec)
+        except ValueError as exc:
+            raise AdapterError("bad_request", str(exc)) from None
         unknown = [vid for vid, _ in parts if vid not in self._styles]
         if unknown:
             available = ", ".join(self._styles)
@@ -217,20 +196,14 @@ class KokoroAdapter(Adapter):
     def _generate(
         self, kokoro: Any, text: str, style: npt.NDArray[np.float32], speed: float, lang: str
     ) -> Iterator[SynthChunk]:
-        """Blocking: phonemize and synthesize one sentence per step, pause between them."""
-        sentences = split_sentences(text)
-        pause = np.zeros(int(self._pause * SAMPLE_RATE), dtype=np.float32)
-        for index, sentence in enumerate(sentences):
-            try:
-                audio, _ = kokoro.create(sentence, voice=style, speed=speed, lang=lang)
-            except ValueError as exc:  # nothing speakable in it (punctuation only, ...)
-                log.info("skipping sentence %r: %s", sentence, exc)
-                continue
-            if index < len(sentences) - 1:
-                audio = np.concatenate([audio, pause])
-            pcm = np.clip(np.asarray(audio) * 32767.0, -32768, 32767).astype("<i2")
-            last = index == len(sentences) - 1
-            yield SynthChunk(pcm.tobytes(), SAMPLE_RATE, text=sentence, last=last)
+        """Blocking: phonemize and synthesize ``text`` as given (the control plane splits)."""
+        try:
+            audio, _ = kokoro.create(text, voice=style, speed=speed, lang=lang)
+        except ValueError as exc:  # nothing speakable in it (punctuation only, ...)
+            log.info("nothing to speak in %r: %s", text, exc)
+            return
+        pcm = np.clip(np.asarray(audio) * 32767.0, -32768, 32767).astype("<i2")
+        yield SynthChunk(pcm.tobytes(), SAMPLE_RATE, text=text, last=True)
 
     def _warm_up(self) -> None:
         # The first ONNX run is several times slower; do not bill it to the first request.

@@ -19,7 +19,6 @@ from vox_protocol import ModelInfo, Segment, Synthesize, Transcribe, Transcript,
 from vox_runner.adapter import Adapter, AdapterError, SynthChunk, iterate_in_thread, option_str
 from vox_runner.adapters.gpu import to_pcm16
 from vox_runner.adapters.kokoro import MAX_SPEED, MIN_SPEED
-from vox_runner.adapters.piper import split_sentences
 
 
 def apple_silicon() -> bool:
@@ -93,12 +92,12 @@ class MlxKokoroAdapter(Adapter):
         return iterate_in_thread(self._generate(request.text, voice, request.speed))
 
     def _generate(self, text: str, voice: str, speed: float) -> Iterator[SynthChunk]:
-        for sentence in split_sentences(text):
-            for result in self._model.generate(
-                text=sentence, voice=voice, speed=speed, lang_code=self._lang
-            ):
-                audio = np.asarray(result.audio, dtype=np.float32)
-                yield SynthChunk(audio=to_pcm16(audio), sample_rate=24000, text=sentence)
+        # The control plane sends one sentence per request (vox_control.text.sentences).
+        for result in self._model.generate(
+            text=text, voice=voice, speed=speed, lang_code=self._lang
+        ):
+            audio = np.asarray(result.audio, dtype=np.float32)
+            yield SynthChunk(audio=to_pcm16(audio), sample_rate=24000, text=text)
 
 
 class MlxWhisperAdapter(Adapter):

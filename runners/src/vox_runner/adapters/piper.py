@@ -1,4 +1,4 @@
-"""Piper TTS adapter (piper-tts 1.8): one ONNX voice model, streamed sentence by sentence.
+"""Piper TTS adapter (piper-tts 1.8): one ONNX voice model, streamed as piper makes the audio.
 
 Voice ids. A multi-speaker model's voices are the keys of its config's ``speaker_id_map``,
 listed in speaker-id order; the default is the config's ``default_speaker_id`` (else 0). A
@@ -31,25 +31,6 @@ from vox_runner.adapter import (
 log = logging.getLogger("vox_runner.adapters.piper")
 
 _PIPER_NAME = re.compile(r"^[a-z]{2,3}_[A-Z]{2}-(?P<name>.+)-(?:x_low|low|medium|high)$")
-# A sentence ends at . ! ? (plus closing quotes/brackets) before whitespace and a capital
-# or digit. Deliberately more conservative than espeak-ng, which piper uses to split
-# sentences: every cut made here is one espeak makes too, so the audio is the same as
-# synthesizing the whole text, and piper still splits a piece further where espeak does.
-_BOUNDARY = re.compile(r"""[.!?]+["'”’)\]]*(?=\s+["'“‘(\[]?[A-Z0-9])""")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Cut ``text`` into sentences at unambiguous boundaries (never inside an ellipsis)."""
-    pieces: list[str] = []
-    start = 0
-    for match in _BOUNDARY.finditer(text):
-        stop = match.group().rstrip("\"'”’)]")
-        if stop.startswith("..") and not {"!", "?"} & set(stop):
-            continue  # "Wait... What?" is one sentence to espeak
-        pieces.append(text[start : match.end()].strip())
-        start = match.end()
-    pieces.append(text[start:].strip())
-    return [piece for piece in pieces if piece]
 
 
 class PiperAdapter(Adapter):
@@ -135,21 +116,23 @@ class PiperAdapter(Adapter):
     def _generate(
         self, voice: Any, text: str, speaker_id: int | None, length_scale: float
     ) -> Iterator[SynthChunk]:
-        """Blocking: one chunk per sentence piper makes, the sentence text on its first."""
+        """Blocking: one chunk per sentence piper makes, the text on the first.
+
+        The control plane sends one sentence per request (vox_control.text.sentences); piper
+        may still cut it further where espeak-ng sees a sentence end.
+        """
         from piper import SynthesisConfig
 
         syn_config = SynthesisConfig(speaker_id=speaker_id, length_scale=length_scale)
-        for sentence, final in with_last(split_sentences(text)):
-            label = sentence
-            pieces = voice.synthesize(sentence, syn_config=syn_config)
-            for chunk, last in with_last(pieces):
-                yield SynthChunk(
-                    audio=chunk.audio_int16_bytes,
-                    sample_rate=chunk.sample_rate,
-                    text=label,
-                    last=final and last,
-                )
-                label = ""  # piper split our sentence further: the text went with the first
+        label = text.strip()
+        for chunk, last in with_last(voice.synthesize(text, syn_config=syn_config)):
+            yield SynthChunk(
+                audio=chunk.audio_int16_bytes,
+                sample_rate=chunk.sample_rate,
+                text=label,
+                last=last,
+            )
+            label = ""  # piper split the text further: the text went with the first
 
 
 def _warm_up(voice: Any) -> None:

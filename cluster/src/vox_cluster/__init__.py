@@ -1,0 +1,1 @@
+"""Vox nodes behind Ray Serve: each replica is a `vox serve` node; models go where they live."""
