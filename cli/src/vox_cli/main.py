@@ -169,6 +169,10 @@ def serve(
     wyoming_zeroconf: Annotated[
         bool | None, _flag("wyoming_zeroconf", "Announce Wyoming as _wyoming._tcp (zeroconf).")
     ] = None,
+    metrics_addr: Annotated[
+        str | None,
+        _flag("metrics_addr", "Also serve /metrics without the token on host:port (scrapers)."),
+    ] = None,
 ) -> None:
     from vox_control.serve import serve as run_server
 
@@ -207,6 +211,7 @@ def serve(
         max_audio_seconds=max_audio_seconds,
         wyoming=wyoming,
         wyoming_zeroconf=wyoming_zeroconf,
+        metrics_addr=metrics_addr,
     )
     run_server(settings)
 

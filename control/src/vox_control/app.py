@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -20,6 +21,7 @@ from vox_control.routes.compat import VoxRuntimeController
 from vox_control.routes.forms import UploadBudget
 from vox_control.routes.models import ModelsController
 from vox_control.routes.native import NativeController
+from vox_control.routes.observe import ObserveController
 from vox_control.routes.openai import OpenAIController
 from vox_control.routes.openai_realtime import openai_realtime
 from vox_control.routes.openapi import DOCS_ASSETS, openapi_config
@@ -57,9 +59,12 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             wyoming = WyomingServer(svc, settings.wyoming, zeroconf=settings.wyoming_zeroconf)
             await wyoming.start()
             svc.session_status["wyoming"] = wyoming.status
+        stop_open = svc.metrics.serve_open(settings.metrics_addr) if settings.metrics_addr else None
         try:
             yield
         finally:
+            if stop_open is not None:
+                await asyncio.to_thread(stop_open)
             if wyoming is not None:
                 await wyoming.stop()
             # Every runner is reaped here, however the server stops (SIGINT, SIGTERM).
@@ -76,6 +81,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             ModelsController,
             RuntimeController,
             VoxRuntimeController,
+            ObserveController,
             transcription_stream,
             speech_stream,
             *REALTIME_ROUTES,
@@ -92,6 +98,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         # budget; inference answered in one piece is cancelled when its client disconnects.
         middleware=[
             request_id_middleware,
+            svc.metrics.middleware,  # by route template, so labels stay bounded
             UploadBudget(settings.max_upload_bytes_total).middleware,
             cancel_on_disconnect(INFERENCE_PATHS),
         ],

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from vox_control.errors import error_body
 from vox_control.renderers import REQUEST_ID_HEADER, scope_request_id
-from vox_control.settings import Settings
+from vox_control.settings import Settings, split_host
 from vox_control.web import PAGE_PATHS
 
 if TYPE_CHECKING:
@@ -28,9 +28,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# Left open with a token set: liveness probes (container healthchecks, supervisors) carry no
-# secret, and the answer holds no model data beyond counts and in-progress pull names.
-OPEN_PATHS = frozenset({"/api/health"})
+# Left open with a token set: liveness and readiness probes (container healthchecks,
+# supervisors) carry no secret, and the answers hold no model data beyond counts, in-progress
+# pull names and the --preload names.
+OPEN_PATHS = frozenset({"/api/health", "/api/ready"})
 
 # A browser cannot set headers on a WebSocket, only offer subprotocols: the playground offers
 # ["vox", "vox.bearer.<base64url of the token>"], the token is checked like a header's, and
@@ -77,7 +78,20 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(settings: Settings, token: str | None) -> None:
-    """Refuse a token-less server on a non-loopback address unless --insecure says so."""
+    """Refuse a token-less server on a non-loopback address unless --insecure says so; the
+    open metrics listener (--metrics-addr) never has a token, so it needs --insecure there."""
+    if settings.metrics_addr:
+        try:
+            _, host, port = split_host(settings.metrics_addr)
+        except ValueError as exc:
+            raise AuthConfigError(f"--metrics-addr / VOX_METRICS_ADDR: {exc}") from None
+        if port is None:
+            raise AuthConfigError("--metrics-addr / VOX_METRICS_ADDR needs a port (:9464)")
+        if not settings.insecure and not is_loopback(host):
+            raise AuthConfigError(
+                f"refusing to serve metrics on {host} without a token: bind the metrics "
+                "listener to 127.0.0.1, scrape the main port with the token, or pass --insecure"
+            )
     if token or settings.insecure or is_loopback(settings.host):
         return
     raise AuthConfigError(

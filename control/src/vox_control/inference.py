@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -18,6 +19,7 @@ import numpy as np
 from litestar.datastructures import UploadFile
 from vox_protocol import AudioChunk, SpeechProbabilities, Transcript, Voice
 
+from vox_control import metrics
 from vox_control.audio.decode import WHISPER_RATE, AudioDecodeError, AudioLimits, Source
 from vox_control.audio.long_audio import LongAudio, open_audio, transcribe_long, window_samples
 from vox_control.audio.resample import resample
@@ -113,7 +115,8 @@ async def transcribe_loaded(
     if target and target != rate:
         pcm = await asyncio.to_thread(resample, pcm, rate, target)
         rate = target
-    return await model.runner.transcribe(
+    started = time.perf_counter()
+    transcript = await model.runner.transcribe(
         pcm.astype(np.float32, copy=False).tobytes(),
         rate,
         language=options.language or None,
@@ -124,6 +127,8 @@ async def transcribe_loaded(
         vad_filter=options.vad_filter,
         beam_size=options.beam_size,
     )
+    metrics.speech_done("stt", len(pcm) / rate, started)
+    return transcript
 
 
 async def transcribe(
@@ -203,12 +208,15 @@ async def speak(
     which sends the runner a Cancel for it.
     """
     for sentence in sentences:
+        started, samples, rate = time.perf_counter(), 0, 1
         chunks = model.runner.synthesize(
             sentence, voice=options.voice, speed=options.speed, language=options.language
         )
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
+                samples, rate = samples + len(chunk.audio) // 2, chunk.sample_rate  # pcm16
                 yield chunk
+        metrics.speech_done("tts", samples / rate, started)
 
 
 async def sentences_of(text: str, language: str | None = None) -> list[str]:

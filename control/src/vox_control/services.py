@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -15,6 +16,8 @@ from vox_protocol import Loaded
 from vox_sandboxes import RunnerSource, Sandbox, SandboxError, SandboxManager
 
 from vox_control.errors import BadRequest, ModelNotFound, Unavailable
+from vox_control.metrics import Metrics
+from vox_control.ready import ping
 from vox_control.runner_client import RunnerClient, RunnerDied, RunnerRequestError
 from vox_control.scheduler.loop import LoadSpec, Scheduler
 from vox_control.settings import Settings
@@ -52,9 +55,15 @@ class Puller:
     """Runs pulls: one job per model however many clients ask; events fan out to each of them."""
 
     def __init__(
-        self, settings: Settings, registry: Registry, store: Store, sandboxes: SandboxManager
+        self,
+        settings: Settings,
+        registry: Registry,
+        store: Store,
+        sandboxes: SandboxManager,
+        metrics: Metrics | None = None,
     ):
         self._settings = settings
+        self._metrics = metrics or Metrics()
         self._registry = registry
         self._store = store
         self._sandboxes = sandboxes
@@ -117,12 +126,19 @@ class Puller:
         """The adapter's sandbox (from ``package``, an entry's ``adapter_package``), built if
         needed; uv's output goes to the server log only."""
 
+        built: list[str] = []
+
         def sandbox_log(line: str) -> None:
+            built.append(adapter)  # uv speaks only when it builds; a ready sandbox is silent
             log.debug("sandbox %s: %s", adapter, line)
 
         try:
-            return await asyncio.to_thread(self._sandboxes.ensure, adapter, sandbox_log, package)
+            ensure = self._sandboxes.ensure
+            sandbox = await asyncio.to_thread(ensure, adapter, sandbox_log, package)
+            self._metrics.sandbox_builds.labels(adapter, "built" if built else "ready").inc()
+            return sandbox
         except SandboxError as exc:
+            self._metrics.sandbox_builds.labels(adapter, "failed").inc()
             # The summary says what failed (a full disk, say); uv's lines are the detail.
             raise Unavailable(exc.summary, code="sandbox_unavailable", detail=str(exc)) from exc
 
@@ -139,7 +155,20 @@ class Puller:
                 queue.put_nowait(event)
 
     async def _run(self, entry: CatalogEntry, verify: bool) -> Manifest:
+        started, fetched = time.perf_counter(), dict[str, int]()
+        try:
+            manifest = await self._fetch(entry, verify, fetched)
+        except BaseException as exc:
+            result = "cancelled" if isinstance(exc, asyncio.CancelledError) else "failure"
+            self._metrics.pull_done(entry.name, result, sum(fetched.values()), started)
+            raise
+        self._metrics.pull_done(entry.name, "success", sum(fetched.values()), started)
+        return manifest
+
+    async def _fetch(self, entry: CatalogEntry, verify: bool, fetched: dict[str, int]) -> Manifest:
         def emit(event: PullEvent) -> None:
+            if event.file is not None and event.completed is not None:
+                fetched[event.file] = event.completed  # each file's bytes, as far as they got
             self._emit(entry.name, event)
 
         # The sandbox comes first: files are committed (and the model listed) only once the
@@ -175,13 +204,18 @@ class Services:
             device=settings.resolved_device,
             interpreters=settings.adapter_interpreters,
         )
-        self.puller = Puller(settings, self.registry, self.store, self.sandboxes)
-        self.scheduler = Scheduler(settings, self.load_spec, self.spawn)
+        self.metrics = Metrics()
+        self.puller = Puller(settings, self.registry, self.store, self.sandboxes, self.metrics)
+        self.scheduler = Scheduler(settings, self.load_spec, self.spawn, metrics=self.metrics)
+        self.metrics.watch(self.scheduler)
         self._background: set[asyncio.Task[Any]] = set()
         # Models whose last load crashed: their next load hashes every file.
         self._suspect: set[str] = set()
         # Protocol servers beside HTTP (Wyoming) report their sessions here for /api/ps.
         self.session_status: dict[str, Callable[[], dict[str, Any]]] = {}
+        # --preload models whose runner answered a round trip (readiness), or why not.
+        self.answered: set[str] = set()
+        self.preload_errors: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -214,9 +248,11 @@ class Services:
     async def _preload(self, name: str) -> None:
         try:
             await self.puller.wait(name)
-            async with self.scheduler.use(name):
-                pass
+            async with self.scheduler.use(name) as model:
+                await ping(model)
+            self.answered.add(name)
         except Exception as exc:
+            self.preload_errors[name] = str(exc) or type(exc).__name__
             log.error("could not preload %s: %s", name, exc)
 
     # ------------------------------------------------------------------ names

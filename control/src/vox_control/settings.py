@@ -112,6 +112,9 @@ class Settings:
     # Seconds a busy runner may send nothing (it sends a heartbeat every second) before it is
     # killed and its requests get 504; 0: the adapter family's default (60-180 s).
     runner_watchdog: float = 0.0
+    # Also serve GET /metrics without the token on this "host:port" (":9464": loopback), for a
+    # Prometheus scraper that holds no secret; empty: only the main bind's /metrics.
+    metrics_addr: str = ""
     log_level: str = "info"
     log_format: str = "text"  # or json: one object a line (vox-runtime's VOX_LOG_FORMAT)
     # Also serve everything on this Unix socket (mode 0600); the realtime protocols' `/`

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextvars
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from vox_control.scheduler.budget import FOREVER
 from vox_control.scheduler.scheduled import Clock, LoadedModel
 
-UnloadFn = Callable[[LoadedModel, str], Awaitable[None]]
+UnloadFn = Callable[[LoadedModel, str], Coroutine[Any, Any, None]]
 
 
 class Expiry:
     """Arms, resets and fires the keep-alive timers; the scheduler decides when to arm."""
 
     def __init__(
-        self, clock: Clock, unload: UnloadFn, spawn: Callable[[Awaitable[None]], None]
+        self, clock: Clock, unload: UnloadFn, spawn: Callable[[Coroutine[Any, Any, None]], None]
     ) -> None:
         self._clock = clock
         self._unload = unload
@@ -42,7 +44,9 @@ class Expiry:
             self._spawn(self._unload(model, "keep_alive 0"))
             return
         model.expires_at = self._clock.now() + model.keep_alive
-        model.timer = asyncio.create_task(self._expire_at(model, model.expires_at))
+        # Armed as a request ends, but about no request: no request id on its log lines.
+        expire = self._expire_at(model, model.expires_at)
+        model.timer = asyncio.get_running_loop().create_task(expire, context=contextvars.Context())
 
     async def _expire_at(self, model: LoadedModel, deadline: float) -> None:
         await self._clock.sleep_until(deadline)

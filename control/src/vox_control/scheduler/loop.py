@@ -13,18 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 from vox_control.errors import LoadError, Overloaded, Unavailable
-from vox_control.scheduler.budget import Plan, Resident, parse_keep_alive, parse_size_mb, plan
+from vox_control.logs import request_id
+from vox_control.metrics import Metrics, note_model, unload_reason
+from vox_control.runner_client import RunnerStalled
+from vox_control.scheduler.budget import Plan, Pool, Resident, parse_keep_alive, parse_size_mb, plan
 from vox_control.scheduler.expiry import Expiry
 from vox_control.scheduler.ledger import Ledger
 from vox_control.scheduler.loader import FAILED_AFTER, Loader, SpawnFn
-from vox_control.scheduler.memory import Measurements, MemoryProbe
+from vox_control.scheduler.memory import Measurements, MemoryProbe, pool_of
 from vox_control.scheduler.scheduled import (
     Clock,
     LoadedModel,
@@ -50,6 +55,8 @@ class _Pending:
     keep_alive: float
     deadline: float  # event-loop time
     future: asyncio.Future[LoadedModel]
+    # The request that asked: the loop's log lines while serving this entry carry its id.
+    request_id: str | None = field(default_factory=request_id.get)
 
 
 class Scheduler:
@@ -64,8 +71,10 @@ class Scheduler:
         probe: MemoryProbe | None = None,
         measurements: Measurements | None = None,
         clock: Clock | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics or Metrics()
         self._resolve = resolve
         self._ledger = Ledger(
             probe or MemoryProbe(settings.memory_budget, headroom_mb=settings.memory_headroom_mb),
@@ -88,6 +97,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._expiry = Expiry(self._clock, self._unload, self._spawn_task)
         self._closed = False
+        self._crashed: set[str] = set()  # models whose last runner exited unasked
 
     # ------------------------------------------------------------------ queries (ps)
 
@@ -111,6 +121,19 @@ class Scheduler:
     def expires_in(self, model: LoadedModel) -> float | None:
         return self._expiry.remaining(model)
 
+    def queue_depths(self) -> dict[str, int]:
+        """Requests waiting per model (beyond the running ones, or for a load): for metrics."""
+        depths = dict(self._waiting)
+        for model in list(self._loaded.values()):
+            depths[model.name] = self.queued(model)
+        return depths
+
+    def pools(self) -> list[Pool]:
+        """The memory pools this server plans with (the CPU, and its device's), read now."""
+        names = {"cpu", *(m.pool for m in list(self._loaded.values()))}
+        names.add(pool_of(self._settings.resolved_device))
+        return [self._ledger.pool(name) for name in sorted(names)]
+
     # ------------------------------------------------------------------ requests
 
     @contextlib.asynccontextmanager
@@ -128,16 +151,20 @@ class Scheduler:
         model = self._loaded.get(name)
         holding = model.refcount if model is not None else 0
         if holding + self.waiting(name) >= self._capacity:
+            self._metrics.refusals.labels(name, "queue_full").inc()
             raise Overloaded(
                 f"{name} has {holding + self.waiting(name)} requests in flight or queued "
                 f"(limit {self._capacity}: --num-parallel plus --max-queue); retry later",
                 code="queue_full",
                 headers={"Retry-After": str(self._retry_after(model))},
             )
+        note_model(name)
+        started = time.perf_counter()
         if model is not None and self._usable(model):
             self._claim(model, ttl)  # fast path: no lock, no queue
         else:
             model = await self._wait_for_load(name, ttl)
+            self._metrics.queue_wait.labels(name).observe(time.perf_counter() - started)
         started = time.perf_counter()
         try:
             yield model
@@ -213,13 +240,14 @@ class Scheduler:
 
     def _ensure_loop(self) -> None:
         if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.create_task(self._run(), name="vox-scheduler")
+            self._loop_task = _detached(self._run(), "vox-scheduler")
 
     async def _run(self) -> None:
         while True:
             pending = await self._queue.get()
             if pending.future.done():
                 continue  # its caller went away while queued
+            request_id.set(pending.request_id)
             try:
                 model = await self._serve(pending)
             except asyncio.CancelledError:  # stop(): nobody may be left waiting
@@ -229,6 +257,8 @@ class Scheduler:
                     )
                 raise
             except Exception as exc:
+                if isinstance(exc, Unavailable) and exc.code == "insufficient_memory":
+                    self._metrics.refusals.labels(pending.spec.name, exc.code).inc()
                 if not pending.future.done():
                     pending.future.set_exception(exc)
                 continue
@@ -300,7 +330,15 @@ class Scheduler:
     # ------------------------------------------------------------------ load / unload
 
     async def _load(self, spec: LoadSpec, need_mb: float) -> LoadedModel:
-        model = await self._loader.load(spec, need_mb, self._default_ttl)
+        try:
+            model = await self._loader.load(spec, need_mb, self._default_ttl)
+        except LoadError:
+            self._metrics.load_failures.labels(spec.name).inc()
+            raise
+        self._metrics.load_seconds.labels(spec.name).observe(model.load_seconds)
+        if spec.name in self._crashed:
+            self._crashed.discard(spec.name)
+            self._metrics.restarts.labels(spec.name).inc()
         if self._closed:  # shutdown began while this model was loading
             await model.runner.close(grace=1.0)
             raise Unavailable("the server is shutting down", code="shutting_down")
@@ -309,7 +347,7 @@ class Scheduler:
         self._spawn_task(self._watch(model))
         if self._sampler is None or self._sampler.done():
             sample = self._ledger.sample(self._loaded, self._clock)
-            self._sampler = asyncio.create_task(sample, name="vox-memory")
+            self._sampler = _detached(sample, "vox-memory")
         return model
 
     async def _watch(self, model: LoadedModel) -> None:
@@ -319,6 +357,9 @@ class Scheduler:
         died = await watch(model.runner, limit, self._clock)
         if self._loaded.get(model.name) is model and not model.unloading:
             log.warning("runner for %s exited: %s", model.name, died)
+            cause = "stalled" if isinstance(died, RunnerStalled) else "exited"
+            self._metrics.crashes.labels(model.name, cause).inc()
+            self._crashed.add(model.name)
             self._forget(model, "its runner exited")
 
     def _forget(self, model: LoadedModel, why: str) -> None:
@@ -343,6 +384,7 @@ class Scheduler:
         del self._loaded[model.name]
         self._closing[model.runner.pid] = model
         log.info("unloading %s (pid %d): %s", model.name, model.runner.pid, why)
+        self._metrics.unloads.labels(model.name, unload_reason(why)).inc()
         try:
             await model.runner.close()
             await self._ledger.wait_freed(model)
@@ -350,8 +392,8 @@ class Scheduler:
             self._closing.pop(model.runner.pid, None)
             self._changed.set()
 
-    def _spawn_task(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = _detached(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -389,3 +431,9 @@ class Scheduler:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _detached(coro: Coroutine[Any, Any, None], name: str | None = None) -> asyncio.Task[None]:
+    """A task that outlives the request that happened to start it: it starts from an empty
+    context, so its log lines do not carry that request's id."""
+    return asyncio.get_running_loop().create_task(coro, name=name, context=contextvars.Context())
