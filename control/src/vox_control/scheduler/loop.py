@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import math
 import time
@@ -25,16 +24,15 @@ from vox_control.errors import LoadError, Overloaded, Unavailable
 from vox_control.logs import request_id
 from vox_control.metrics import Metrics, note_model, unload_reason
 from vox_control.runner_client import RunnerStalled
-from vox_control.scheduler.budget import Plan, Pool, Resident, parse_keep_alive, parse_size_mb, plan
+from vox_control.scheduler.budget import Plan, Resident, parse_keep_alive, parse_size_mb, plan
 from vox_control.scheduler.expiry import Expiry
 from vox_control.scheduler.ledger import Ledger
 from vox_control.scheduler.loader import FAILED_AFTER, Loader, SpawnFn
-from vox_control.scheduler.memory import Measurements, MemoryProbe, pool_of
+from vox_control.scheduler.memory import Measurements, MemoryProbe
+from vox_control.scheduler.queries import SchedulerQueries, detached
 from vox_control.scheduler.scheduled import (
     Clock,
     LoadedModel,
-    LoadFailure,
-    Loading,
     LoadSpec,
     MonotonicClock,
 )
@@ -59,7 +57,7 @@ class _Pending:
     request_id: str | None = field(default_factory=request_id.get)
 
 
-class Scheduler:
+class Scheduler(SchedulerQueries):
     """Owns every runner; hands out loaded models to requests."""
 
     def __init__(
@@ -98,41 +96,6 @@ class Scheduler:
         self._expiry = Expiry(self._clock, self._unload, self._spawn_task)
         self._closed = False
         self._crashed: set[str] = set()  # models whose last runner exited unasked
-
-    # ------------------------------------------------------------------ queries (ps)
-
-    def loaded(self) -> list[LoadedModel]:
-        return sorted(self._loaded.values(), key=lambda m: m.name)
-
-    def loading(self) -> Loading | None:
-        return self._loader.loading
-
-    def failures(self) -> dict[str, LoadFailure]:
-        return self._loader.failed()
-
-    def waiting(self, name: str) -> int:
-        return self._waiting.get(name, 0)
-
-    def queued(self, model: LoadedModel) -> int:
-        """Requests beyond the runner's parallel slots, plus those waiting for its load."""
-        running = min(model.refcount, self._settings.num_parallel)
-        return model.refcount - running + self.waiting(model.name)
-
-    def expires_in(self, model: LoadedModel) -> float | None:
-        return self._expiry.remaining(model)
-
-    def queue_depths(self) -> dict[str, int]:
-        """Requests waiting per model (beyond the running ones, or for a load): for metrics."""
-        depths = dict(self._waiting)
-        for model in list(self._loaded.values()):
-            depths[model.name] = self.queued(model)
-        return depths
-
-    def pools(self) -> list[Pool]:
-        """The memory pools this server plans with (the CPU, and its device's), read now."""
-        names = {"cpu", *(m.pool for m in list(self._loaded.values()))}
-        names.add(pool_of(self._settings.resolved_device))
-        return [self._ledger.pool(name) for name in sorted(names)]
 
     # ------------------------------------------------------------------ requests
 
@@ -240,7 +203,7 @@ class Scheduler:
 
     def _ensure_loop(self) -> None:
         if self._loop_task is None or self._loop_task.done():
-            self._loop_task = _detached(self._run(), "vox-scheduler")
+            self._loop_task = detached(self._run(), "vox-scheduler")
 
     async def _run(self) -> None:
         while True:
@@ -347,7 +310,7 @@ class Scheduler:
         self._spawn_task(self._watch(model))
         if self._sampler is None or self._sampler.done():
             sample = self._ledger.sample(self._loaded, self._clock)
-            self._sampler = _detached(sample, "vox-memory")
+            self._sampler = detached(sample, "vox-memory")
         return model
 
     async def _watch(self, model: LoadedModel) -> None:
@@ -393,7 +356,7 @@ class Scheduler:
             self._changed.set()
 
     def _spawn_task(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = _detached(coro)
+        task = detached(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -431,9 +394,3 @@ class Scheduler:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _detached(coro: Coroutine[Any, Any, None], name: str | None = None) -> asyncio.Task[None]:
-    """A task that outlives the request that happened to start it: it starts from an empty
-    context, so its log lines do not carry that request's id."""
-    return asyncio.get_running_loop().create_task(coro, name=name, context=contextvars.Context())
