@@ -69,6 +69,8 @@ def test_pull_and_delete_by_vox_runtime_routes(tmp_path: Path) -> None:
                 assert response.status_code == 200
                 events = [json.loads(line) for line in response.iter_lines() if line.strip()]
             assert events[-1]["status"] == "success", events[-3:]
+            # Once, last: an Ollama-style client stops reading at the first success.
+            assert [e["status"] for e in events].count("success") == 1, events
             names = [m["name"] for m in client.get("/api/list").json()["models"]]
             assert names == ["piper:en-us-joe-medium"]
             gone = client.delete("/v1/models/piper-tts:en-us-joe-medium")

@@ -114,6 +114,10 @@ async def pull_response(
     async def events() -> AsyncIterator[bytes]:
         try:
             async for event in services.puller.events(name, verify=verify):
+                if event.status == "success":
+                    # The source's own "installed" mark: an Ollama-style client stops at the
+                    # first success, so the stream says it once, last, when all is ready.
+                    continue
                 yield msgspec.json.encode(event) + b"\n"
         except Exception as exc:
             # The stream already started with 200; the error travels as the last event,
