@@ -159,14 +159,18 @@ def test_whisper_base_detects_and_translates_spanish(kokoro: VoxServer) -> None:
 def test_parakeet_tiny_model_loads_and_decodes(pulled: VoxServer, tmp_path: Path) -> None:
     """The real parakeet sandbox, runner and onnx-asr decoding, on random tiny weights."""
     model_dir = build_parakeet(tmp_path / "tiny-parakeet", quantization="int8")
+    # A directory on this host goes in as the CLI sends it (an upload of its files): the
+    # server reads no client-named path outside its --allow-local-dir roots.
+    uploaded = subprocess.run(
+        [sys.executable, "-m", "vox_cli.main", "pull", str(model_dir), "--adapter", "parakeet",
+         "--as", "parakeet:tiny-test", "--type", "stt"],
+        env={**os.environ, "VOX_HOST": pulled.url},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert uploaded.returncode == 0, uploaded.stderr
     with pulled.client() as client:
-        registered = client.post(
-            "/api/register",
-            json={"name": "parakeet:tiny-test", "source": str(model_dir), "adapter": "parakeet",
-                  "type": "stt", "sample_rate": 16000},
-        )  # fmt: skip
-        assert registered.status_code == 200, registered.text
-        pull(client, "parakeet:tiny-test")
         noise = np.random.default_rng(3).normal(0, 0.1, 16000 * 2).astype(np.float32)
         buffer = io.BytesIO()
         sf.write(buffer, noise, 16000, format="WAV", subtype="FLOAT")

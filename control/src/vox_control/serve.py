@@ -168,6 +168,11 @@ def serve(settings: Settings) -> None:
         # Audio barely compresses: permessage-deflate cost ~20 ms of zlib per sentence of
         # pcm16 before the first frame left (bench/streaming.py), for a few percent of bytes.
         ws_per_message_deflate=False,
+        # The asyncio loop whatever else is installed: uvicorn picks uvloop when it can import
+        # it (Ray's uvicorn[standard] brings it into the dev environment), and the connection
+        # guard (limits.py), the accept-error log bound and runner reaping are built and tested
+        # on asyncio's transports and child watcher.
+        loop="asyncio",
         **connection_limits(settings),
     )
     # Bound before anything claims to serve: a busy port is one clear line, not a
