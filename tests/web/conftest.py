@@ -42,7 +42,7 @@ def launch_args(*extra: str) -> list[str]:
     return ["--no-sandbox", "--autoplay-policy=no-user-gesture-required", *extra]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Any]:
     chromium_path()
     try:
@@ -53,14 +53,14 @@ def playwright() -> Iterator[Any]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Any) -> Iterator[Any]:
     launched = playwright.chromium.launch(executable_path=chromium_path(), args=launch_args())
     yield launched
     launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoxServer]:
     root = tmp_path_factory.mktemp("web")
     env = {"VOX_API_KEY": TOKEN, "VOX_PULL_DEFAULTS": "0"}
@@ -84,19 +84,19 @@ def pull(server: VoxServer, name: str) -> None:
     assert events[-1]["status"] == "success", events[-5:]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stt_server(web_server: VoxServer) -> VoxServer:
     pull(web_server, STT)
     return web_server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def both_pulled(stt_server: VoxServer) -> VoxServer:
     pull(stt_server, TTS)
     return stt_server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def speech_wav(both_pulled: VoxServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """TEXT spoken by the server's TTS, as a 48 kHz WAV (a rate Chromium's fake mic plays)."""
     body = {"model": TTS, "input": TEXT, "sample_rate": 48000}
@@ -110,7 +110,7 @@ def speech_wav(both_pulled: VoxServer, tmp_path_factory: pytest.TempPathFactory)
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where panel screenshots go: VOX_PLAYGROUND_SHOTS (docs/playground to refresh the
     committed ones), else a temporary folder."""
@@ -141,7 +141,7 @@ def wait_until(page: Any, check: Callable[[], bool], timeout_s: float = 120) -> 
     raise AssertionError(f"condition not met within {timeout_s} s")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def keyless_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoxServer]:
     """A server without a key (the default), with only the STT model."""
     root = tmp_path_factory.mktemp("keyless")
