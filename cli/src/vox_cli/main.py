@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -239,6 +240,9 @@ def pull(
     verify: Annotated[
         bool, Parameter(help="Hash every installed file; fetch again what does not match.")
     ] = False,
+    force: Annotated[
+        bool, Parameter(help="Replace an entry of the --as name that names another source.")
+    ] = False,
     host: Host = None,
 ) -> None:
     """Download a model (a name, hf://owner/repo, or ./dir with --adapter and --as).
@@ -251,9 +255,10 @@ def pull(
     if adapter_package and not models.is_source(name):
         raise CLIError("--adapter-package goes with hf://owner/repo or ./dir (and --adapter, --as)")
     with VoxClient(host) as client:
+        created = False
         if models.is_source(name):
             is_dir = not name.startswith("hf://")
-            name = models.register(
+            name, created = models.register(
                 client,
                 name,
                 as_name=as_,
@@ -261,6 +266,7 @@ def pull(
                 type=type,
                 revision=revision,
                 adapter_package=adapter_package,
+                force=force,
             )
             if is_dir:  # uploaded whole, sandbox included: nothing left to pull
                 say(f"pulled {name}")
@@ -269,11 +275,17 @@ def pull(
             # `vox pull whisper`: a family, not a model; name its tags as `ollama pull` would.
             models.suggest_tags(client, name)
         body = {"model": name, "stream": True, "verify": verify}
-        with PullProgress(err()) as progress:
-            for event in client.stream_lines("/api/pull", body):
-                if event.get("status") == "error":
-                    raise CLIError(event.get("error", {}).get("message", "pull failed"))
-                progress.update(event)
+        try:
+            with PullProgress(err()) as progress:
+                for event in client.stream_lines("/api/pull", body):
+                    if event.get("status") == "error":
+                        raise CLIError(event.get("error", {}).get("message", "pull failed"))
+                    progress.update(event)
+        except (CLIError, KeyboardInterrupt):
+            if created:  # a failed `vox pull hf://... --as NAME` leaves no entry behind
+                with contextlib.suppress(CLIError):
+                    client.delete_json("/api/delete", {"model": name})
+            raise
     say(f"pulled {name}")
 
 

@@ -88,15 +88,17 @@ def register(
     type: str | None = None,
     revision: str | None = None,
     adapter_package: str | None = None,
-) -> str:
-    """Register (hf://) or upload (a directory) ``source`` as ``as_name``; returns the name."""
+    force: bool = False,
+) -> tuple[str, bool]:
+    """Register (hf://) or upload (a directory) ``source`` as ``as_name``; returns the name and
+    whether the name is new (an entry a failed pull should take back)."""
     if not as_name or not adapter:
         raise CLIError(f"pulling {source} needs --adapter NAME and --as family:tag")
     if not source.startswith("hf://"):
         path = Path(source).expanduser()
         if not path.is_dir():
             raise CLIError(f"{source} is not a directory")
-        return upload(
+        name = upload(
             client,
             path.resolve(),
             as_name=as_name,
@@ -104,6 +106,7 @@ def register(
             type=type,
             adapter_package=_package_arg(adapter_package),
         )
+        return name, False
     body: dict[str, Any] = {"name": as_name, "source": source, "adapter": adapter}
     if type:
         body["type"] = type
@@ -111,7 +114,10 @@ def register(
         body["revision"] = revision
     if adapter_package:
         body["adapter_package"] = _package_arg(adapter_package)
-    return str(client.post_json("/api/register", body)["model"])
+    if force:
+        body["force"] = True
+    answer = client.post_json("/api/register", body)
+    return str(answer["model"]), bool(answer.get("created"))
 
 
 def suggest_tags(client: VoxClient, family: str) -> None:

@@ -62,6 +62,8 @@ class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
     voices: list[str] = []
     # name==version, or a .whl file / project dir under a --allow-local-dir root
     adapter_package: str | None = None
+    # Replace a user entry of this name that names another source.
+    force: bool = False
 
 
 def _requested(body: ModelBody) -> str:
@@ -258,8 +260,16 @@ class ModelsController(Controller):
             adapter_package=_adapter_package(data.adapter_package, services),
         )
         _check_entry(services, entry)
+        old = services.registry.get(entry.name) if entry.name in services.registry else None
+        if old is not None and old != entry and not data.force:
+            raise Conflict(
+                f"'{entry.name}' is already registered from another source; pass force "
+                "(`vox pull ... --force`) to replace it"
+            )
         path = _save_entry(services, entry)
-        return {"status": "success", "model": entry.name, "file": path}
+        # `created`: nothing was registered under this name before, so a client whose pull
+        # then fails removes the entry again (vox pull does) and leaves no stale name behind.
+        return {"status": "success", "model": entry.name, "file": path, "created": old is None}
 
     @post(
         "/upload",
@@ -331,5 +341,13 @@ async def remove_model(services: Services, requested: str) -> dict[str, Any]:
                 f"model '{name}' is serving {model.refcount} request(s); retry when idle"
             )
     unloaded = await services.scheduler.unload(name)
-    services.store.remove(name)  # NotInstalled -> 404
+    try:
+        services.store.remove(name)
+    except NotInstalled:
+        # A user entry whose pull never finished has no files, only its name: removing it is
+        # what `vox rm` means. Anything else not installed stays a 404.
+        if not services.registry.remove_user(name):
+            raise
+    else:
+        services.registry.remove_user(name)  # a user entry goes with its files
     return {"status": "success", "model": name, "unloaded": unloaded}

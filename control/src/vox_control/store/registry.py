@@ -165,6 +165,17 @@ class Registry:
         self._index_aliases()
         return path
 
+    def remove_user(self, name: str) -> bool:
+        """Forget a user entry and delete its file; False when ``name`` is no user entry."""
+        if self._origins.get(name) != "user" or self.user_dir is None:
+            return False
+        family, tag = split_name(name)
+        (self.user_dir / f"{family}__{tag}.json").unlink(missing_ok=True)
+        del self._entries[name]
+        del self._origins[name]
+        self._index_aliases()
+        return True
+
     def _add(self, entry: CatalogEntry, origin: str) -> None:
         self._entries.pop(entry.name, None)  # re-insert so later layers keep their order
         self._entries[entry.name] = entry
