@@ -47,3 +47,11 @@ def test_lifecycle_lines_are_vox_server() -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="text or json"):
         configure_logging("info", "xml")
+
+
+def test_download_urls_only_at_debug() -> None:
+    configure_logging("info")
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    configure_logging("debug")
+    assert logging.getLogger("httpx").isEnabledFor(logging.DEBUG)
+    configure_logging("info")

@@ -93,6 +93,9 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Download URLs (one httpx line per request of a pull) are debugging detail, not news.
+    for name in ("httpx", "httpcore", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.DEBUG if level.lower() == "debug" else "WARNING")
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         # uvicorn's own handlers would print a second, unformatted copy.
         logging.getLogger(name).handlers.clear()
