@@ -14,10 +14,46 @@ from pathlib import Path
 import httpx
 import jiwer
 
+_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def _spoken(number: int) -> str:
+    """Words for 0..999, as a speaker says them: Whisper writes "seven" or "7" by whim."""
+    if number < 20:
+        return _ONES[number]
+    if number < 100:
+        tens, ones = divmod(number, 10)
+        return _TENS[tens] + (f" {_ONES[ones]}" if ones else "")
+    hundreds, rest = divmod(number, 100)
+    return f"{_ONES[hundreds]} hundred" + (f" {_spoken(rest)}" if rest else "")
+
 
 def normalize(text: str) -> str:
     text = text.lower().replace("-", " ")
     text = re.sub(r"[^a-z0-9' ]+", " ", text)
+    text = re.sub(r"\b\d{1,3}\b", lambda m: _spoken(int(m.group())), text)
     return " ".join(text.split())
 
 

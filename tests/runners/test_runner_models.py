@@ -11,13 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import NamedTuple
 
-import jiwer
 import numpy as np
 import pytest
 from runner_client import FrameClient, RunnerProcess
@@ -34,6 +32,8 @@ from vox_protocol import (
     Transcript,
     Voices,
 )
+
+from tests.conftest import wer
 
 PYTHON = os.environ.get("VOX_TEST_RUNNER_PYTHON", "")
 PIPER_DIR = Path(os.environ.get("VOX_TEST_PIPER_MODEL", "/nonexistent"))
@@ -88,10 +88,6 @@ def _piper_rate() -> int:
     return int(config["audio"]["sample_rate"])
 
 
-def _normalize(text: str) -> str:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).strip()
-
-
 async def test_piper_speech_transcribed_by_whisper(piper: Running, whisper: Running) -> None:
     rate = _piper_rate()
     info = piper.loaded.info
@@ -117,7 +113,7 @@ async def test_piper_speech_transcribed_by_whisper(piper: Running, whisper: Runn
         Transcribe(id=3, audio=audio.astype("<f4").tobytes(), word_timestamps=True)
     )
     transcript = await whisper.client.expect(Transcript, limit=120)
-    assert jiwer.wer(_normalize(TEXT), _normalize(transcript.text)) < 0.2, transcript.text
+    assert wer(TEXT, transcript.text) < 0.2, transcript.text
     assert transcript.language == "en"
     assert transcript.duration == pytest.approx(count / 16000, abs=0.01)
     assert transcript.segments
