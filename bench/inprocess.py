@@ -4,6 +4,8 @@ Usage: ``<sandbox>/bin/python bench/inprocess.py whisper|piper MODEL_DIR``. It l
 once, prints ``{"ready": ...}``, then answers one JSON line per command read on stdin:
 
 - ``{"op": "transcribe", "path": WAV}`` -> ``{"seconds", "text", "duration", "cpu_s"}``
+- ``{"op": "batch", "paths": [WAV, ...], "mode": "sequential"|"batched"}``
+  -> ``{"seconds", "texts"}``
 - ``{"op": "synthesize", "text": TEXT}`` -> ``{"seconds", "first_audio_s", "audio_bytes", ...}``
 
 ``seconds`` is wall time around the library call; ``cpu_s`` the process's CPU time for it.
@@ -46,8 +48,62 @@ def whisper_handler(model_dir: Path) -> tuple[Handler, dict[str, Any]]:
         seconds = time.perf_counter() - started
         return {"seconds": seconds, "text": text, "duration": info.duration}
 
+    batched = _cross_request_batch(model)
+
+    def handle(command: dict[str, Any]) -> dict[str, Any]:
+        if command.get("op") != "batch":
+            return transcribe(command)
+        # Several requests at once: one after another (what the runner does today), or their
+        # features stacked into one encoder and one beam-search call (what batching would do).
+        started = time.perf_counter()
+        if command["mode"] == "batched":
+            texts = batched(command["paths"])
+        else:
+            texts = [transcribe({"path": path})["text"] for path in command["paths"]]
+        return {"seconds": time.perf_counter() - started, "texts": texts}
+
     versions = {p: metadata.version(p) for p in ("faster-whisper", "ctranslate2")}
-    return transcribe, {"versions": versions, "compute_type": str(model.model.compute_type)}
+    return handle, {"versions": versions, "compute_type": str(model.model.compute_type)}
+
+
+def _cross_request_batch(model: Any) -> Callable[[list[str]], list[str]]:
+    """Clips of at most 30 s, each padded to one window, decoded in one batch (beam 5, English,
+    no timestamps' effect on the text): faster-whisper's batched pipeline, fed whole requests
+    instead of one request's VAD chunks."""
+    import numpy as np
+    from faster_whisper import decode_audio
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import (
+        BatchedInferencePipeline,
+        TranscriptionOptions,
+        get_suppressed_tokens,
+    )
+
+    pipeline = BatchedInferencePipeline(model)
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, "transcribe", "en")
+    options = TranscriptionOptions(
+        beam_size=5, best_of=5, patience=1, length_penalty=1, repetition_penalty=1,
+        no_repeat_ngram_size=0, log_prob_threshold=-1.0, no_speech_threshold=0.6,
+        compression_ratio_threshold=2.4, temperatures=[0.0], initial_prompt=None, prefix=None,
+        suppress_blank=True, suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        prepend_punctuations="", append_punctuations="", max_new_tokens=None, hotwords=None,
+        word_timestamps=False, hallucination_silence_threshold=None,
+        condition_on_previous_text=False, clip_timestamps=[], prompt_reset_on_temperature=0.5,
+        multilingual=False, without_timestamps=False, max_initial_timestamp=0.0,
+    )  # fmt: skip
+
+    def run(paths: list[str]) -> list[str]:
+        features = np.stack(
+            [pad_or_trim(model.feature_extractor(decode_audio(path))) for path in paths]
+        )
+        _, outputs = pipeline.generate_segment_batched(features, tokenizer, options)
+        return [
+            tokenizer.decode([t for t in out["tokens"] if t < tokenizer.eot]).strip()
+            for out in outputs
+        ]
+
+    return run
 
 
 def piper_handler(model_dir: Path) -> tuple[Handler, dict[str, Any]]:
