@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-# Loaded on first use only: pulls (httpx, huggingface_hub), audio (av, soxr), neither (pydantic,
-# which Litestar would load for its plugins), the CLI's progress bars (rich).
-SERVER_LAZY = ("httpx", "huggingface_hub", "av", "soxr", "pydantic", "rich")
+# Loaded on first use only: pulls (httpx, huggingface_hub), audio (av, soxr), --wyoming (wyoming),
+# neither (pydantic, which Litestar would load for its plugins; rich, the CLI's progress bars).
+SERVER_LAZY = ("httpx", "huggingface_hub", "av", "soxr", "wyoming", "pydantic", "rich")
 # `vox` parses its arguments before `vox serve` imports the server: no server stack, no client.
 CLI_LAZY = (*SERVER_LAZY, "numpy", "litestar", "uvicorn", "websockets", "vox_control.app")
 
