@@ -13,16 +13,13 @@ import io
 import struct
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from vox_control.audio.resample import Resampler
 from vox_control.errors import BadRequest
-
-if TYPE_CHECKING:
-    pass
 
 WHISPER_RATE = 16000
 # Upload containers and codecs this decoder is tested with (any format FFmpeg reads works).
