@@ -1,7 +1,7 @@
 """What `vox serve` and `vox` load before they do anything: no library that only some requests use.
 
 Each import costs start-up time and resident memory for the server's whole life (the download
-stack ~0.3 s and ~40 MB, FFmpeg ~18 MB, pydantic ~10 MB), so those load on first use: the
+stack 0.1-0.3 s and ~11 MB, FFmpeg ~18 MB, pydantic ~9 MB), so those load on first use: the
 first pull, the first audio decoded or encoded, never. Checked in a fresh interpreter, since
 this test process has imported everything already.
 """

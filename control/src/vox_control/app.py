@@ -52,7 +52,7 @@ class VoxApp(Litestar):
     """Litestar without the plugins for model libraries Vox does not use.
 
     Litestar adds its pydantic and attrs plugins whenever those libraries are importable (the
-    dev environment has both), which imports pydantic at every start: ~0.1 s and ~10 MB for
+    dev environment has both), which imports pydantic at every start: ~0.08 s and ~9 MB for
     bodies that are all msgspec Structs here.
     """
 

@@ -175,7 +175,7 @@ class Puller:
         # model can run, so a failed sandbox leaves nothing installed and the pull can retry.
         emit(PullEvent(status=f"preparing the {entry.adapter} sandbox"))
         await self.prepare_sandbox(entry.adapter, entry.adapter_package)
-        # The download stack (httpx, huggingface_hub: ~0.3 s and ~40 MB) loads on the first
+        # The download stack (httpx, huggingface_hub: 0.1-0.3 s, ~11 MB) loads on the first
         # pull, not at every start of a server that may never pull.
         from vox_control.store.sources import pull_model
 

@@ -1,7 +1,7 @@
 """Model sources: fetch a catalog entry's files into the store, chosen by its source kind.
 
 The package loads nothing heavy itself: ``pull_model`` and the sources behind it (httpx,
-huggingface_hub: ~0.3 s and ~40 MB) load when a name here is first used, so a server that
+huggingface_hub: 0.1-0.3 s, ~11 MB) load when a name here is first used, so a server that
 only serves what is installed never loads them, and ``sources.base`` stays light to import.
 """
 
