@@ -1,9 +1,9 @@
 """What `vox serve` and `vox` load before they do anything: no library that only some requests use.
 
 Each import costs start-up time and resident memory for the server's whole life (the download
-stack 0.1-0.3 s and ~11 MB, FFmpeg ~18 MB, pydantic ~9 MB), so those load on first use: the
-first pull, the first audio decoded or encoded, never. Checked in a fresh interpreter, since
-this test process has imported everything already.
+stack 0.1-0.3 s and ~11 MB, FFmpeg ~18 MB, pydantic ~9 MB), so those load on first use (the
+first pull, the first audio decoded or encoded, --wyoming) or never (pydantic). Checked in a
+fresh interpreter, since this test process has imported everything already.
 """
 
 from __future__ import annotations
