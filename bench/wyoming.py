@@ -175,32 +175,41 @@ def ensure_pulled(server: VoxServer) -> None:
                 raise RuntimeError(f"pull {name}: {lines[-1]}")
 
 
-def make_clip(server: VoxServer) -> tuple[bytes, int]:
+def make_clip(server: VoxServer, text: str = CLIP_TEXT) -> tuple[bytes, int]:
     with server.client() as http:
         response = http.post(
-            "/api/synthesize", json={"model": TTS, "input": CLIP_TEXT, "response_format": "wav"}
+            "/api/synthesize", json={"model": TTS, "input": text, "response_format": "wav"}
         )
         response.raise_for_status()
     pcm, rate = sf.read(io.BytesIO(response.content), dtype="int16")
     return pcm.tobytes(), int(rate)
 
 
-def measure(args: argparse.Namespace, vox: VoxServer, vox_port: int) -> dict[str, Any]:
-    store = args.home / "models"
-    fw_port, piper_port = free_port(), free_port()
-    fw_data = args.venvs / "fw-data"
+def whisper_command(home: Path, venvs: Path, port: int) -> list[str]:
+    """wyoming-faster-whisper on Vox's tiny.en files: int8 on CPU, beam 5, English."""
+    fw_data = venvs / "fw-data"
     fw_data.mkdir(parents=True, exist_ok=True)
-    whisper_cmd = [
-        str(venv(args.venvs, "faster-whisper", PEERS["faster-whisper"])),
-        "--uri", f"tcp://127.0.0.1:{fw_port}", "--model", str(store / "whisper" / "tiny.en"),
+    return [
+        str(venv(venvs, "faster-whisper", PEERS["faster-whisper"])),
+        "--uri", f"tcp://127.0.0.1:{port}", "--model", str(home / "models" / "whisper" / "tiny.en"),
         "--data-dir", str(fw_data), "--local-files-only", "--device", "cpu",
         "--compute-type", "int8", "--beam-size", "5", "--language", "en",
     ]  # fmt: skip
-    piper_cmd = [
-        str(venv(args.venvs, "piper", PEERS["piper"])),
-        "--uri", f"tcp://127.0.0.1:{piper_port}", "--voice", "en_US-joe-medium",
-        "--data-dir", str(store / "piper" / "en-us-joe-medium"), "--local-files-only",
+
+
+def piper_command(home: Path, venvs: Path, port: int) -> list[str]:
+    """wyoming-piper on Vox's joe medium voice files."""
+    return [
+        str(venv(venvs, "piper", PEERS["piper"])),
+        "--uri", f"tcp://127.0.0.1:{port}", "--voice", "en_US-joe-medium",
+        "--data-dir", str(home / "models" / "piper" / "en-us-joe-medium"), "--local-files-only",
     ]  # fmt: skip
+
+
+def measure(args: argparse.Namespace, vox: VoxServer, vox_port: int) -> dict[str, Any]:
+    fw_port, piper_port = free_port(), free_port()
+    whisper_cmd = whisper_command(args.home, args.venvs, fw_port)
+    piper_cmd = piper_command(args.home, args.venvs, piper_port)
     logs = (args.venvs / "peers.log").open("ab")
     peers = [
         subprocess.Popen(cmd, stdout=logs, stderr=subprocess.STDOUT)

@@ -19,7 +19,6 @@ from vox_control.auth import AuthConfigError, check_bind, protect, resolve_token
 from vox_control.guard import guard
 from vox_control.limits import GuardedH11Protocol, bound_repeats, fit_concurrency, raise_nofile
 from vox_control.logs import configure_logging
-from vox_control.sessions.wyoming_server import parse_uri
 from vox_control.settings import Settings
 
 log = logging.getLogger("vox")
@@ -151,6 +150,8 @@ def serve(settings: Settings) -> None:
         token = resolve_token(settings)
         check_bind(settings, token)
         if settings.wyoming:  # no auth there: off loopback only with --insecure
+            from vox_control.sessions.wyoming_server import parse_uri  # only --wyoming needs it
+
             parse_uri(settings.wyoming, insecure=settings.insecure)
     except (AuthConfigError, ValueError) as exc:
         raise SystemExit(f"vox serve: {exc}") from None

@@ -31,7 +31,7 @@ from vox_control.store.registry import (
     UnknownModel,
     validate_name,
 )
-from vox_control.store.sources import PullEvent, pull_model
+from vox_control.store.sources.base import PullEvent
 from vox_control.store.sources.index import load_remote
 from vox_control.store.sources.local import install_upload
 
@@ -175,6 +175,10 @@ class Puller:
         # model can run, so a failed sandbox leaves nothing installed and the pull can retry.
         emit(PullEvent(status=f"preparing the {entry.adapter} sandbox"))
         await self.prepare_sandbox(entry.adapter, entry.adapter_package)
+        # The download stack (httpx, huggingface_hub: 0.1-0.3 s, ~11 MB) loads on the first
+        # pull, not at every start of a server that may never pull.
+        from vox_control.store.sources import pull_model
+
         return await pull_model(
             entry,
             self._store,

@@ -15,7 +15,6 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import IO, Any
 
-import av
 import numpy as np
 import numpy.typing as npt
 
@@ -76,6 +75,8 @@ def decode_blocks(
     """
     if not source:
         raise AudioDecodeError("the uploaded file is empty")
+    import av  # FFmpeg's libraries (~18 MB) load with the first audio decoded, not at start
+
     try:
         container = av.open(
             io.BytesIO(source) if isinstance(source, bytes) else source,
@@ -171,7 +172,9 @@ def _check_header(container: Any, stream: Any, limits: AudioLimits) -> int:
         )
     # FFmpeg states WAV durations clipped to the file's size; for other formats the
     # container's figure may be absent (None) and the count while decoding decides.
-    stated = container.duration / av.time_base if container.duration else 0.0
+    from av import time_base
+
+    stated = container.duration / time_base if container.duration else 0.0
     if stated > limits.max_seconds:
         raise _too_long(limits, stated)
     return rate

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import av
 import numpy as np
-from av.audio.stream import AudioStream
 
 from vox_control.audio.decode import wav_header
 from vox_control.audio.resample import ToRate
 from vox_control.errors import BadRequest, Unprocessable
+
+if TYPE_CHECKING:
+    from av.audio.stream import AudioStream
 
 OPENAI_PCM_RATE = 24000
 SPEECH_FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
@@ -145,6 +146,9 @@ class CodecEncoder:
     """
 
     def __init__(self, fmt: str, sample_rate: int, page_us: int = 20_000) -> None:
+        import av  # FFmpeg's libraries (~18 MB) load with the first audio encoded, not at start
+        from av.audio.stream import AudioStream
+
         muxer, codec, bit_rate, _ = _CODECS[fmt]
         self.sample_rate = sample_rate
         self._resampler = ToRate(sample_rate)
@@ -177,8 +181,10 @@ class CodecEncoder:
     def _encode(self, pcm: bytes) -> None:
         if not pcm:
             return
+        from av import AudioFrame
+
         samples = np.frombuffer(pcm, dtype="<i2").reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame = AudioFrame.from_ndarray(samples, format="s16", layout="mono")
         frame.sample_rate = self.sample_rate
         frame.pts = self._pts
         self._pts += samples.shape[1]

@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import soxr
 
 BLOCK = 1 << 16  # input samples per soxr call
 Dtype = Literal["float32", "int16"]
@@ -34,6 +33,8 @@ class Resampler:
         self.dtype = dtype
         self._stream: Any = None
         if in_rate != out_rate:
+            import soxr  # loaded by the first stream that changes rate, not at start
+
             self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype=dtype, quality="HQ")
 
     def blocks(self, samples: npt.NDArray[Any], last: bool = False) -> Iterator[npt.NDArray[Any]]:

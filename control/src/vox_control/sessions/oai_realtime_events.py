@@ -13,14 +13,16 @@ import base64
 import binascii
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import soxr
 from vox_protocol import Transcript
 
 from vox_control.errors import VoxError
 from vox_control.sessions.pipecat_wire import event_id, new_id
+
+if TYPE_CHECKING:
+    import soxr
 
 Format = Literal["audio/pcm", "audio/pcmu", "audio/pcma"]
 FORMAT_RATES: dict[Format, int] = {"audio/pcm": 24000, "audio/pcmu": 8000, "audio/pcma": 8000}
@@ -220,6 +222,8 @@ G711 = {"audio/pcmu": _ulaw_table(), "audio/pcma": _alaw_table()}
 
 def resampler(fmt: Format) -> soxr.ResampleStream:
     """One session's streaming resampler from the format's rate to 16 kHz (no seams per append)."""
+    import soxr  # loaded by the first realtime session, not at start
+
     return soxr.ResampleStream(FORMAT_RATES[fmt], 16000, 1, dtype="float32", quality="HQ")
 
 

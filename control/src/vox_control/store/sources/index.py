@@ -6,7 +6,6 @@ import logging
 import os
 from pathlib import Path
 
-import httpx
 import msgspec
 
 from vox_control.store.registry import CatalogEntry, CatalogError, load_dir
@@ -56,6 +55,8 @@ def load_remote(
             raise CatalogError(f"registry directory {directory} does not exist", str(directory))
         return load_dir(directory)
     if not offline:
+        import httpx  # only a remote index needs the HTTP client: not loaded at every start
+
         try:
             resp = httpx.get(location, timeout=timeout, follow_redirects=True)
             resp.raise_for_status()
