@@ -164,7 +164,11 @@ async def test_transcription_matches_the_http_path(wyoming: Served) -> None:
     assert TranscriptStop.is_type(types[-2]), types
     transcript = Transcript.from_event(events[-1])
     assert transcript.language == "en"
-    assert wer(SENTENCE, transcript.text) <= http_wer + 0.02, (transcript.text, http_wer)
+    # The Wyoming path resamples as chunks arrive, the HTTP path the whole file: the audio
+    # differs in its last bits, and tiny.en flips a word now and then on that alone ("seven"
+    # heard as "7" or "sub and"). Two word edits of slack; a broken path scores near 1.
+    slack = 2 / len(SENTENCE.split())
+    assert wer(SENTENCE, transcript.text) <= http_wer + slack, (transcript.text, http_wer)
     chunks = "".join(TranscriptChunk.from_event(e).text for e in events[1:-2])
     assert chunks.strip() == transcript.text
 
