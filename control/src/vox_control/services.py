@@ -223,8 +223,8 @@ class Services:
         if self.settings.pull_defaults and not self.settings.offline and not self.store.list():
             for name in (self.settings.default_stt, self.settings.default_tts):
                 self._spawn_background(self._pull_quietly(name))
-        for name in self.settings.preload:
-            self._spawn_background(self._preload(name))
+        if self.settings.preload_required or self.settings.preload_defaults:
+            self._spawn_background(self._preload_all())
 
     async def stop(self) -> None:
         for task in self._background:
@@ -244,6 +244,28 @@ class Services:
             log.info("pulled %s", name)
         except Exception as exc:
             log.error("could not pull default model %s: %s", name, exc)
+
+    async def _preload_all(self) -> None:
+        # One at a time, named models first: loads share the scheduler's one first-come queue,
+        # so a request for the model being preloaded would otherwise wait behind the next one.
+        for name in self.settings.preload_required:
+            await self._preload(name)
+        for name in self.settings.preload_defaults:
+            await self._preload_default(name)
+
+    async def _preload_default(self, name: str) -> None:
+        """Load a default model if installed and if it fits; a nicety, so failures only log."""
+        await self.puller.wait(name)  # a first start pulls the defaults: load them once there
+        if not self.store.is_installed(name):
+            return
+        try:
+            async with self.scheduler.use(name, evict=False):
+                pass
+        except Unavailable as exc:
+            level = logging.INFO if exc.code in ("no_room", "shutting_down") else logging.WARNING
+            log.log(level, "not preloading %s: %s", name, exc)
+        except Exception as exc:
+            log.warning("could not preload %s: %s", name, exc)
 
     async def _preload(self, name: str) -> None:
         try:
