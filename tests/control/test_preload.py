@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from vox_control.errors import Unavailable
+from vox_control.preload import preload_all
 from vox_control.services import Services
 from vox_control.settings import DEFAULT_STT, DEFAULT_TTS, Settings
 from vox_protocol import Voices
@@ -56,7 +57,7 @@ async def test_named_models_load_first_then_the_installed_defaults_that_fit(
     installed = {DEFAULT_STT, DEFAULT_TTS}
     svc = services(tmp_path, ("defaults", "x:y"), installed, room={"x:y", DEFAULT_STT})
     with caplog.at_level("INFO", logger="vox.services"):
-        await svc._preload_all()
+        await preload_all(svc)
     # One at a time, in order; the defaults may evict nothing, and one that does not fit is
     # a line in the log, not a readiness failure.
     assert svc.scheduler.asked == [("x:y", True), (DEFAULT_STT, False), (DEFAULT_TTS, False)]
@@ -67,7 +68,7 @@ async def test_named_models_load_first_then_the_installed_defaults_that_fit(
 
 async def test_defaults_not_installed_and_preload_none_load_nothing(tmp_path: Path) -> None:
     svc = services(tmp_path, ("defaults",), {DEFAULT_TTS}, room={DEFAULT_STT, DEFAULT_TTS})
-    await svc._preload_all()
+    await preload_all(svc)
     assert svc.scheduler.asked == [(DEFAULT_TTS, False)]
     svc = services(tmp_path, ("none",), {DEFAULT_STT, DEFAULT_TTS}, {DEFAULT_STT, DEFAULT_TTS})
     await svc.start()

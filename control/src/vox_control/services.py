@@ -17,7 +17,7 @@ from vox_sandboxes import RunnerSource, Sandbox, SandboxError, SandboxManager
 
 from vox_control.errors import BadRequest, ModelNotFound, Unavailable
 from vox_control.metrics import Metrics
-from vox_control.ready import ping
+from vox_control.preload import preload_all
 from vox_control.runner_client import RunnerClient, RunnerDied, RunnerRequestError
 from vox_control.scheduler.loop import LoadSpec, Scheduler
 from vox_control.settings import Settings
@@ -209,6 +209,7 @@ class Services:
         self.scheduler = Scheduler(settings, self.load_spec, self.spawn, metrics=self.metrics)
         self.metrics.watch(self.scheduler)
         self._background: set[asyncio.Task[Any]] = set()
+        self._started = False
         # Models whose last load crashed: their next load hashes every file.
         self._suspect: set[str] = set()
         # Protocol servers beside HTTP (Wyoming) report their sessions here for /api/ps.
@@ -220,11 +221,16 @@ class Services:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        """Begin the background work: pulls of missing defaults, preloads. Once: `vox serve`
+        starts it before the app exists, the app's lifespan (tests' apps) otherwise."""
+        if self._started:
+            return
+        self._started = True
         if self.settings.pull_defaults and not self.settings.offline and not self.store.list():
             for name in (self.settings.default_stt, self.settings.default_tts):
                 self._spawn_background(self._pull_quietly(name))
         if self.settings.preload_required or self.settings.preload_defaults:
-            self._spawn_background(self._preload_all())
+            self._spawn_background(preload_all(self))
 
     async def stop(self) -> None:
         for task in self._background:
@@ -244,38 +250,6 @@ class Services:
             log.info("pulled %s", name)
         except Exception as exc:
             log.error("could not pull default model %s: %s", name, exc)
-
-    async def _preload_all(self) -> None:
-        # One at a time, named models first: loads share the scheduler's one first-come queue,
-        # so a request for the model being preloaded would otherwise wait behind the next one.
-        for name in self.settings.preload_required:
-            await self._preload(name)
-        for name in self.settings.preload_defaults:
-            await self._preload_default(name)
-
-    async def _preload_default(self, name: str) -> None:
-        """Load a default model if installed and if it fits; a nicety, so failures only log."""
-        await self.puller.wait(name)  # a first start pulls the defaults: load them once there
-        if not self.store.is_installed(name):
-            return
-        try:
-            async with self.scheduler.use(name, evict=False):
-                pass
-        except Unavailable as exc:
-            level = logging.INFO if exc.code in ("no_room", "shutting_down") else logging.WARNING
-            log.log(level, "not preloading %s: %s", name, exc)
-        except Exception as exc:
-            log.warning("could not preload %s: %s", name, exc)
-
-    async def _preload(self, name: str) -> None:
-        try:
-            await self.puller.wait(name)
-            async with self.scheduler.use(name) as model:
-                await ping(model)
-            self.answered.add(name)
-        except Exception as exc:
-            self.preload_errors[name] = str(exc) or type(exc).__name__
-            log.error("could not preload %s: %s", name, exc)
 
     # ------------------------------------------------------------------ names
 
