@@ -41,6 +41,7 @@ from vox_protocol import (
 
 import vox_runner
 from vox_runner.adapter import Adapter, AdapterError, load_adapter
+from vox_runner.memory import release_memory
 from vox_runner.pipes import FrameWriter, read_messages
 
 log = logging.getLogger("vox_runner.host")
@@ -134,13 +135,17 @@ class RunnerHost:
     def _dispatch(self, message: ControlMessage) -> None:
         match message:
             case Load():
-                self._spawn(message.id, lambda: self._load(message), "load_failed")
+                self._spawn(message.id, lambda: self._load(message), "load_failed", trim=True)
             case Unload():
                 self._spawn(message.id, lambda: self._unload(message), "internal")
             case Transcribe():
-                self._spawn(message.id, lambda: self._transcribe(message), "inference_failed")
+                self._spawn(
+                    message.id, lambda: self._transcribe(message), "inference_failed", trim=True
+                )
             case Synthesize():
-                self._spawn(message.id, lambda: self._synthesize(message), "inference_failed")
+                self._spawn(
+                    message.id, lambda: self._synthesize(message), "inference_failed", trim=True
+                )
             case DetectSpeech():
                 self._spawn(message.id, lambda: self._detect_speech(message), "inference_failed")
             case ListVoices():
@@ -157,12 +162,14 @@ class RunnerHost:
             case Shutdown():  # handled by run(); listed so the match is exhaustive
                 pass
 
-    def _spawn(self, request_id: int, work: Work, failure: ErrorCode) -> None:
+    def _spawn(
+        self, request_id: int, work: Work, failure: ErrorCode, *, trim: bool = False
+    ) -> None:
         if request_id in self._tasks:
             message = f"request id {request_id} is already in flight"
             self._spawn_send(Error(id=request_id, code="bad_request", message=message))
             return
-        task = asyncio.create_task(self._guard(request_id, work, failure))
+        task = asyncio.create_task(self._guard(request_id, work, failure, trim))
         self._tasks[request_id] = task
 
     def _spawn_send(self, message: RunnerMessage) -> None:
@@ -171,7 +178,7 @@ class RunnerHost:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _guard(self, request_id: int, work: Work, failure: ErrorCode) -> None:
+    async def _guard(self, request_id: int, work: Work, failure: ErrorCode, trim: bool) -> None:
         """Turn every way a request can end into exactly one terminal frame (or none)."""
         final: RunnerMessage | None
         try:
@@ -193,6 +200,10 @@ class RunnerHost:
             self._tasks.pop(request_id, None)
         if final is not None:
             await self._send(final)
+        if trim and not self._tasks:
+            # A load or a request freed tens of MB that glibc would keep; the last one out
+            # hands it back (memory.py), after its answer has left.
+            await asyncio.to_thread(release_memory)
 
     def _loaded(self) -> ModelInfo:
         if self._info is None:
