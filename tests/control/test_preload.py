@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from vox_control.errors import Unavailable
-from vox_control.preload import preload_all
+from vox_control.preload import preload_all, take_warm
+from vox_control.runner_client import RunnerClient
 from vox_control.services import Services
 from vox_control.settings import DEFAULT_STT, DEFAULT_TTS, Settings
 from vox_protocol import Voices
@@ -74,3 +75,48 @@ async def test_defaults_not_installed_and_preload_none_load_nothing(tmp_path: Pa
     await svc.start()
     assert not svc._background  # no preload task at all
     assert svc.scheduler.asked == []
+
+
+class WarmRunner(RunnerClient):
+    def __init__(self, name: str) -> None:  # no process: only what preload.py touches
+        self.name, self.closed = name, False
+
+    @property
+    def alive(self) -> bool:
+        return not self.closed
+
+    async def close(self, grace: float = 5.0) -> None:
+        self.closed = True
+
+
+async def test_later_preloads_start_their_runners_ahead(tmp_path: Path) -> None:
+    room = {"x:y", DEFAULT_STT}
+    svc = services(tmp_path, ("defaults", "x:y"), {DEFAULT_STT, DEFAULT_TTS}, room)
+    started: list[WarmRunner] = []
+
+    async def load_spec(name: str) -> Any:
+        return SimpleNamespace(name=name)
+
+    async def start_runner(spec: Any) -> WarmRunner:
+        started.append(WarmRunner(spec.name))
+        return started[-1]
+
+    svc.load_spec, svc.start_runner = load_spec, start_runner
+    taken: list[RunnerClient | None] = []
+    use = svc.scheduler.use
+
+    @contextlib.asynccontextmanager
+    async def use_and_spawn(name: str, *, evict: bool = True) -> AsyncIterator[Any]:
+        if name in room:  # the scheduler spawns (and takes a runner) only to load
+            taken.append(await take_warm(svc, name))
+        async with use(name, evict=evict) as model:
+            yield model
+
+    svc.scheduler.use = use_and_spawn
+    await preload_all(svc)
+    # The first preload starts its own runner; the others' started beside it. The one that
+    # did not fit left its runner unused: closed at the end, not left running.
+    assert [r.name for r in started] == [DEFAULT_STT, DEFAULT_TTS]
+    assert [r.name if r else None for r in taken] == [None, DEFAULT_STT]
+    assert [r.closed for r in started] == [False, True]
+    assert svc.warm == {}

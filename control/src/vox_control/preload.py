@@ -14,11 +14,13 @@ after --keep-alive idle, counted from the load; --keep-alive -1 keeps models loa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 from vox_control.errors import Unavailable
 from vox_control.ready import ping
+from vox_control.runner_client import RunnerClient
 
 if TYPE_CHECKING:
     from vox_control.services import Services
@@ -29,11 +31,46 @@ log = logging.getLogger("vox.services")
 async def preload_all(services: Services) -> None:
     """Named models first, then the defaults, one at a time: loads share the scheduler's one
     first-come queue, so a request for the model being preloaded would otherwise wait behind
-    the next preload too."""
-    for name in services.settings.preload_required:
-        await _preload(services, name)
-    for name in services.settings.preload_defaults:
-        await _preload_default(services, name)
+    the next preload too. The runners after the first start at once beside it (interpreter,
+    imports, handshake), so each later load begins with its runner up."""
+    required, defaults = services.settings.preload_required, services.settings.preload_defaults
+    for name in [*required, *(n for n in defaults if services.store.is_installed(n))][1:]:
+        services.warm[name] = asyncio.create_task(_start_runner(services, name))
+    try:
+        for name in required:
+            await _preload(services, name)
+        for name in defaults:
+            await _preload_default(services, name)
+    finally:
+        await _drop_warm(services)
+
+
+async def _start_runner(services: Services, name: str) -> RunnerClient:
+    return await services.start_runner(await services.load_spec(name))
+
+
+async def take_warm(services: Services, name: str) -> RunnerClient | None:
+    """The runner started ahead for ``name``, if one started and still runs."""
+    task = services.warm.pop(name, None)
+    if task is None:
+        return None
+    try:
+        runner = await task
+    except Exception as exc:  # the load starts a runner afresh and reports what is wrong
+        log.debug("the runner started ahead for %s failed: %s", name, exc)
+        return None
+    return runner if runner.alive else None
+
+
+async def _drop_warm(services: Services) -> None:
+    """Close the runners started ahead that no load took (a model that did not fit)."""
+    tasks = list(services.warm.values())
+    services.warm.clear()
+    for task in tasks:
+        task.cancel()
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(result, RunnerClient):
+            await result.close(grace=1.0)
 
 
 async def _preload(services: Services, name: str) -> None:

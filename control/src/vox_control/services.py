@@ -17,7 +17,7 @@ from vox_sandboxes import RunnerSource, Sandbox, SandboxError, SandboxManager
 
 from vox_control.errors import BadRequest, ModelNotFound, Unavailable
 from vox_control.metrics import Metrics
-from vox_control.preload import preload_all
+from vox_control.preload import preload_all, take_warm
 from vox_control.runner_client import RunnerClient, RunnerDied, RunnerRequestError
 from vox_control.scheduler.loop import LoadSpec, Scheduler
 from vox_control.settings import Settings
@@ -217,6 +217,8 @@ class Services:
         # --preload models whose runner answered a round trip (readiness), or why not.
         self.answered: set[str] = set()
         self.preload_errors: dict[str, str] = {}
+        # Runners started ahead for the preloads, by model (preload.py); spawn takes them.
+        self.warm: dict[str, asyncio.Task[RunnerClient]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -353,7 +355,14 @@ class Services:
         self._suspect.discard(name)
 
     async def spawn(self, spec: LoadSpec) -> RunnerClient:
-        runner = await _LoadWatchedRunner.start(
+        runner = await take_warm(self, spec.name) or await self.start_runner(spec)
+        if isinstance(runner, _LoadWatchedRunner):  # start() builds its own class
+            runner.on_load_failed = functools.partial(self._suspect.add, spec.name)
+        return runner
+
+    async def start_runner(self, spec: LoadSpec) -> RunnerClient:
+        """A runner process for ``spec``'s adapter, handshake done, nothing loaded yet."""
+        return await _LoadWatchedRunner.start(
             spec.name,
             spec.python,
             spec.adapter,
@@ -361,9 +370,6 @@ class Services:
             timeout=self.settings.runner_start_timeout,
             extra_args=("--parallel", str(max(self.settings.num_parallel, 1))),
         )
-        if isinstance(runner, _LoadWatchedRunner):  # start() builds its own class
-            runner.on_load_failed = functools.partial(self._suspect.add, spec.name)
-        return runner
 
 
 class _LoadWatchedRunner(RunnerClient):
