@@ -12,6 +12,7 @@ import pytest
 from vox_control.errors import Unavailable
 from vox_control.preload import preload_all, take_warm
 from vox_control.runner_client import RunnerClient
+from vox_control.scheduler.scheduled import LoadSpec
 from vox_control.services import Services
 from vox_control.settings import DEFAULT_STT, DEFAULT_TTS, Settings
 from vox_protocol import Voices
@@ -79,25 +80,30 @@ async def test_defaults_not_installed_and_preload_none_load_nothing(tmp_path: Pa
 
 class WarmRunner(RunnerClient):
     def __init__(self, name: str) -> None:  # no process: only what preload.py touches
-        self.name, self.closed = name, False
+        self.name, self.closed, self.loaded = name, False, ""
 
     @property
     def alive(self) -> bool:
         return not self.closed
 
+    async def load(self, model_dir: str, **_: Any) -> Any:
+        self.loaded = model_dir
+
     async def close(self, grace: float = 5.0) -> None:
         self.closed = True
 
 
-async def test_later_preloads_start_their_runners_ahead(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fits", [True, False])
+async def test_later_preloads_start_their_runners_ahead(tmp_path: Path, fits: bool) -> None:
     room = {"x:y", DEFAULT_STT}
-    svc = services(tmp_path, ("defaults", "x:y"), {DEFAULT_STT, DEFAULT_TTS}, room)
+    svc = services(tmp_path, ("defaults", "x:y"), {"x:y", DEFAULT_STT, DEFAULT_TTS}, room)
+    svc.scheduler.fits_now = lambda specs: fits and len(specs) == 3
     started: list[WarmRunner] = []
 
-    async def load_spec(name: str) -> Any:
-        return SimpleNamespace(name=name)
+    async def load_spec(name: str) -> LoadSpec:
+        return LoadSpec(name, "fake", "stt", Path(f"/m/{name}"), Path("/py"), "cpu")
 
-    async def start_runner(spec: Any) -> WarmRunner:
+    async def start_runner(spec: LoadSpec) -> WarmRunner:
         started.append(WarmRunner(spec.name))
         return started[-1]
 
@@ -114,9 +120,13 @@ async def test_later_preloads_start_their_runners_ahead(tmp_path: Path) -> None:
 
     svc.scheduler.use = use_and_spawn
     await preload_all(svc)
-    # The first preload starts its own runner; the others' started beside it. The one that
-    # did not fit left its runner unused: closed at the end, not left running.
+    # The first preload starts its own runner; the others' started beside it, and loaded
+    # when all three fit now. The one that did not fit left its runner unused: closed at
+    # the end, not left running.
     assert [r.name for r in started] == [DEFAULT_STT, DEFAULT_TTS]
+    assert [r.loaded for r in started] == (
+        [f"/m/{DEFAULT_STT}", f"/m/{DEFAULT_TTS}"] if fits else ["", ""]
+    )
     assert [r.name if r else None for r in taken] == [None, DEFAULT_STT]
     assert [r.closed for r in started] == [False, True]
     assert svc.warm == {}

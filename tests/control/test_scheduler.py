@@ -162,6 +162,18 @@ async def test_a_preload_evicts_nothing_and_waits_for_no_memory(tmp_path: Path) 
     assert h.loaded() == []
 
 
+async def test_fits_now_counts_the_loaded_models_and_the_count_limit(tmp_path: Path) -> None:
+    sizes = {"a:x": 300.0, "b:x": 300.0, "c:x": 100.0}
+    h = Harness(tmp_path, budget=500, sizes=sizes, max_loaded=2)
+    a, b, c = [await h.resolve(n) for n in ("a:x", "b:x", "c:x")]
+    assert h.scheduler.fits_now([a, c])
+    assert not h.scheduler.fits_now([a, b])  # 600 MB of 500
+    await h.touch("a:x")
+    assert h.scheduler.fits_now([c])
+    assert not h.scheduler.fits_now([b])
+    assert not h.scheduler.fits_now([c, c])  # three models past --max-loaded 2
+
+
 async def test_a_preload_stops_at_the_count_limit(tmp_path: Path) -> None:
     h = Harness(tmp_path, max_loaded=1)
     await h.touch("a:b", evict=False)

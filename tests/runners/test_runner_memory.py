@@ -44,3 +44,16 @@ async def test_memory_is_released_after_loads_and_requests_only(
     harness.send(Shutdown())
     await harness.exit_code()
     assert len(released) == 2  # the load and the transcription, not the ping
+
+
+async def test_a_load_of_the_loaded_model_answers_at_once() -> None:
+    harness = await started(load=False)
+    harness.send(Load(id=1, model_dir="/models/fake", device="cpu", options={"sleep": 0.05}))
+    assert (await harness.expect(Loaded)).load_seconds >= 0.05
+    harness.send(Load(id=2, model_dir="/models/fake", device="cpu", options={"sleep": 0.05}))
+    again = await harness.expect(Loaded)
+    assert (again.id, again.load_seconds) == (2, 0.0)
+    harness.send(Load(id=3, model_dir="/models/other", device="cpu", options={"sleep": 0.05}))
+    assert (await harness.expect(Loaded)).load_seconds >= 0.05  # another model: loads
+    harness.send(Shutdown())
+    await harness.exit_code()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from vox_control.errors import Unavailable
 from vox_control.ready import ping
 from vox_control.runner_client import RunnerClient
+from vox_control.scheduler.scheduled import LoadSpec
 
 if TYPE_CHECKING:
     from vox_control.services import Services
@@ -31,11 +32,10 @@ log = logging.getLogger("vox.services")
 async def preload_all(services: Services) -> None:
     """Named models first, then the defaults, one at a time: loads share the scheduler's one
     first-come queue, so a request for the model being preloaded would otherwise wait behind
-    the next preload too. The runners after the first start at once beside it (interpreter,
-    imports, handshake), so each later load begins with its runner up."""
+    the next preload too. The runners after the first start at once beside it, and load
+    their models too when all of them fit now (`_start_ahead`)."""
     required, defaults = services.settings.preload_required, services.settings.preload_defaults
-    for name in [*required, *(n for n in defaults if services.store.is_installed(n))][1:]:
-        services.warm[name] = asyncio.create_task(_start_runner(services, name))
+    await _start_ahead(services, [*required, *defaults])
     try:
         for name in required:
             await _preload(services, name)
@@ -45,8 +45,38 @@ async def preload_all(services: Services) -> None:
         await _drop_warm(services)
 
 
-async def _start_runner(services: Services, name: str) -> RunnerClient:
-    return await services.start_runner(await services.load_spec(name))
+async def _start_ahead(services: Services, names: list[str]) -> None:
+    """Start the runners of every preload but the first, which the scheduler loads at once.
+
+    Loads through the scheduler go one at a time, so a first request for the second default
+    would wait for both loads; here the later runners start (interpreter, imports, handshake)
+    beside the first load and, when every preload fits beside the loaded models now, load
+    their models too. The scheduler's own Load of the same model then finds it loaded (the
+    runner answers at once) and measures it like any other. Not while a pull runs: a model
+    being pulled has no files yet.
+    """
+    names = [n for n in names if services.store.is_installed(n)]
+    if len(names) < 2 or services.puller.in_progress():
+        return
+    specs = await asyncio.gather(*(services.load_spec(n) for n in names), return_exceptions=True)
+    ready = [s for s in specs if isinstance(s, LoadSpec)]
+    load = len(ready) == len(specs) and services.scheduler.fits_now(ready)
+    for spec in ready:
+        if spec.name != names[0]:
+            services.warm[spec.name] = asyncio.create_task(_start_runner(services, spec, load))
+
+
+async def _start_runner(services: Services, spec: LoadSpec, load: bool) -> RunnerClient:
+    runner = await services.start_runner(spec)
+    if load:
+        model_dir, timeout = str(spec.model_dir), services.settings.load_timeout
+        loading = runner.load(model_dir, device=spec.device, options=spec.options)
+        try:
+            await asyncio.wait_for(loading, timeout)
+        except BaseException:
+            await runner.close(grace=1.0)
+            raise
+    return runner
 
 
 async def take_warm(services: Services, name: str) -> RunnerClient | None:

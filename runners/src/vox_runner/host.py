@@ -100,6 +100,7 @@ class RunnerHost:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._info: ModelInfo | None = None
+        self._loaded_as: tuple[object, ...] = ()  # the Load's model_dir, device and options
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def run(self, messages: AsyncIterator[ControlMessage]) -> int:
@@ -212,6 +213,10 @@ class RunnerHost:
 
     async def _load(self, message: Load) -> Loaded:
         async with self._gate.exclusive():
+            same = (message.model_dir, message.device, dict(message.options))
+            if self._info is not None and same == self._loaded_as:
+                # Loaded already (a preload loaded it ahead of the scheduler's own Load).
+                return Loaded(id=message.id, info=self._info, load_seconds=0.0)
             if self._info is not None:
                 self._info = None
                 await asyncio.to_thread(self.adapter.unload)
@@ -229,7 +234,7 @@ class RunnerHost:
                 await asyncio.to_thread(self.adapter.unload)
                 raise
             seconds = time.perf_counter() - started
-            self._info = info
+            self._info, self._loaded_as = info, same
             log.info(
                 "loaded %s in %.2fs: %s %s",
                 message.model_dir,
