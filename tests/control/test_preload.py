@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -113,6 +114,7 @@ async def test_later_preloads_start_their_runners_ahead(tmp_path: Path, fits: bo
 
     @contextlib.asynccontextmanager
     async def use_and_spawn(name: str, *, evict: bool = True) -> AsyncIterator[Any]:
+        await asyncio.sleep(0.05)  # a load takes a while: the runners ahead start meanwhile
         if name in room:  # the scheduler spawns (and takes a runner) only to load
             taken.append(await take_warm(svc, name))
         async with use(name, evict=evict) as model:

@@ -35,13 +35,15 @@ async def preload_all(services: Services) -> None:
     the next preload too. The runners after the first start at once beside it, and load
     their models too when all of them fit now (`_start_ahead`)."""
     required, defaults = services.settings.preload_required, services.settings.preload_defaults
-    await _start_ahead(services, [*required, *defaults])
+    ahead = asyncio.create_task(_start_ahead(services, [*required, *defaults]))
     try:
         for name in required:
             await _preload(services, name)
         for name in defaults:
             await _preload_default(services, name)
     finally:
+        ahead.cancel()
+        await asyncio.gather(ahead, return_exceptions=True)
         await _drop_warm(services)
 
 
