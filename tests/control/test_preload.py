@@ -49,6 +49,7 @@ class FakeScheduler:
 
 def services(tmp_path: Path, preload: tuple[str, ...], installed: set[str], room: set[str]) -> Any:
     svc = Services(Settings(home=tmp_path, preload=preload, offline=True))
+    svc.serving.set()
     svc.scheduler = FakeScheduler(room)  # type: ignore[assignment]
     svc.store = SimpleNamespace(is_installed=installed.__contains__)  # type: ignore[assignment]
     return svc

@@ -54,6 +54,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await svc.start()
+        svc.serving.set()
         wyoming = None
         if settings.wyoming:  # one process, one scheduler: Wyoming shares the runners
             wyoming = WyomingServer(svc, settings.wyoming, zeroconf=settings.wyoming_zeroconf)

@@ -32,8 +32,8 @@ log = logging.getLogger("vox.services")
 async def preload_all(services: Services) -> None:
     """Named models first, then the defaults, one at a time: loads share the scheduler's one
     first-come queue, so a request for the model being preloaded would otherwise wait behind
-    the next preload too. The runners after the first start at once beside it, and load
-    their models too when all of them fit now (`_start_ahead`)."""
+    the next preload too. The runners after the first start beside it once the app is
+    built, and load their models too when all of them fit now (`_start_ahead`)."""
     required, defaults = services.settings.preload_required, services.settings.preload_defaults
     ahead = asyncio.create_task(_start_ahead(services, [*required, *defaults]))
     try:
@@ -55,8 +55,10 @@ async def _start_ahead(services: Services, names: list[str]) -> None:
     beside the first load and, when every preload fits beside the loaded models now, load
     their models too. The scheduler's own Load of the same model then finds it loaded (the
     runner answers at once) and measures it like any other. Not while a pull runs: a model
-    being pulled has no files yet.
+    being pulled has no files yet. Only once the app is built: `vox serve` builds it beside
+    the first load, and on two cores a third busy process delayed the port by 0.3-1 s.
     """
+    await services.serving.wait()
     names = [n for n in names if services.store.is_installed(n)]
     if len(names) < 2 or services.puller.in_progress():
         return

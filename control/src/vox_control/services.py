@@ -219,6 +219,8 @@ class Services:
         self.preload_errors: dict[str, str] = {}
         # Runners started ahead for the preloads, by model (preload.py); spawn takes them.
         self.warm: dict[str, asyncio.Task[RunnerClient]] = {}
+        # Set by the app's lifespan, just before it serves: the app is built by then.
+        self.serving = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
