@@ -35,6 +35,12 @@ class FakeScheduler:
         self.room = room
         self.asked: list[tuple[str, bool]] = []
 
+    def loaded(self) -> list[Any]:
+        return []
+
+    def loading(self) -> None:
+        return None
+
     @contextlib.asynccontextmanager
     async def use(self, name: str, *, evict: bool = True) -> AsyncIterator[Any]:
         self.asked.append((name, evict))

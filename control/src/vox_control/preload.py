@@ -59,14 +59,16 @@ async def _start_ahead(services: Services, names: list[str]) -> None:
     the first load, and on two cores a third busy process delayed the port by 0.3-1 s.
     """
     await services.serving.wait()
-    names = [n for n in names if services.store.is_installed(n)]
+    loaded = {m.name for m in services.scheduler.loaded()}
+    names = [n for n in names if services.store.is_installed(n) and n not in loaded]
     if len(names) < 2 or services.puller.in_progress():
         return
     specs = await asyncio.gather(*(services.load_spec(n) for n in names), return_exceptions=True)
     ready = [s for s in specs if isinstance(s, LoadSpec)]
     load = len(ready) == len(specs) and services.scheduler.fits_now(ready)
-    for spec in ready:
-        if spec.name != names[0]:
+    loading = services.scheduler.loading()
+    for spec in ready[1:]:  # the first is the scheduler's own load, under way
+        if loading is None or loading.spec.name != spec.name:
             services.warm[spec.name] = asyncio.create_task(_start_runner(services, spec, load))
 
 
