@@ -68,14 +68,29 @@ def free_port() -> int:
 
 
 class VoxServer:
-    """`vox serve` as a real subprocess with its own VOX_HOME, logging to a file."""
+    """`vox serve` as a real subprocess with its own VOX_HOME, logging to a file.
 
-    def __init__(self, home: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+    It preloads nothing unless ``env`` sets VOX_PRELOAD (or ``preload`` is None: the server's
+    own default), so tests that count runners or expect an empty /api/ps see only their own.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        *,
+        preload: str | None = "none",
+    ) -> None:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self._env = {**os.environ, "VOX_HOME": str(home), **(env or {})}
+        self._env = {**os.environ, "VOX_HOME": str(home)}
+        self._env.pop("VOX_PRELOAD", None)
+        if preload is not None:
+            self._env["VOX_PRELOAD"] = preload
+        self._env.update(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120.0) -> None:

@@ -147,6 +147,42 @@ async def test_a_waiting_load_proceeds_when_the_busy_model_goes_idle(tmp_path: P
     assert h.loaded() == ["b:x"]
 
 
+async def test_a_preload_evicts_nothing_and_waits_for_no_memory(tmp_path: Path) -> None:
+    sizes = {"a:x": 300.0, "b:x": 300.0, "c:x": 100.0}
+    h = Harness(tmp_path, budget=500, sizes=sizes, queue_timeout=30, keep_alive="10s")
+    await h.touch("a:x")  # idle: a request's load would evict it
+    with pytest.raises(Unavailable, match="does not fit") as err:
+        await asyncio.wait_for(h.touch("b:x", evict=False), 1)  # at once, not queue_timeout
+    assert err.value.code == "no_room"
+    assert h.loaded() == ["a:x"]
+    assert h.runners("b:x") == []
+    await h.touch("c:x", evict=False)  # what fits beside it loads, and idles out as usual
+    assert sorted(h.loaded()) == ["a:x", "c:x"]
+    await h.clock.advance(11)
+    assert h.loaded() == []
+
+
+async def test_fits_now_counts_the_loaded_models_and_the_count_limit(tmp_path: Path) -> None:
+    sizes = {"a:x": 300.0, "b:x": 300.0, "c:x": 100.0}
+    h = Harness(tmp_path, budget=500, sizes=sizes, max_loaded=2)
+    a, b, c = [await h.resolve(n) for n in ("a:x", "b:x", "c:x")]
+    assert h.scheduler.fits_now([a, c])
+    assert not h.scheduler.fits_now([a, b])  # 600 MB of 500
+    await h.touch("a:x")
+    assert h.scheduler.fits_now([c])
+    assert not h.scheduler.fits_now([b])
+    assert not h.scheduler.fits_now([c, c])  # three models past --max-loaded 2
+
+
+async def test_a_preload_stops_at_the_count_limit(tmp_path: Path) -> None:
+    h = Harness(tmp_path, max_loaded=1)
+    await h.touch("a:b", evict=False)
+    with pytest.raises(Unavailable, match="a:b would be evicted") as err:
+        await h.touch("c:d", evict=False)
+    assert err.value.code == "no_room"
+    assert h.loaded() == ["a:b"]
+
+
 async def test_a_model_bigger_than_the_budget_fails_at_once(tmp_path: Path) -> None:
     h = Harness(tmp_path, budget=500, sizes={"big:x": 900.0})
     with pytest.raises(Unavailable, match="budget is 500 MB"):

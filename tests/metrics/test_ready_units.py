@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from vox_control import ready
 from vox_control.ready import not_ready
+from vox_control.settings import Settings
 from vox_protocol import Voices
 
 
@@ -28,7 +29,7 @@ def services(root: Path, preload: tuple[str, ...], loaded: dict[str, Runner]) ->
     models = [SimpleNamespace(name=n, runner=r) for n, r in loaded.items()]
     return SimpleNamespace(
         store=SimpleNamespace(root=root),
-        settings=SimpleNamespace(preload=preload),
+        settings=Settings(home=root, preload=preload),
         answered=set(),
         preload_errors={},
         scheduler=SimpleNamespace(loaded=lambda: models),
@@ -37,6 +38,8 @@ def services(root: Path, preload: tuple[str, ...], loaded: dict[str, Runner]) ->
 
 async def test_ready_when_nothing_is_preloaded_and_the_store_reads(tmp_path: Path) -> None:
     assert await not_ready(services(tmp_path, (), {})) is None
+    # The default models loaded by default are a head start, not a condition of readiness.
+    assert await not_ready(services(tmp_path, ("defaults",), {})) is None
     reason = await not_ready(services(tmp_path / "missing", (), {}))
     assert reason is not None
     assert "not readable" in reason
@@ -47,7 +50,7 @@ async def test_preloads_must_answer_and_keep_answering(
 ) -> None:
     monkeypatch.setattr(ready, "PING_S", 0.05)
     runner = Runner()
-    svc = services(tmp_path, ("a",), {"a": runner})
+    svc = services(tmp_path, ("defaults", "a"), {"a": runner})
     assert await not_ready(svc) == "a is still loading (--preload models must answer first)"
     svc.preload_errors["a"] = "boom"
     assert await not_ready(svc) == "preloading a failed: boom"

@@ -33,6 +33,8 @@ app = App(
 def _flag(name: str, text: str) -> Parameter:
     """A serve flag's help: what it does, its VOX_* variable and its default."""
     default = _DEFAULTS.get(name)
+    if isinstance(default, tuple):
+        default = ",".join(default)  # as the flag is written
     shown = f"; default {default}" if default not in (None, "", ()) else ""
     return Parameter(help=f"{text} [env VOX_{name.upper()}{shown}]")
 
@@ -67,7 +69,12 @@ def serve(
     device: Annotated[str | None, _flag("device", "auto, cpu, cuda or cuda:N.")] = None,
     home: Annotated[Path | None, _flag("home", "Vox home: models, sandboxes, catalog.")] = None,
     preload: Annotated[
-        str | None, _flag("preload", "Models to load at start, comma-separated.")
+        str | None,
+        _flag(
+            "preload",
+            "Models to load once the port is bound, comma-separated; 'defaults': the installed "
+            "default models, if they fit without evicting; 'none': nothing.",
+        ),
     ] = None,
     max_loaded: Annotated[
         int | None, _flag("max_loaded", "Most models loaded at once (0: no limit).")

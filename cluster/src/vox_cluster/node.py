@@ -150,6 +150,7 @@ class VoxNode:
             "VOX_HOME": str(home),
             "VOX_KEEP_ALIVE": "-1",  # Ray's LRU unloads, not the node's idle timer
             "VOX_PULL_DEFAULTS": "false",  # the loader pulls on first use
+            "VOX_PRELOAD": "none",  # Ray decides which models a replica holds
             "VOX_DEVICE": self.config.device,
             **dict(self.config.env),
         }

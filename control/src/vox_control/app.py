@@ -68,6 +68,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await svc.start()
+        svc.serving.set()
         wyoming = None
         if settings.wyoming:  # one process, one scheduler: Wyoming shares the runners
             # The wyoming package and Vox's sessions on it (~25 ms, ~8 MB) load only here.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -14,11 +15,11 @@ from typing import Any
 
 import uvicorn
 
-from vox_control.app import create_app
 from vox_control.auth import AuthConfigError, check_bind, protect, resolve_token
 from vox_control.guard import guard
 from vox_control.limits import GuardedH11Protocol, bound_repeats, fit_concurrency, raise_nofile
 from vox_control.logs import configure_logging
+from vox_control.services import Services
 from vox_control.settings import Settings
 
 log = logging.getLogger("vox")
@@ -155,8 +156,53 @@ def serve(settings: Settings) -> None:
             parse_uri(settings.wyoming, insecure=settings.insecure)
     except (AuthConfigError, ValueError) as exc:
         raise SystemExit(f"vox serve: {exc}") from None
-    # Outermost first: the Origin/Host checks, then the token, then the routes.
-    app = guard(protect(create_app(settings), token), settings)
+    services = Services(settings)
+    # Bound before anything claims to serve: a busy port is one clear line, not a
+    # "serving on ..." followed by uvicorn's traceback-less exit.
+    sockets = [_bind_tcp(settings)]
+    unix: tuple[Path, int] | None = None
+    if settings.socket:
+        path = Path(settings.socket).expanduser().absolute()
+        try:
+            sockets.append(bind_unix_socket(path))
+        except SocketPathError as exc:
+            sockets[0].close()
+            raise SystemExit(f"vox serve: {exc}") from None
+        unix = (path, path.stat().st_ino)
+    _announce(settings, token)
+    try:
+        # One server, one app, one lifespan: TCP and the Unix socket serve the same routes.
+        # The asyncio loop whatever else is installed: uvicorn would pick uvloop when it can
+        # import it (Ray's uvicorn[standard] brings it into the dev environment), and the
+        # connection guard (limits.py), the accept-error log bound and runner reaping are
+        # built and tested on asyncio's transports and child watcher.
+        started = asyncio.run(_run(settings, services, token, sockets, unix))
+    finally:
+        if unix is not None:
+            _remove_own_socket(*unix)
+    if not started:
+        sys.exit(3)  # uvicorn.run's exit code for a failed start
+
+
+async def _run(
+    settings: Settings,
+    services: Services,
+    token: str | None,
+    sockets: list[socket.socket],
+    unix: tuple[Path, int] | None,
+) -> bool:
+    """Start the preloads, build the app beside them, serve; True once it had started.
+
+    The preloaded runners start first: their interpreters, imports and model loads run on
+    other cores while this process builds the app (a few hundred ms of route and schema
+    setup), so a first request finds its model loaded sooner.
+    """
+    await services.start()
+    try:
+        app = await asyncio.to_thread(_build_app, settings, services, token)
+    except BaseException:
+        await services.stop()
+        raise
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -169,36 +215,16 @@ def serve(settings: Settings) -> None:
         # Audio barely compresses: permessage-deflate cost ~20 ms of zlib per sentence of
         # pcm16 before the first frame left (bench/streaming.py), for a few percent of bytes.
         ws_per_message_deflate=False,
-        # The asyncio loop whatever else is installed: uvicorn picks uvloop when it can import
-        # it (Ray's uvicorn[standard] brings it into the dev environment), and the connection
-        # guard (limits.py), the accept-error log bound and runner reaping are built and tested
-        # on asyncio's transports and child watcher.
         loop="asyncio",
         **connection_limits(settings),
     )
-    # Bound before anything claims to serve: a busy port is one clear line, not a
-    # "serving on ..." followed by uvicorn's traceback-less exit.
-    tcp = _bind_tcp(settings)
-    if not settings.socket:
-        _announce(settings, token)
-        server = uvicorn.Server(config)
-        server.run(sockets=[tcp])
-        if not server.started:
-            sys.exit(3)  # uvicorn.run's exit code for a failed start
-        return
-    path = Path(settings.socket).expanduser().absolute()
-    try:
-        unix = bind_unix_socket(path)
-    except SocketPathError as exc:
-        tcp.close()
-        raise SystemExit(f"vox serve: {exc}") from None
-    inode = path.stat().st_ino
-    _announce(settings, token)
-    try:
-        server = _SocketServer(config, path, inode)
-        # One server, one app, one lifespan: TCP and the Unix socket serve the same routes.
-        server.run(sockets=[tcp, unix])
-    finally:
-        _remove_own_socket(path, inode)
-    if not server.started:
-        sys.exit(3)
+    server = uvicorn.Server(config) if unix is None else _SocketServer(config, *unix)
+    await server.serve(sockets=sockets)
+    return server.started
+
+
+def _build_app(settings: Settings, services: Services, token: str | None) -> Any:
+    from vox_control.app import create_app  # its imports, too, overlap the runners' start
+
+    # Outermost first: the Origin/Host checks, then the token, then the routes.
+    return guard(protect(create_app(settings, services), token), settings)

@@ -17,7 +17,7 @@ from vox_sandboxes import RunnerSource, Sandbox, SandboxError, SandboxManager
 
 from vox_control.errors import BadRequest, ModelNotFound, Unavailable
 from vox_control.metrics import Metrics
-from vox_control.ready import ping
+from vox_control.preload import preload_all, take_warm
 from vox_control.runner_client import RunnerClient, RunnerDied, RunnerRequestError
 from vox_control.scheduler.loop import LoadSpec, Scheduler
 from vox_control.settings import Settings
@@ -213,6 +213,7 @@ class Services:
         self.scheduler = Scheduler(settings, self.load_spec, self.spawn, metrics=self.metrics)
         self.metrics.watch(self.scheduler)
         self._background: set[asyncio.Task[Any]] = set()
+        self._started = False
         # Models whose last load crashed: their next load hashes every file.
         self._suspect: set[str] = set()
         # Protocol servers beside HTTP (Wyoming) report their sessions here for /api/ps.
@@ -220,15 +221,24 @@ class Services:
         # --preload models whose runner answered a round trip (readiness), or why not.
         self.answered: set[str] = set()
         self.preload_errors: dict[str, str] = {}
+        # Runners started ahead for the preloads, by model (preload.py); spawn takes them.
+        self.warm: dict[str, asyncio.Task[RunnerClient]] = {}
+        # Set by the app's lifespan, just before it serves: the app is built by then.
+        self.serving = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        """Begin the background work: pulls of missing defaults, preloads. Once: `vox serve`
+        starts it before the app exists, the app's lifespan (tests' apps) otherwise."""
+        if self._started:
+            return
+        self._started = True
         if self.settings.pull_defaults and not self.settings.offline and not self.store.list():
             for name in (self.settings.default_stt, self.settings.default_tts):
                 self._spawn_background(self._pull_quietly(name))
-        for name in self.settings.preload:
-            self._spawn_background(self._preload(name))
+        if self.settings.preload_required or self.settings.preload_defaults:
+            self._spawn_background(preload_all(self))
 
     async def stop(self) -> None:
         for task in self._background:
@@ -248,16 +258,6 @@ class Services:
             log.info("pulled %s", name)
         except Exception as exc:
             log.error("could not pull default model %s: %s", name, exc)
-
-    async def _preload(self, name: str) -> None:
-        try:
-            await self.puller.wait(name)
-            async with self.scheduler.use(name) as model:
-                await ping(model)
-            self.answered.add(name)
-        except Exception as exc:
-            self.preload_errors[name] = str(exc) or type(exc).__name__
-            log.error("could not preload %s: %s", name, exc)
 
     # ------------------------------------------------------------------ names
 
@@ -361,7 +361,14 @@ class Services:
         self._suspect.discard(name)
 
     async def spawn(self, spec: LoadSpec) -> RunnerClient:
-        runner = await _LoadWatchedRunner.start(
+        runner = await take_warm(self, spec.name) or await self.start_runner(spec)
+        if isinstance(runner, _LoadWatchedRunner):  # start() builds its own class
+            runner.on_load_failed = functools.partial(self._suspect.add, spec.name)
+        return runner
+
+    async def start_runner(self, spec: LoadSpec) -> RunnerClient:
+        """A runner process for ``spec``'s adapter, handshake done, nothing loaded yet."""
+        return await _LoadWatchedRunner.start(
             spec.name,
             spec.python,
             spec.adapter,
@@ -369,9 +376,6 @@ class Services:
             timeout=self.settings.runner_start_timeout,
             extra_args=("--parallel", str(max(self.settings.num_parallel, 1))),
         )
-        if isinstance(runner, _LoadWatchedRunner):  # start() builds its own class
-            runner.on_load_failed = functools.partial(self._suspect.add, spec.name)
-        return runner
 
 
 class _LoadWatchedRunner(RunnerClient):

@@ -11,6 +11,10 @@ from typing import Any
 DEFAULT_PORT = 11435
 DEFAULT_STT = "whisper:tiny.en"
 DEFAULT_TTS = "piper:en-us-joe-medium"
+# Words --preload understands beside model names: the installed default models (best effort,
+# the default) and nothing at all.
+PRELOAD_DEFAULTS = "defaults"
+PRELOAD_NONE = "none"
 
 
 def _bool(value: str) -> bool:
@@ -66,7 +70,10 @@ class Settings:
     default_stt: str = DEFAULT_STT
     default_tts: str = DEFAULT_TTS
     pull_defaults: bool = True
-    preload: tuple[str, ...] = ()
+    # Loaded in the background once the port is bound: named models must load (readiness
+    # waits for them); "defaults" adds default_stt and default_tts when installed and when they
+    # fit beside what is loaded (nothing is evicted for them); "none" loads nothing.
+    preload: tuple[str, ...] = (PRELOAD_DEFAULTS,)
     max_loaded: int = 0  # 0: no count limit, only the memory budget
     keep_alive: str = "5m"
     # Scheduler: memory Vox may use per device ("4GB", "800MB", "70%"; empty: 75% of RAM on
@@ -156,6 +163,22 @@ class Settings:
     @property
     def catalog_dir(self) -> Path:
         return self.home / "catalog"
+
+    @property
+    def preload_required(self) -> tuple[str, ...]:
+        """The models --preload names: each must load, and readiness waits for them."""
+        words = {PRELOAD_DEFAULTS, PRELOAD_NONE}
+        return tuple(dict.fromkeys(n for n in self.preload if n not in words))
+
+    @property
+    def preload_defaults(self) -> tuple[str, ...]:
+        """The default models to load at start if installed and if they fit: best effort."""
+        if PRELOAD_DEFAULTS not in self.preload:
+            return ()
+        named = self.preload_required
+        return tuple(
+            n for n in dict.fromkeys((self.default_stt, self.default_tts)) if n not in named
+        )
 
     @property
     def local_dir_roots(self) -> tuple[Path, ...]:

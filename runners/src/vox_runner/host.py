@@ -41,6 +41,7 @@ from vox_protocol import (
 
 import vox_runner
 from vox_runner.adapter import Adapter, AdapterError, load_adapter
+from vox_runner.memory import release_memory
 from vox_runner.pipes import FrameWriter, read_messages
 
 log = logging.getLogger("vox_runner.host")
@@ -99,6 +100,7 @@ class RunnerHost:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._info: ModelInfo | None = None
+        self._loaded_as: tuple[object, ...] = ()  # the Load's model_dir, device and options
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def run(self, messages: AsyncIterator[ControlMessage]) -> int:
@@ -134,13 +136,17 @@ class RunnerHost:
     def _dispatch(self, message: ControlMessage) -> None:
         match message:
             case Load():
-                self._spawn(message.id, lambda: self._load(message), "load_failed")
+                self._spawn(message.id, lambda: self._load(message), "load_failed", trim=True)
             case Unload():
                 self._spawn(message.id, lambda: self._unload(message), "internal")
             case Transcribe():
-                self._spawn(message.id, lambda: self._transcribe(message), "inference_failed")
+                self._spawn(
+                    message.id, lambda: self._transcribe(message), "inference_failed", trim=True
+                )
             case Synthesize():
-                self._spawn(message.id, lambda: self._synthesize(message), "inference_failed")
+                self._spawn(
+                    message.id, lambda: self._synthesize(message), "inference_failed", trim=True
+                )
             case DetectSpeech():
                 self._spawn(message.id, lambda: self._detect_speech(message), "inference_failed")
             case ListVoices():
@@ -157,12 +163,14 @@ class RunnerHost:
             case Shutdown():  # handled by run(); listed so the match is exhaustive
                 pass
 
-    def _spawn(self, request_id: int, work: Work, failure: ErrorCode) -> None:
+    def _spawn(
+        self, request_id: int, work: Work, failure: ErrorCode, *, trim: bool = False
+    ) -> None:
         if request_id in self._tasks:
             message = f"request id {request_id} is already in flight"
             self._spawn_send(Error(id=request_id, code="bad_request", message=message))
             return
-        task = asyncio.create_task(self._guard(request_id, work, failure))
+        task = asyncio.create_task(self._guard(request_id, work, failure, trim))
         self._tasks[request_id] = task
 
     def _spawn_send(self, message: RunnerMessage) -> None:
@@ -171,7 +179,7 @@ class RunnerHost:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _guard(self, request_id: int, work: Work, failure: ErrorCode) -> None:
+    async def _guard(self, request_id: int, work: Work, failure: ErrorCode, trim: bool) -> None:
         """Turn every way a request can end into exactly one terminal frame (or none)."""
         final: RunnerMessage | None
         try:
@@ -193,6 +201,10 @@ class RunnerHost:
             self._tasks.pop(request_id, None)
         if final is not None:
             await self._send(final)
+        if trim and not self._tasks:
+            # A load or a request freed tens of MB that glibc would keep; the last one out
+            # hands it back (memory.py), after its answer has left.
+            await asyncio.to_thread(release_memory)
 
     def _loaded(self) -> ModelInfo:
         if self._info is None:
@@ -201,6 +213,10 @@ class RunnerHost:
 
     async def _load(self, message: Load) -> Loaded:
         async with self._gate.exclusive():
+            same = (message.model_dir, message.device, dict(message.options))
+            if self._info is not None and same == self._loaded_as:
+                # Loaded already (a preload loaded it ahead of the scheduler's own Load).
+                return Loaded(id=message.id, info=self._info, load_seconds=0.0)
             if self._info is not None:
                 self._info = None
                 await asyncio.to_thread(self.adapter.unload)
@@ -218,7 +234,7 @@ class RunnerHost:
                 await asyncio.to_thread(self.adapter.unload)
                 raise
             seconds = time.perf_counter() - started
-            self._info = info
+            self._info, self._loaded_as = info, same
             log.info(
                 "loaded %s in %.2fs: %s %s",
                 message.model_dir,

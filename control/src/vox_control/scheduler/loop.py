@@ -53,6 +53,7 @@ class _Pending:
     keep_alive: float
     deadline: float  # event-loop time
     future: asyncio.Future[LoadedModel]
+    evict: bool = True  # False: a preload, which neither evicts nor waits for memory
     # The request that asked: the loop's log lines while serving this entry carry its id.
     request_id: str | None = field(default_factory=request_id.get)
 
@@ -101,12 +102,14 @@ class Scheduler(SchedulerQueries):
 
     @contextlib.asynccontextmanager
     async def use(
-        self, name: str, *, keep_alive: float | None = None
+        self, name: str, *, keep_alive: float | None = None, evict: bool = True
     ) -> AsyncIterator[LoadedModel]:
         """Hold a reference to a loaded ``name`` for the lifetime of one request.
 
         ``keep_alive`` (seconds; FOREVER never unloads) replaces the model's idle lifetime, as a
-        request's keep_alive does in Ollama; None keeps the server default.
+        request's keep_alive does in Ollama; None keeps the server default. ``evict=False`` (a
+        preload of a default model) loads only what fits beside the loaded models: it neither
+        evicts nor waits for memory, and raises Unavailable with code "no_room" instead.
         """
         if self._closed:
             raise Unavailable("the server is shutting down", code="shutting_down")
@@ -126,7 +129,7 @@ class Scheduler(SchedulerQueries):
         if model is not None and self._usable(model):
             self._claim(model, ttl)  # fast path: no lock, no queue
         else:
-            model = await self._wait_for_load(name, ttl)
+            model = await self._wait_for_load(name, ttl, evict)
             self._metrics.queue_wait.labels(name).observe(time.perf_counter() - started)
         started = time.perf_counter()
         try:
@@ -175,7 +178,7 @@ class Scheduler(SchedulerQueries):
         waiting = self.queued(model) + 1
         return max(1, math.ceil(model.avg_seconds * waiting / max(self._settings.num_parallel, 1)))
 
-    async def _wait_for_load(self, name: str, ttl: float) -> LoadedModel:
+    async def _wait_for_load(self, name: str, ttl: float, evict: bool) -> LoadedModel:
         self._waiting[name] = self.waiting(name) + 1
         try:
             spec = await self._resolve(name)  # 404s and sandbox errors surface here, unqueued
@@ -185,7 +188,7 @@ class Scheduler(SchedulerQueries):
             # A caller that goes away wakes the loop, which then drops its entry.
             future.add_done_callback(lambda _: self._changed.set())
             deadline = loop.time() + self._settings.queue_timeout
-            self._queue.put_nowait(_Pending(spec, ttl, deadline, future))
+            self._queue.put_nowait(_Pending(spec, ttl, deadline, future, evict))
             self._ensure_loop()
             try:
                 return await future
@@ -252,6 +255,13 @@ class Scheduler(SchedulerQueries):
             if step.action == "never":
                 raise Unavailable(
                     f"cannot load {spec.name}: {step.reason}", code="insufficient_memory"
+                )
+            if not pending.evict:
+                why = (
+                    step.reason or f"{step.victim.name if step.victim else 'one'} would be evicted"
+                )
+                raise Unavailable(
+                    f"{spec.name} does not fit beside the loaded models ({why})", code="no_room"
                 )
             if step.action == "evict":
                 await self._evict(step, spec.name)

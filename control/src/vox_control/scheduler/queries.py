@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from vox_control.scheduler.budget import Pool
@@ -12,7 +12,7 @@ from vox_control.scheduler.expiry import Expiry
 from vox_control.scheduler.ledger import Ledger
 from vox_control.scheduler.loader import Loader
 from vox_control.scheduler.memory import pool_of
-from vox_control.scheduler.scheduled import LoadedModel, LoadFailure, Loading
+from vox_control.scheduler.scheduled import LoadedModel, LoadFailure, Loading, LoadSpec
 from vox_control.settings import Settings
 
 
@@ -52,6 +52,19 @@ class SchedulerQueries:
         for model in list(self._loaded.values()):
             depths[model.name] = self.queued(model)
         return depths
+
+    def fits_now(self, specs: Sequence[LoadSpec]) -> bool:
+        """Whether all of ``specs`` fit beside the loaded models at once, evicting nothing."""
+        limit = self._settings.max_loaded
+        if limit and len(self._loaded) + len(specs) > limit:
+            return False
+        for name in {spec.pool for spec in specs}:
+            pool = self._ledger.pool(name)
+            used = sum(m.memory_mb for m in list(self._loaded.values()) if m.pool == name)
+            need = sum(self._ledger.need_mb(spec) for spec in specs if spec.pool == name)
+            if need > min(pool.driver_free_mb - pool.headroom_mb, pool.budget_mb - used):
+                return False
+        return True
 
     def pools(self) -> list[Pool]:
         """The memory pools this server plans with (the CPU, and its device's), read now."""

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from vox_protocol import ModelInfo, Segment, Transcribe, Transcript, Word
 
 from vox_runner.adapter import Adapter, AdapterError, option_int, option_str, parse_device
+from vox_runner.memory import defer_import
 
 log = logging.getLogger("vox_runner.adapters.faster_whisper")
 
@@ -123,6 +124,7 @@ class FasterWhisperAdapter(Adapter):
         self._local = threading.local()  # the stop flag of the request a thread decodes
 
     def load(self, model_dir: Path, device: str, options: Mapping[str, Any]) -> ModelInfo:
+        defer_import("av")  # faster-whisper decodes files with PyAV; a runner gets PCM
         from faster_whisper import WhisperModel
 
         kind, index = parse_device(device)

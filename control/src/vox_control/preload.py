@@ -1,0 +1,135 @@
+"""What `vox serve` loads before anyone asks: the models --preload names, then the defaults.
+
+By default the installed default models (default_stt, default_tts) load in the background as
+soon as the server starts, as the Wyoming servers load theirs before they bind: the first
+transcription or speech after `vox serve` then finds its runner up instead of paying for an
+interpreter, imports and a model load. Ollama loads nothing until asked, but an LLM may be
+gigabytes, and Vox's defaults together are about 300 MB. They are a head start, not a promise:
+each loads only if it fits beside what is loaded (nothing is evicted and no memory is waited
+for), a failure is a log line, and readiness does not wait for them. Models named with
+--preload must load, and /api/ready waits for them. Every preloaded model then follows the
+keep-alive rules of any other (Ollama's empty preload request does the same): it unloads
+after --keep-alive idle, counted from the load; --keep-alive -1 keeps models loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from vox_control.errors import Unavailable
+from vox_control.ready import ping
+from vox_control.runner_client import RunnerClient
+from vox_control.scheduler.scheduled import LoadSpec
+
+if TYPE_CHECKING:
+    from vox_control.services import Services
+
+log = logging.getLogger("vox.services")
+
+
+async def preload_all(services: Services) -> None:
+    """Named models first, then the defaults, one at a time: loads share the scheduler's one
+    first-come queue, so a request for the model being preloaded would otherwise wait behind
+    the next preload too. The runners after the first start beside it once the app is
+    built, and load their models too when all of them fit now (`_start_ahead`)."""
+    required, defaults = services.settings.preload_required, services.settings.preload_defaults
+    ahead = asyncio.create_task(_start_ahead(services, [*required, *defaults]))
+    try:
+        for name in required:
+            await _preload(services, name)
+        for name in defaults:
+            await _preload_default(services, name)
+    finally:
+        ahead.cancel()
+        await asyncio.gather(ahead, return_exceptions=True)
+        await _drop_warm(services)
+
+
+async def _start_ahead(services: Services, names: list[str]) -> None:
+    """Start the runners of every preload but the first, which the scheduler loads at once.
+
+    Loads through the scheduler go one at a time, so a first request for the second default
+    would wait for both loads; here the later runners start (interpreter, imports, handshake)
+    beside the first load and, when every preload fits beside the loaded models now, load
+    their models too. The scheduler's own Load of the same model then finds it loaded (the
+    runner answers at once) and measures it like any other. Not while a pull runs: a model
+    being pulled has no files yet. Only once the app is built: `vox serve` builds it beside
+    the first load, and on two cores a third busy process delayed the port by 0.3-1 s.
+    """
+    await services.serving.wait()
+    loaded = {m.name for m in services.scheduler.loaded()}
+    names = [n for n in names if services.store.is_installed(n) and n not in loaded]
+    if len(names) < 2 or services.puller.in_progress():
+        return
+    specs = await asyncio.gather(*(services.load_spec(n) for n in names), return_exceptions=True)
+    ready = [s for s in specs if isinstance(s, LoadSpec)]
+    load = len(ready) == len(specs) and services.scheduler.fits_now(ready)
+    loading = services.scheduler.loading()
+    for spec in ready[1:]:  # the first is the scheduler's own load, under way
+        if loading is None or loading.spec.name != spec.name:
+            services.warm[spec.name] = asyncio.create_task(_start_runner(services, spec, load))
+
+
+async def _start_runner(services: Services, spec: LoadSpec, load: bool) -> RunnerClient:
+    runner = await services.start_runner(spec)
+    if load:
+        model_dir, timeout = str(spec.model_dir), services.settings.load_timeout
+        loading = runner.load(model_dir, device=spec.device, options=spec.options)
+        try:
+            await asyncio.wait_for(loading, timeout)
+        except BaseException:
+            await runner.close(grace=1.0)
+            raise
+    return runner
+
+
+async def take_warm(services: Services, name: str) -> RunnerClient | None:
+    """The runner started ahead for ``name``, if one started and still runs."""
+    task = services.warm.pop(name, None)
+    if task is None:
+        return None
+    try:
+        runner = await task
+    except Exception as exc:  # the load starts a runner afresh and reports what is wrong
+        log.debug("the runner started ahead for %s failed: %s", name, exc)
+        return None
+    return runner if runner.alive else None
+
+
+async def _drop_warm(services: Services) -> None:
+    """Close the runners started ahead that no load took (a model that did not fit)."""
+    tasks = list(services.warm.values())
+    services.warm.clear()
+    for task in tasks:
+        task.cancel()
+    for result in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(result, RunnerClient):
+            await result.close(grace=1.0)
+
+
+async def _preload(services: Services, name: str) -> None:
+    try:
+        await services.puller.wait(name)
+        async with services.scheduler.use(name) as model:
+            await ping(model)
+        services.answered.add(name)
+    except Exception as exc:
+        services.preload_errors[name] = str(exc) or type(exc).__name__
+        log.error("could not preload %s: %s", name, exc)
+
+
+async def _preload_default(services: Services, name: str) -> None:
+    """Load a default model if installed and if it fits; a nicety, so failures only log."""
+    await services.puller.wait(name)  # a first start pulls the defaults: load them once there
+    if not services.store.is_installed(name):
+        return
+    try:
+        async with services.scheduler.use(name, evict=False):
+            pass
+    except Unavailable as exc:
+        level = logging.INFO if exc.code in ("no_room", "shutting_down") else logging.WARNING
+        log.log(level, "not preloading %s: %s", name, exc)
+    except Exception as exc:
+        log.warning("could not preload %s: %s", name, exc)

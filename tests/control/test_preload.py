@@ -1,0 +1,141 @@
+"""What `vox serve` loads at start: --preload's words, and the order and rules of the loads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from vox_control.errors import Unavailable
+from vox_control.preload import preload_all, take_warm
+from vox_control.runner_client import RunnerClient
+from vox_control.scheduler.scheduled import LoadSpec
+from vox_control.services import Services
+from vox_control.settings import DEFAULT_STT, DEFAULT_TTS, Settings
+from vox_protocol import Voices
+
+
+def test_the_defaults_are_preloaded_unless_told_otherwise(tmp_path: Path) -> None:
+    default = Settings(home=tmp_path)
+    assert (default.preload_required, default.preload_defaults) == ((), (DEFAULT_STT, DEFAULT_TTS))
+    off = Settings.from_env({"VOX_PRELOAD": "none"}, home=tmp_path)
+    assert (off.preload_required, off.preload_defaults) == ((), ())
+    named = Settings.from_env({"VOX_PRELOAD": "kokoro:a"}, home=tmp_path)
+    assert (named.preload_required, named.preload_defaults) == (("kokoro:a",), ())
+    both = Settings(home=tmp_path, preload=("defaults", DEFAULT_TTS, "x:y"))
+    assert (both.preload_required, both.preload_defaults) == ((DEFAULT_TTS, "x:y"), (DEFAULT_STT,))
+
+
+class FakeScheduler:
+    def __init__(self, room: set[str]) -> None:
+        self.room = room
+        self.asked: list[tuple[str, bool]] = []
+
+    def loaded(self) -> list[Any]:
+        return []
+
+    def loading(self) -> None:
+        return None
+
+    @contextlib.asynccontextmanager
+    async def use(self, name: str, *, evict: bool = True) -> AsyncIterator[Any]:
+        self.asked.append((name, evict))
+        if name not in self.room:
+            raise Unavailable(f"{name} does not fit", code="no_room")
+
+        async def voices() -> Voices:
+            return Voices(id=1, voices=[])
+
+        yield SimpleNamespace(runner=SimpleNamespace(voices=voices))
+
+
+def services(tmp_path: Path, preload: tuple[str, ...], installed: set[str], room: set[str]) -> Any:
+    svc = Services(Settings(home=tmp_path, preload=preload, offline=True))
+    svc.serving.set()
+    svc.scheduler = FakeScheduler(room)  # type: ignore[assignment]
+    svc.store = SimpleNamespace(is_installed=installed.__contains__)  # type: ignore[assignment]
+    return svc
+
+
+async def test_named_models_load_first_then_the_installed_defaults_that_fit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    installed = {DEFAULT_STT, DEFAULT_TTS}
+    svc = services(tmp_path, ("defaults", "x:y"), installed, room={"x:y", DEFAULT_STT})
+    with caplog.at_level("INFO", logger="vox.services"):
+        await preload_all(svc)
+    # One at a time, in order; the defaults may evict nothing, and one that does not fit is
+    # a line in the log, not a readiness failure.
+    assert svc.scheduler.asked == [("x:y", True), (DEFAULT_STT, False), (DEFAULT_TTS, False)]
+    assert svc.answered == {"x:y"}
+    assert svc.preload_errors == {}
+    assert f"not preloading {DEFAULT_TTS}: {DEFAULT_TTS} does not fit" in caplog.text
+
+
+async def test_defaults_not_installed_and_preload_none_load_nothing(tmp_path: Path) -> None:
+    svc = services(tmp_path, ("defaults",), {DEFAULT_TTS}, room={DEFAULT_STT, DEFAULT_TTS})
+    await preload_all(svc)
+    assert svc.scheduler.asked == [(DEFAULT_TTS, False)]
+    svc = services(tmp_path, ("none",), {DEFAULT_STT, DEFAULT_TTS}, {DEFAULT_STT, DEFAULT_TTS})
+    await svc.start()
+    assert not svc._background  # no preload task at all
+    assert svc.scheduler.asked == []
+
+
+class WarmRunner(RunnerClient):
+    def __init__(self, name: str) -> None:  # no process: only what preload.py touches
+        self.name, self.closed, self.loaded = name, False, ""
+
+    @property
+    def alive(self) -> bool:
+        return not self.closed
+
+    async def load(self, model_dir: str, **_: Any) -> Any:
+        self.loaded = model_dir
+
+    async def close(self, grace: float = 5.0) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("fits", [True, False])
+async def test_later_preloads_start_their_runners_ahead(tmp_path: Path, fits: bool) -> None:
+    room = {"x:y", DEFAULT_STT}
+    svc = services(tmp_path, ("defaults", "x:y"), {"x:y", DEFAULT_STT, DEFAULT_TTS}, room)
+    svc.scheduler.fits_now = lambda specs: fits and len(specs) == 3
+    started: list[WarmRunner] = []
+
+    async def load_spec(name: str) -> LoadSpec:
+        return LoadSpec(name, "fake", "stt", Path(f"/m/{name}"), Path("/py"), "cpu")
+
+    async def start_runner(spec: LoadSpec) -> WarmRunner:
+        started.append(WarmRunner(spec.name))
+        return started[-1]
+
+    svc.load_spec, svc.start_runner = load_spec, start_runner
+    taken: list[RunnerClient | None] = []
+    use = svc.scheduler.use
+
+    @contextlib.asynccontextmanager
+    async def use_and_spawn(name: str, *, evict: bool = True) -> AsyncIterator[Any]:
+        await asyncio.sleep(0.05)  # a load takes a while: the runners ahead start meanwhile
+        if name in room:  # the scheduler spawns (and takes a runner) only to load
+            taken.append(await take_warm(svc, name))
+        async with use(name, evict=evict) as model:
+            yield model
+
+    svc.scheduler.use = use_and_spawn
+    await preload_all(svc)
+    # The first preload starts its own runner; the others' started beside it, and loaded
+    # when all three fit now. The one that did not fit left its runner unused: closed at
+    # the end, not left running.
+    assert [r.name for r in started] == [DEFAULT_STT, DEFAULT_TTS]
+    assert [r.loaded for r in started] == (
+        [f"/m/{DEFAULT_STT}", f"/m/{DEFAULT_TTS}"] if fits else ["", ""]
+    )
+    assert [r.name if r else None for r in taken] == [None, DEFAULT_STT]
+    assert [r.closed for r in started] == [False, True]
+    assert svc.warm == {}
