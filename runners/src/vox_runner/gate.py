@@ -36,6 +36,7 @@ _STREAM_IDLE_S = 60.0  # a stream not heard of for this long is forgotten
 @dataclass(eq=False)
 class _Waiter:
     rank: Callable[[], Rank]
+    slots: int
     granted: asyncio.Future[None]
 
 
@@ -47,8 +48,6 @@ class Gate:
         self._free = parallel
         self._waiters: list[_Waiter] = []
         self._tickets = itertools.count()
-        # Only one exclusive taker accumulates slots at a time, so two cannot deadlock.
-        self._exclusive = asyncio.Lock()
 
     def ticket(self) -> int:
         """The next arrival number: the order of equals in rank."""
@@ -60,47 +59,46 @@ class Gate:
         if rank is None:
             fixed: Rank = (FIRST, self.ticket(), 0)
             rank = lambda: fixed  # noqa: E731
-        await self._acquire(rank)
+        await self._acquire(rank, 1)
         try:
             yield
         finally:
-            self._release()
+            self._release(1)
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
-        async with self._exclusive:
-            fixed: Rank = (EXCLUSIVE, self.ticket(), 0)
-            taken = 0
-            try:
-                for _ in range(self._parallel):
-                    await self._acquire(lambda: fixed)
-                    taken += 1
-                yield
-            finally:
-                for _ in range(taken):
-                    self._release()
+        """Every slot at once: while it waits, nothing else starts (it ranks first)."""
+        fixed: Rank = (EXCLUSIVE, self.ticket(), 0)
+        await self._acquire(lambda: fixed, self._parallel)
+        try:
+            yield
+        finally:
+            self._release(self._parallel)
 
-    async def _acquire(self, rank: Callable[[], Rank]) -> None:
-        if self._free and not self._waiters:
-            self._free -= 1
+    async def _acquire(self, rank: Callable[[], Rank], slots: int) -> None:
+        if self._free >= slots and not self._waiters:
+            self._free -= slots
             return
-        waiter = _Waiter(rank, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(rank, slots, asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
         try:
             await waiter.granted
         except asyncio.CancelledError:
             if waiter.granted.done() and not waiter.granted.cancelled():
-                self._release()  # granted, then cancelled before it could run: pass it on
+                self._release(slots)  # granted, then cancelled before it could run: pass it on
             else:
                 self._waiters.remove(waiter)
+                self._release(0)  # it may have held back a waiter ranked below it
             raise
 
-    def _release(self) -> None:
-        self._free += 1
-        while self._free and self._waiters:
+    def _release(self, slots: int) -> None:
+        self._free += slots
+        while self._waiters:
             best = min(self._waiters, key=lambda w: w.rank())
+            if best.slots > self._free:
+                return  # the best waits for more slots; nobody overtakes it
             self._waiters.remove(best)
-            self._free -= 1
+            self._free -= best.slots
             best.granted.set_result(None)
 
 
