@@ -1,7 +1,7 @@
 """A burst of speech: N clients POST /v1/audio/speech with the same paragraph at once.
 
 Usage: ``uv run python bench/speech_burst.py [--home DIR] [--rounds 5] [--clients 4]
-[--peer-venvs DIR]``.
+[--peer-venvs DIR] [--baseline-src DIR]``.
 
 The issue's scenario: 4 clients, each streaming (``pcm``) the 400-character, six-sentence
 paragraph of bench/overhead.py through piper:en-us-joe-medium, all sent together. Per round:
@@ -12,7 +12,11 @@ paragraph of bench/overhead.py through piper:en-us-joe-medium, all sent together
   (bench/inprocess.py in the piper sandbox, piper's default threads), so "batch wall / floor"
   is what fairness and the server cost in throughput;
 - one client alone (synthesis time and first audio), to keep steady single-client speed in view;
-- with ``--peer-venvs``, vox-runtime 0.2.93 from PyPI on the same voice files, in the same rounds.
+- with ``--peer-venvs``, vox-runtime 0.2.93 from PyPI on the same voice files, in the same rounds
+  (bench/peer_runtime.py);
+- with ``--baseline-src``, a second Vox from an older checkout of this repository (its
+  ``git archive``: protocol, runners, sandboxes, control, cli) on a home sharing the models, for
+  before/after figures taken in the same rounds.
 
 Vox, the floor and the peer alternate within each round, so drift falls on all alike. Medians
 over the rounds; prints a table and writes JSON to bench/results/speech-burst-<UTC>.json.
@@ -39,7 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.overhead import PARAGRAPH  # noqa: E402
-from tests.conftest import VoxServer  # noqa: E402
+from bench.peer_runtime import start as start_peer  # noqa: E402
+from tests.conftest import VoxServer, free_port  # noqa: E402
 
 TTS = "piper:en-us-joe-medium"
 Call = Callable[[], tuple[float, float]]  # -> (first audio s, total s)
@@ -126,11 +131,17 @@ class InProcess:
         self.proc.wait(10)
 
 
-def vox_runtime(venvs: Path, home: Path, store: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """vox-runtime 0.2.93 serving the same joe voice files (see peer_runtime.py)."""
-    from bench.peer_runtime import start
-
-    return start(venvs, home, store)
+def start_baseline(src: Path, home: Path) -> VoxServer:
+    """A Vox from another checkout's sources, on a home of its own that shares the models."""
+    base_home = home.parent / "baseline-home"
+    base_home.mkdir(exist_ok=True)
+    if not (base_home / "models").exists():
+        (base_home / "models").symlink_to(home / "models")
+    paths = [src / p / "src" for p in ("control", "protocol", "cli", "sandboxes")]
+    env = {"VOX_PULL_DEFAULTS": "0", "PYTHONPATH": os.pathsep.join(map(str, paths))}
+    server = VoxServer(base_home, home.parent / "baseline.log", env=env)
+    server.start()
+    return server
 
 
 def median(values: list[float]) -> float:
@@ -152,6 +163,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--peer-venvs", type=Path, default=None)
+    parser.add_argument("--baseline-src", type=Path, default=None)
     parser.add_argument("--url", default=None, help="an already running Vox (skips starting one)")
     args = parser.parse_args()
     args.home.mkdir(parents=True, exist_ok=True)
@@ -163,13 +175,18 @@ def main() -> None:
         vox.start()
         url = vox.url
     peer: subprocess.Popen[bytes] | None = None
+    baseline: VoxServer | None = None
     try:
         with httpx.Client(base_url=url, timeout=1800) as client:
             client.post("/api/pull", json={"model": TTS, "stream": False}).raise_for_status()
         sides: dict[str, Call] = {"vox": http_call(url, body)}
+        if args.baseline_src is not None:
+            baseline = start_baseline(args.baseline_src, args.home)
+            sides["vox-baseline"] = http_call(baseline.url, body)
         if args.peer_venvs is not None:
-            peer, peer_url = vox_runtime(args.peer_venvs, args.home.parent, args.home / "models")
-            sides["vox-runtime"] = http_call(peer_url, {**body, "model": "piper:en-us-joe-medium"})
+            models = args.home / "models"
+            peer, peer_url = start_peer(args.peer_venvs, args.home.parent, models, free_port())
+            sides["vox-runtime"] = http_call(peer_url, body)
         for call in sides.values():
             call()  # warm up (loads the model)
         local = InProcess(args.home)
@@ -200,6 +217,8 @@ def main() -> None:
             peer.wait(30)
         if vox is not None:
             vox.stop()
+        if baseline is not None:
+            baseline.stop()
     summary = {key: summarize(rounds, key) for key in rounds[0]}
     print(f"{args.clients} clients x {len(PARAGRAPH)}-char paragraph, {args.rounds} rounds")
     print(f"{'side':18} {'first audio':>11} {'batch wall':>10} {'per-client total':>16}")
