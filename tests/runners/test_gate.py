@@ -168,3 +168,31 @@ def test_idle_streams_are_forgotten_and_an_empty_key_is_a_stream_of_its_own() ->
     assert streams.open("") is not streams.open("")
     clock.now += 61
     assert streams.open("k") is not kept
+
+
+async def test_a_cancelled_load_lets_the_work_it_held_back_start() -> None:
+    gate = Gate(2)
+    log: list[str] = []
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with gate.shared():
+            await release.wait()
+
+    async def load() -> None:
+        async with gate.exclusive():
+            log.append("load")
+
+    held = asyncio.create_task(holder())  # one of two slots busy: the load must wait
+    await _settle()
+    loading = asyncio.create_task(load())
+    await _settle()
+    work = asyncio.create_task(_hold(gate, (LATER, 0, 0), log, "work"))
+    await _settle()
+    assert log == []  # a free slot, but the load ranks first and waits for both
+    loading.cancel()
+    async with asyncio.timeout(1):
+        await work
+    assert log == ["work"]
+    release.set()
+    await held
