@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from vox_control.inference import SynthesisOptions, speak
+from vox_control.inference import SynthesisOptions, speak, stream_key
 from vox_protocol import AudioChunk
 
 
@@ -82,3 +82,13 @@ async def test_an_error_in_a_later_sentence_reaches_the_listener() -> None:
     with pytest.raises(RuntimeError, match="runner gone"):
         await listen()
     assert len(heard) == 1
+
+
+async def test_a_session_keeps_one_stream_across_its_sentences() -> None:
+    runner = Runner()
+    key = stream_key()
+    for sentence in ("one", "two"):  # a WebSocket or Wyoming session: one speak a sentence
+        async for _ in speak(_model(runner), [sentence], SynthesisOptions(), key):
+            pass
+    assert runner.started == [("one", key), ("two", key)]
+    assert stream_key() != key

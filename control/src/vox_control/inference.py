@@ -204,6 +204,13 @@ _stream_keys = itertools.count(1)
 _End = None  # a sentence's queue ends with this
 
 
+def stream_key() -> str:
+    """A new key for one client's speech (protocol ``Synthesize.stream``): a session that
+    speaks sentence by sentence passes one to every ``speak``, so the runner ranks its later
+    sentences as one stream's."""
+    return f"s{next(_stream_keys)}"
+
+
 async def _sentence(
     model: LoadedModel,
     sentence: str,
@@ -231,17 +238,20 @@ async def _sentence(
 
 
 async def speak(
-    model: LoadedModel, sentences: Iterable[str], options: SynthesisOptions
+    model: LoadedModel,
+    sentences: Iterable[str],
+    options: SynthesisOptions,
+    stream: str | None = None,
 ) -> AsyncGenerator[AudioChunk, None]:
     """THE per-sentence synthesis loop: one runner request per sentence, in order.
 
     Sentences come from text.sentences (runners speak what they are given). The next
     sentence's request goes out while this one is made and sent, so the runner has it waiting
-    and never idles between two sentences of one stream; all of them carry one stream key,
-    which the runner ranks them by. Closing this generator early, or cancelling the task
-    iterating it, cancels both requests (the runner gets a Cancel for each).
+    and never idles between two sentences of one stream; all of them carry one stream key
+    (``stream``, else a new one), which the runner ranks them by. Closing this generator early,
+    or cancelling the task iterating it, cancels both requests (the runner gets a Cancel each).
     """
-    stream = f"s{next(_stream_keys)}"
+    stream = stream or stream_key()
     queued = iter(sentences)
     ahead: collections.deque[tuple[asyncio.Task[None], asyncio.Queue[AudioChunk | None]]]
     ahead = collections.deque()
