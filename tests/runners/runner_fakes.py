@@ -105,7 +105,8 @@ class FakeAdapter(Adapter):
                     self.waiting.set()
                     if not self.release.wait(10):
                         raise TimeoutError("never released")
-                samples = 100 * (index + 1)
+                # "long": seconds of audio, so a listener has plenty to play meanwhile.
+                samples = 4 * RATE if sentence.startswith("long") else 100 * (index + 1)
                 last = marks and index == len(sentences) - 1
                 yield SynthChunk(b"\x01\x00" * samples, RATE, text=sentence, last=last)
         except GeneratorExit:

@@ -1,4 +1,5 @@
-"""Concurrent syntheses in one runner interleave sentence by sentence (FIFO slot per chunk)."""
+"""Concurrent syntheses in one runner: every client's first sentence first, then the oldest
+stream's, unless a listener is running out of audio (then earliest end first: round robin)."""
 
 from __future__ import annotations
 
@@ -103,4 +104,24 @@ async def test_a_stream_ends_right_after_its_last_chunk(marked: bool) -> None:
         assert max(gaps) == 0, frames
     else:
         assert max(gaps) >= 2, frames
+    inbox.put_nowait(None)
+
+
+async def test_streams_hear_first_audio_in_turn_then_finish_oldest_first() -> None:
+    inbox, outbox = await _host()
+    streams, sentences = ["a", "b", "c", "d"], 3
+    ids = {}
+    # Every sentence of every stream waiting at once (the control plane sends one ahead).
+    for number in range(sentences):
+        for stream in streams:
+            request_id = 100 + 10 * streams.index(stream) + number
+            ids[request_id] = f"{stream}{number}"
+            inbox.put_nowait(Synthesize(id=request_id, text=f"long {number}", stream=stream))
+    order: list[str] = []
+    while len(order) < len(ids):
+        message = await asyncio.wait_for(outbox.get(), 5)
+        if isinstance(message, AudioChunk):
+            order.append(ids[message.id])
+    # Four seconds of audio a sentence: nobody runs dry, so no interleaving after the firsts.
+    assert order == ["a0", "b0", "c0", "d0", "a1", "a2", "b1", "b2", "c1", "c2", "d1", "d2"]
     inbox.put_nowait(None)

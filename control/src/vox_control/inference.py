@@ -9,7 +9,9 @@ else in control builds a runner request. A model is resolved once per request or
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -198,25 +200,83 @@ class SynthesisOptions:
     language: str | None = None
 
 
-async def speak(
-    model: LoadedModel, sentences: Iterable[str], options: SynthesisOptions
-) -> AsyncGenerator[AudioChunk, None]:
-    """THE per-sentence synthesis loop: one runner request per sentence, in order.
+_stream_keys = itertools.count(1)
+_End = None  # a sentence's queue ends with this
 
-    Sentences come from text.sentences (runners speak what they are given). Closing this
-    generator early, or cancelling the task iterating it, closes the sentence's runner stream,
-    which sends the runner a Cancel for it.
-    """
-    for sentence in sentences:
-        started, samples, rate = time.perf_counter(), 0, 1
-        chunks = model.runner.synthesize(
-            sentence, voice=options.voice, speed=options.speed, language=options.language
-        )
+
+def stream_key() -> str:
+    """A new key for one client's speech (protocol ``Synthesize.stream``): a session that
+    speaks sentence by sentence passes one to every ``speak``, so the runner ranks its later
+    sentences as one stream's."""
+    return f"s{next(_stream_keys)}"
+
+
+async def _sentence(
+    model: LoadedModel,
+    sentence: str,
+    options: SynthesisOptions,
+    stream: str,
+    out: asyncio.Queue[AudioChunk | None],
+) -> None:
+    """One sentence's runner request, its chunks into ``out`` as they come."""
+    started, samples, rate = time.perf_counter(), 0, 1
+    chunks = model.runner.synthesize(
+        sentence,
+        voice=options.voice,
+        speed=options.speed,
+        language=options.language,
+        stream=stream,
+    )
+    try:
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
                 samples, rate = samples + len(chunk.audio) // 2, chunk.sample_rate  # pcm16
+                out.put_nowait(chunk)
+    finally:
+        out.put_nowait(_End)
+    metrics.speech_done("tts", samples / rate, started)
+
+
+async def speak(
+    model: LoadedModel,
+    sentences: Iterable[str],
+    options: SynthesisOptions,
+    stream: str | None = None,
+) -> AsyncGenerator[AudioChunk, None]:
+    """THE per-sentence synthesis loop: one runner request per sentence, in order.
+
+    Sentences come from text.sentences (runners speak what they are given). The next
+    sentence's request goes out while this one is made and sent, so the runner has it waiting
+    and never idles between two sentences of one stream; all of them carry one stream key
+    (``stream``, else a new one), which the runner ranks them by. Closing this generator early,
+    or cancelling the task iterating it, cancels both requests (the runner gets a Cancel each).
+    """
+    stream = stream or stream_key()
+    queued = iter(sentences)
+    ahead: collections.deque[tuple[asyncio.Task[None], asyncio.Queue[AudioChunk | None]]]
+    ahead = collections.deque()
+
+    def send_next() -> None:
+        sentence = next(queued, None)
+        if sentence is not None:
+            out: asyncio.Queue[AudioChunk | None] = asyncio.Queue()
+            task = asyncio.create_task(_sentence(model, sentence, options, stream, out))
+            ahead.append((task, out))
+
+    try:
+        send_next()
+        while ahead:
+            task, out = ahead[0]
+            if len(ahead) == 1:
+                send_next()
+            while (chunk := await out.get()) is not _End:
                 yield chunk
-        metrics.speech_done("tts", samples / rate, started)
+            await task  # its error, if it failed
+            ahead.popleft()
+    finally:
+        for task, _ in ahead:
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in ahead), return_exceptions=True)
 
 
 async def sentences_of(text: str, language: str | None = None) -> list[str]:

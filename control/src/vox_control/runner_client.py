@@ -246,14 +246,21 @@ class RunnerClient:
         voice: str | None = None,
         speed: float = 1.0,
         language: str | None = None,
+        stream: str = "",
     ) -> AsyncGenerator[AudioChunk, None]:
-        """Speak ``text``: its audio chunks until SynthesisDone.
+        """Speak ``text``: its audio chunks until SynthesisDone. ``stream`` names the client
+        stream it belongs to, for the runner's ordering (protocol ``Synthesize.stream``).
 
         Closing the generator early (``aclose``, or cancelling the task iterating it) sends
         the runner a Cancel for this request.
         """
         request = Synthesize(
-            id=next(self._ids), text=text, voice=voice, speed=speed, language=language
+            id=next(self._ids),
+            text=text,
+            voice=voice,
+            speed=speed,
+            language=language,
+            stream=stream,
         )
         # aclosing: an early close reaches _exchange now (its finally sends the Cancel).
         async with contextlib.aclosing(self._exchange(request, single=False)) as replies:

@@ -108,11 +108,19 @@ class Transcribe(_Msg, tag="transcribe"):
 
 
 class Synthesize(_Msg, tag="synthesize"):
+    """Speak ``text`` (one sentence, as the control plane sends it).
+
+    ``stream`` names the client stream the sentence belongs to (empty: a stream of its own):
+    the runner ranks a stream's first sentence, and a stream about to run out of audio, before
+    the later sentences of others (vox_runner.gate).
+    """
+
     id: int
     text: str
     voice: str | None = None
     speed: float = 1.0
     language: str | None = None
+    stream: str = ""
 
 
 class DetectSpeech(_Msg, tag="detect_speech"):

@@ -40,7 +40,8 @@ from vox_protocol import (
 )
 
 import vox_runner
-from vox_runner.adapter import Adapter, AdapterError, load_adapter
+from vox_runner.adapter import Adapter, AdapterError, SynthChunk, load_adapter
+from vox_runner.gate import Gate, Streams
 from vox_runner.memory import release_memory
 from vox_runner.pipes import FrameWriter, read_messages
 
@@ -60,34 +61,6 @@ Send = Callable[[RunnerMessage], Coroutine[Any, Any, None]]
 Work = Callable[[], Coroutine[Any, Any, RunnerMessage | None]]
 
 
-class _Gate:
-    """``parallel`` shared slots for inference; load and unload take all of them."""
-
-    def __init__(self, parallel: int) -> None:
-        self._slots = asyncio.Semaphore(parallel)
-        self._parallel = parallel
-        # Only one exclusive taker accumulates slots at a time, so two cannot deadlock.
-        self._exclusive = asyncio.Lock()
-
-    @contextlib.asynccontextmanager
-    async def shared(self) -> AsyncIterator[None]:
-        async with self._slots:
-            yield
-
-    @contextlib.asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[None]:
-        async with self._exclusive:
-            taken = 0
-            try:
-                for _ in range(self._parallel):
-                    await self._slots.acquire()
-                    taken += 1
-                yield
-            finally:
-                for _ in range(taken):
-                    self._slots.release()
-
-
 class RunnerHost:
     """Serves one adapter: each request is its own task, so Cancel stays responsive."""
 
@@ -96,7 +69,8 @@ class RunnerHost:
             raise ValueError("parallel must be at least 1")
         self.adapter = adapter
         self._send = send
-        self._gate = _Gate(parallel)
+        self._gate = Gate(parallel)
+        self._streams = Streams(self._gate)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._info: ModelInfo | None = None
@@ -264,21 +238,28 @@ class RunnerHost:
     async def _synthesize(self, message: Synthesize) -> SynthesisDone:
         """Stream a synthesis, taking an inference slot per chunk (a sentence), not per request.
 
-        The gate's slots are FIFO, so concurrent syntheses interleave sentence by sentence:
-        every waiting client gets its first audio after one sentence of each other client's,
-        instead of after their whole texts.
+        The gate ranks each take (vox_runner.gate): a stream's first sentence before later
+        ones of running streams, a stream about to run dry before others, then the oldest
+        stream first. The control plane sends a stream's next sentence while this one is
+        still being made, so the runner always has the next sentence waiting.
         """
-        async with self._gate.shared():  # waits out a Load in progress
-            rate = self._loaded().sample_rate
-            chunks = aiter(self.adapter.synthesize(message))
-        seq = samples = 0
+        stream = self._streams.open(message.stream)
+        rank = stream.sentence()
+        chunks: AsyncIterator[SynthChunk] | None = None
+        seq = samples = rate = 0
         try:
             while True:
-                async with self._gate.shared():
+                async with self._gate.shared(rank):  # also waits out a Load in progress
+                    started = time.perf_counter()
+                    if chunks is None:
+                        rate = self._loaded().sample_rate
+                        chunks = aiter(self.adapter.synthesize(message))
                     chunk = await anext(chunks, None)
+                    self._streams.worked(time.perf_counter() - started)
                 if chunk is None:
                     break
-                # Sent outside the slot: the next client's sentence starts meanwhile.
+                stream.sent(len(chunk.audio) / 2 / chunk.sample_rate)
+                # Sent outside the slot: the next sentence starts meanwhile.
                 await self._send(
                     AudioChunk(
                         id=message.id,
@@ -293,7 +274,7 @@ class RunnerHost:
                 rate = chunk.sample_rate
                 if chunk.last:
                     # The adapter knows nothing follows: end now, not after waiting a turn
-                    # behind every other client's sentence only to learn the stream is over.
+                    # only to learn the stream is over.
                     break
         finally:
             aclose = getattr(chunks, "aclose", None)

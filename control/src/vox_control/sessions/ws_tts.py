@@ -14,7 +14,7 @@ from litestar import WebSocket, websocket
 from vox_control.audio.encode import Encoder
 from vox_control.audio.stream_encode import stream_encoder
 from vox_control.errors import BadRequest
-from vox_control.inference import SynthesisOptions, check_speed, speak
+from vox_control.inference import SynthesisOptions, check_speed, speak, stream_key
 from vox_control.services import Services
 from vox_control.sessions.channel import (
     BAD_CONFIG,
@@ -56,6 +56,7 @@ class TtsSession(StreamSession):
     def __init__(self, channel: Channel, services: Services) -> None:
         super().__init__(channel, services)
         self.splitter = SentenceSplitter()
+        self.stream = stream_key()  # one speech stream for the runner's ordering
         self.pending: deque[str] = deque()
         self.wake = asyncio.Event()  # new sentences, or the end
         self.ended = False
@@ -234,7 +235,7 @@ class TtsSession(StreamSession):
             # exit (cancel, disconnect) closes the stream: the runner gets a Cancel.
             async with (
                 self.services.scheduler.use(name) as model,
-                contextlib.aclosing(speak(model, [sentence], options)) as chunks,
+                contextlib.aclosing(speak(model, [sentence], options, self.stream)) as chunks,
             ):
                 async for chunk in chunks:
                     await self._send_audio(config, chunk.audio, chunk.sample_rate)

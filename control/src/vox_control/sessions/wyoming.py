@@ -43,6 +43,7 @@ from vox_control.inference import (
     TranscribeOptions,
     open_synthesis,
     speak,
+    stream_key,
     transcribe,
 )
 from vox_control.logs import request_id
@@ -116,6 +117,7 @@ class WyomingSession:
         self.reader = reader
         self.writer = writer
         self.id = f"wy_{next(_ids)}"
+        self.stream = stream_key()  # one speech stream for the runner's ordering
         self.started = time.monotonic()
         self.state = "idle"
         self.model: str | None = None
@@ -343,7 +345,9 @@ class WyomingSession:
             # Held per sentence: an LLM that pauses between sentences pins no runner.
             async with (
                 self.services.scheduler.use(model.name) as loaded,
-                contextlib.aclosing(speak(loaded, [sentence], self.stream_options)) as chunks,
+                contextlib.aclosing(
+                    speak(loaded, [sentence], self.stream_options, self.stream)
+                ) as chunks,
             ):
                 async for chunk in chunks:
                     await self._start_audio(chunk.sample_rate)
