@@ -8,7 +8,15 @@ import importlib
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -76,6 +84,15 @@ class Adapter(ABC):
 
     async def transcribe(self, request: Transcribe) -> Transcript:
         raise AdapterError("unsupported", f"adapter {self.name!r} cannot transcribe")
+
+    def batch_key(self, request: Transcribe) -> Hashable | None:
+        """Requests with equal keys may be transcribed together by ``transcribe_batch``;
+        None (the default) means this one goes alone through ``transcribe``."""
+        return None
+
+    async def transcribe_batch(self, requests: Sequence[Transcribe]) -> list[Transcript]:
+        """Several requests of one ``batch_key`` in one model call, results in their order."""
+        return [await self.transcribe(request) for request in requests]
 
     def synthesize(self, request: Synthesize) -> AsyncIterator[SynthChunk]:
         """Yield one chunk per sentence, each as soon as it is ready."""

@@ -87,7 +87,8 @@ class Gate:
             if waiter.granted.done() and not waiter.granted.cancelled():
                 self._release(slots)  # granted, then cancelled before it could run: pass it on
             else:
-                self._waiters.remove(waiter)
+                if waiter in self._waiters:  # a release may have dropped it already
+                    self._waiters.remove(waiter)
                 self._release(0)  # it may have held back a waiter ranked below it
             raise
 
@@ -95,6 +96,11 @@ class Gate:
         self._free += slots
         while self._waiters:
             best = min(self._waiters, key=lambda w: w.rank())
+            if best.granted.done():
+                # Its task was cancelled (which cancels the future it awaits) and has not run
+                # its cleanup yet: it wants nothing now.
+                self._waiters.remove(best)
+                continue
             if best.slots > self._free:
                 return  # the best waits for more slots; nobody overtakes it
             self._waiters.remove(best)

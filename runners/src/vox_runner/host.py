@@ -41,6 +41,7 @@ from vox_protocol import (
 
 import vox_runner
 from vox_runner.adapter import Adapter, AdapterError, SynthChunk, load_adapter
+from vox_runner.batching import Batcher
 from vox_runner.gate import Gate, Streams
 from vox_runner.memory import release_memory
 from vox_runner.pipes import FrameWriter, read_messages
@@ -71,6 +72,7 @@ class RunnerHost:
         self._send = send
         self._gate = Gate(parallel)
         self._streams = Streams(self._gate)
+        self._batcher = Batcher(self._gate, adapter)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._info: ModelInfo | None = None
@@ -229,9 +231,13 @@ class RunnerHost:
         return None  # the protocol has no success reply for Unload
 
     async def _transcribe(self, message: Transcribe) -> Transcript:
-        async with self._gate.shared():
-            self._loaded()
-            result = await self.adapter.transcribe(message)
+        key = self.adapter.batch_key(message)
+        if key is not None:
+            result = await self._batcher.transcribe(message, key)
+        else:
+            async with self._gate.shared():
+                self._loaded()
+                result = await self.adapter.transcribe(message)
         result.id = message.id
         return result
 

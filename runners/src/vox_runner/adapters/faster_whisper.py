@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -20,6 +20,7 @@ import numpy.typing as npt
 from vox_protocol import ModelInfo, Segment, Transcribe, Transcript, Word
 
 from vox_runner.adapter import Adapter, AdapterError, option_int, option_str, parse_device
+from vox_runner.adapters.faster_whisper_batch import BATCH_WINDOW_S, batch_decode
 from vox_runner.memory import defer_import
 
 log = logging.getLogger("vox_runner.adapters.faster_whisper")
@@ -226,6 +227,37 @@ class FasterWhisperAdapter(Adapter):
         except asyncio.CancelledError:
             stop.set()  # the worker stops decoding at the next segment
             raise
+
+    def batch_key(self, request: Transcribe) -> tuple[str, str, int] | None:
+        """Clips of one 30 s window, plain options and a known language batch together
+        (vox_runner.batching); anything else keeps the full path (temperature fallback,
+        prompts, word timestamps, VAD, language detection, long audio)."""
+        if self._model is None or request.sample_rate != self._sample_rate:
+            return None
+        samples = len(request.audio) // 4
+        if not 0 < samples <= BATCH_WINDOW_S * self._sample_rate or len(request.audio) % 4:
+            return None
+        if request.prompt or request.word_timestamps or request.vad_filter:
+            return None
+        if request.temperature not in (None, 0.0):
+            return None
+        language = request.language or (None if self._multilingual else "en")
+        if language is None or language not in self._languages:
+            return None
+        task = request.task if self._multilingual else "transcribe"
+        return (language, task, request.beam_size or self._beam_size)
+
+    async def transcribe_batch(self, requests: Sequence[Transcribe]) -> list[Transcript]:
+        model = self._model
+        if model is None:
+            raise AdapterError("not_loaded", "no whisper model is loaded")
+        key = self.batch_key(requests[0])
+        if key is None:  # the host batches only what batch_key accepts
+            return [await self.transcribe(request) for request in requests]
+        language, task, beam_size = key
+        return await asyncio.to_thread(
+            batch_decode, model, list(requests), language, task, beam_size
+        )
 
     def _run(
         self,
