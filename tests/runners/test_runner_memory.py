@@ -57,3 +57,19 @@ async def test_a_load_of_the_loaded_model_answers_at_once() -> None:
     assert (await harness.expect(Loaded)).load_seconds >= 0.05  # another model: loads
     harness.send(Shutdown())
     await harness.exit_code()
+
+
+def test_the_runner_caps_malloc_arenas_unless_the_environment_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(memory, "_libc", lambda name: lambda *a: calls.append(a))
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    memory.cap_arenas()
+    assert calls == [(memory.M_ARENA_MAX, memory.ARENAS)]
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "8")  # the user's choice stands
+    memory.cap_arenas()
+    assert len(calls) == 1
+    monkeypatch.setattr(memory, "_libc", lambda name: None)  # no glibc: nothing to do
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    memory.cap_arenas()

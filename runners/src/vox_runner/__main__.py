@@ -12,6 +12,8 @@ from typing import NoReturn
 
 from vox_protocol import DEFAULT_MAX_FRAME
 
+from vox_runner.memory import cap_arenas
+
 LOG_FORMAT = "%(asctime)s.%(msecs)03d vox-runner[%(process)d] %(levelname)s %(name)s: %(message)s"
 
 
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     proto_fd = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    cap_arenas()  # before any thread exists
 
     args = _parser().parse_args(argv)
     if args.parallel < 1:
