@@ -281,3 +281,44 @@ def test_a_silent_seam_is_transcribed_again_without_doubling_words(
     script = " ".join(SCRIPT[i] for i in order)
     assert wer(script, done["text"]) <= 0.10, done["text"]
     assert len(normalize(done["text"]).split()) <= len(normalize(script).split()), done["text"]
+
+
+def _stream_pcm(server: VoxServer, recording: Recording, **config: Any) -> Any:
+    with open_ws(server.url, "/v1/audio/transcriptions/stream") as ws:
+        body = {"type": "config", "model": STT, "sample_rate": recording.rate, **config}
+        ws.send(json.dumps(body))
+        pcm = recording.pcm.tobytes()
+        for at in range(0, len(pcm), 64_000):  # 2 s frames
+            ws.send(pcm[at : at + 64_000])
+        ws.send(json.dumps({"type": "end"}))
+        return drain(ws)
+
+
+def test_with_vad_windows_end_in_pauses(pulled: VoxServer, recording: Recording) -> None:
+    """`vad: true`: every window but the last ends in the middle of a pause the VAD heard,
+    before its 30 s are up, and the next starts there; the transcript is as good."""
+    with pulled.client() as client:
+        installed = {m["name"] for m in client.get("/api/list").json()["models"]}
+        if "silero-vad:v6" not in installed:  # refused in the config, not mid-stream
+            with open_ws(pulled.url, "/v1/audio/transcriptions/stream") as ws:
+                ws.send(json.dumps({"type": "config", "model": STT, "vad": True}))
+                (error,) = drain(ws).of("error")
+            assert (error["code"], error.get("param")) == ("invalid_config", "vad"), error
+            assert "vox pull silero-vad:v6" in error["message"]
+            response = client.post("/api/pull", json={"model": "silero-vad:v6", "stream": False})
+            assert response.status_code == 200, response.text
+    session = _stream_pcm(pulled, recording, vad=True, chunk_ms=CHUNK_MS)
+    (ready,) = session.of("ready")
+    assert ready["vad"] is True
+    (done,) = session.of("done")
+    assert wer(" ".join(SCRIPT), done["text"]) <= 0.10, done["text"]
+    assert len(normalize(done["text"]).split()) <= len(normalize(" ".join(SCRIPT)).split()) + 2
+    ends = [e["processed_ms"] / 1000 for e in session.of("progress")][:-1]
+    assert len(ends) >= 5
+    starts = [0.0, *ends[:-1]]
+    for start, end in zip(starts, ends, strict=True):
+        assert CHUNK_MS / 2000 < end - start < CHUNK_MS / 1000, (start, end)
+        at = int(end * recording.rate)
+        near = recording.pcm[at - recording.rate // 20 : at + recording.rate // 20]
+        rms = float(np.sqrt(np.mean(near.astype(np.float64) ** 2)))
+        assert rms < 300, f"the cut at {end:.2f} s is not in a pause (rms {rms:.0f})"

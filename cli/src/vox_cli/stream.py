@@ -127,6 +127,9 @@ def stream_transcribe(
     ] = False,
     chunk_ms: Annotated[int, Parameter(help="Window length in milliseconds.")] = 30_000,
     overlap_ms: Annotated[int, Parameter(help="Overlap between windows in ms.")] = 1_000,
+    vad: Annotated[
+        bool, Parameter(help="End windows in pauses the VAD hears (needs silero-vad:v6).")
+    ] = False,
     host: Host = None,
 ) -> None:
     """Transcribe a long recording over the streaming API (any format; sent as pcm16)."""
@@ -142,6 +145,7 @@ def stream_transcribe(
         "word_timestamps": word_timestamps or json_output,
         "chunk_ms": chunk_ms,
         "overlap_ms": overlap_ms,
+        "vad": vad,
         "partial": False,
     }
     result: dict[str, Any] = {}

@@ -43,11 +43,10 @@ from vox_control.sessions.oai_realtime_events import (
     user_item,
 )
 from vox_control.sessions.oai_realtime_vad import SpeechStarted, SpeechStopped, TurnDetector
+from vox_control.sessions.vad_stream import RATE, VAD_MODEL, VadStream, vad_installed
 
 log = logging.getLogger("vox.sessions.openai_realtime")
 
-RATE = 16000  # the session's internal rate: the VAD's and Whisper's
-VAD_MODEL = "silero-vad:v6"
 VAD_STEP = RATE * 160 // 1000  # run the VAD once this much new audio has arrived
 PARTIAL_EVERY = RATE  # a partial transcript per second of new speech in an open turn
 # Once an open turn has been silent this long (or half its silence_duration_ms, if less), its
@@ -62,9 +61,10 @@ class OpenAIRealtimeSession:
         self.services = services
         self.limits = limits or Limits()
         self.session_id = f"sess_{uuid.uuid4().hex[:16]}"
+        self._vad = VadStream(services, self.session_id)
         self.config = SessionConfig(model=None)
         self.model = inference.resolve(services, None, "stt")
-        self.vad_ok = self._vad_available()
+        self.vad_ok = vad_installed(services)
         if not self.vad_ok:
             self.config = SessionConfig(turn_detection=None)
         self._resampler = resampler(self.config.format)
@@ -75,13 +75,10 @@ class OpenAIRealtimeSession:
         self._buffer: list[np.ndarray] = []
         self._buffered = 0
         self._base = 0
-        self._unvad: list[np.ndarray] = []
-        self._unvad_n = 0
         self._detector = TurnDetector(self.config.turn_detection or TurnDetection())
         self._turn_item: str | None = None
         self._turn_start = 0
         self._last_item: str | None = None
-        self._vad_started = False
         self._partial: asyncio.Task[None] | None = None
         self._partial_at = 0
         self._early: tuple[str, asyncio.Task[Transcript]] | None = None
@@ -111,7 +108,7 @@ class OpenAIRealtimeSession:
             for task in [receiver, *tasks, *([self._partial] if self._partial else [])]:
                 task.cancel()
             await asyncio.gather(receiver, *tasks, return_exceptions=True)
-            await self._end_vad_stream()
+            await self._vad.end()
             await self.channel.close()
 
     async def _send(self, kind: str, **fields: Any) -> None:
@@ -122,13 +119,6 @@ class OpenAIRealtimeSession:
 
     def _session(self) -> dict[str, Any]:
         return session_object(self.session_id, self.config, self.model.name)
-
-    def _vad_available(self) -> bool:
-        try:
-            self.services.manifest(VAD_MODEL, "vad")
-        except VoxError:
-            return False
-        return True
 
     # ------------------------------------------------------------------ receiver
 
@@ -218,9 +208,8 @@ class OpenAIRealtimeSession:
                         1009,
                     )
                 if self.config.turn_detection is not None:
-                    self._unvad.append(work.pcm)
-                    self._unvad_n += len(work.pcm)
-                    if self._unvad_n >= VAD_STEP and self._work.empty():
+                    self._vad.push(work.pcm)
+                    if self._vad.pending >= VAD_STEP and self._work.empty():
                         await self._detect()
             elif isinstance(work, Commit):
                 await self._commit(work.client_event_id)
@@ -234,20 +223,14 @@ class OpenAIRealtimeSession:
         return (self._base + self._buffered) * 1000 // RATE
 
     async def _detect(self) -> None:
-        pcm = np.concatenate(self._unvad)
-        self._unvad, self._unvad_n = [], 0
         td = self.config.turn_detection
         if td is None:
+            self._vad.drop()
             return
         if self._detector.params != td:
             self._detector = TurnDetector(td)
-            self._detector.frames = (self._base + self._buffered - len(pcm)) // 512
-        async with self.services.scheduler.use(VAD_MODEL) as vad:
-            reply = await inference.detect_speech(
-                vad, pcm, RATE, self.session_id, reset=not self._vad_started
-            )
-        self._vad_started = True
-        for event in self._detector.feed(reply.probabilities):
+            self._detector.frames = (self._base + self._buffered - self._vad.pending) // 512
+        for event in self._detector.feed(await self._vad.detect()):
             if isinstance(event, SpeechStarted):
                 self._turn_item = item_id()
                 self._turn_start = event.audio_start_ms * RATE // 1000
@@ -387,14 +370,3 @@ class OpenAIRealtimeSession:
                 transcript=text,
                 usage={"type": "duration", "seconds": round(len(turn.pcm) / RATE, 3)},
             )
-
-    async def _end_vad_stream(self) -> None:
-        """Drop the runner's state for this session (best effort; the runner caps streams)."""
-        if not self._vad_started:
-            return
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(2.0):
-                async with self.services.scheduler.use(VAD_MODEL) as vad:
-                    await inference.detect_speech(
-                        vad, np.zeros(0, np.float32), RATE, self.session_id, end=True
-                    )

@@ -30,8 +30,9 @@ from vox_control.sessions.channel import (
 )
 from vox_control.sessions.merge import SEAM_NEAR, Stitcher, WindowTranscript
 from vox_control.sessions.skeleton import StreamSession
+from vox_control.sessions.vad_stream import MIN_PAUSE, VAD_MODEL, PauseListener, vad_installed
 from vox_control.sessions.voiced import speech_level, voiced_spans
-from vox_control.sessions.windows import Window, WindowPlanner
+from vox_control.sessions.windows import Pauses, Window, WindowPlanner
 from vox_control.validation import check_language
 
 log = logging.getLogger("vox.streaming.stt")
@@ -57,6 +58,7 @@ class SttConfig(msgspec.Struct, forbid_unknown_fields=False):
     partial: bool = True  # extension: a `partial` event with the text so far per window
     prompt: str | None = None
     beam_size: int | None = None
+    vad: bool = False  # extension: end windows in pauses the VAD model hears
 
 
 def check_config(config: SttConfig) -> None:
@@ -119,6 +121,13 @@ class SttSession(StreamSession):
         await self._stream(config, await self._open(config))
 
     async def _open(self, config: SttConfig) -> ResolvedModel:
+        if config.vad and not vad_installed(self.services):
+            raise StreamError(
+                "invalid_config",
+                f"vad needs the VAD model: run `vox pull {VAD_MODEL}`",
+                BAD_CONFIG,
+                param="vad",
+            )
         model, info = await self.open_model(
             # The catalog's languages refuse a bad language before the model is loaded.
             config.model,
@@ -137,6 +146,7 @@ class SttSession(StreamSession):
                 "sample_rate": config.sample_rate if config.input_format == "pcm16" else None,
                 "chunk_ms": config.chunk_ms,
                 "overlap_ms": config.overlap_ms,
+                "vad": config.vad,
             }
         )
         return model
@@ -144,8 +154,9 @@ class SttSession(StreamSession):
     async def _stream(self, config: SttConfig, model: ResolvedModel) -> None:
         started = time.perf_counter()
         audio = _Audio()
+        pauses = Pauses(512, MIN_PAUSE) if config.vad else None  # Silero's frames: 32 ms
         planner = WindowPlanner(
-            config.chunk_ms * WHISPER_RATE // 1000, config.overlap_ms * WHISPER_RATE // 1000
+            config.chunk_ms * WHISPER_RATE // 1000, config.overlap_ms * WHISPER_RATE // 1000, pauses
         )
         queue: asyncio.Queue[tuple[Window, bytes] | None] = asyncio.Queue(_QUEUED_WINDOWS)
         stitcher = Stitcher()
@@ -192,6 +203,9 @@ class SttSession(StreamSession):
         """Read frames until `end`, queueing each window as soon as its audio is complete."""
         limit = int(self.settings.stream_max_audio_seconds * WHISPER_RATE)
         resampler = _Resampler(config.sample_rate) if config.input_format == "pcm16" else None
+        # With `vad`: the audio goes to the VAD as it comes; on an error the runner's cap on
+        # streams forgets this one.
+        listener = PauseListener(self.services, planner.pauses) if planner.pauses else None
         while True:
             frame = await self.channel.receive()
             if isinstance(frame, str):
@@ -218,6 +232,8 @@ class SttSession(StreamSession):
                     TOO_LARGE,
                 )
             audio.append(samples)
+            if listener is not None:
+                await listener.hear(samples)
             for window in planner.ready(audio.total):
                 await self.channel.meanwhile(queue.put((window, audio.slice(window))))
                 audio.drop_before(planner.keep_from())
@@ -226,6 +242,8 @@ class SttSession(StreamSession):
         for window in planner.finish(audio.total):
             await self.channel.meanwhile(queue.put((window, audio.slice(window))))
         await self.channel.meanwhile(queue.put(None))
+        if listener is not None:
+            await listener.end()
         await self.channel.receive()  # returns only if the client breaks the protocol
         raise StreamError("after_end", "no message may follow end", POLICY)
 
@@ -248,8 +266,13 @@ class SttSession(StreamSession):
                 window.start / WHISPER_RATE, window.end / WHISPER_RATE, reply.segments
             )
             cut = round(stitcher.cut(transcript) * WHISPER_RATE)
-            if previous is not None and stitcher.suspect(
-                transcript, await asyncio.to_thread(_voiced_near, previous, item, cut)
+            # A window after a pause shares no word with the previous one: nothing to suspect.
+            if (
+                previous is not None
+                and not window.after_pause
+                and stitcher.suspect(
+                    transcript, await asyncio.to_thread(_voiced_near, previous, item, cut)
+                )
             ):
                 extra = await self._seam_again(config, model, previous, item, cut)
                 if extra is not None:
