@@ -87,10 +87,12 @@ def ws_first_audio(url: str, text: str) -> tuple[float, float]:
 
 
 def ws_transcribe_events(
-    url: str, pcm: bytes, rate: int, *, word_timestamps: bool = False
+    url: str, pcm: bytes, rate: int, *, word_timestamps: bool = False, **config: Any
 ) -> dict[str, Any]:
-    """Stream pcm16 as fast as the server takes it; the `done` event."""
-    config = {"type": "config", "model": STT, "sample_rate": rate, "partial": False}
+    """Stream pcm16 as fast as the server takes it; the `done` event, with the windows' ends
+    (each `progress` event's processed_ms, in seconds) as ``window_ends``."""
+    config = {"type": "config", "model": STT, "sample_rate": rate, "partial": False, **config}
+    ends: list[float] = []
     with connect(url + "/v1/audio/transcriptions/stream", max_size=None) as ws:
         ws.send(json.dumps({**config, "word_timestamps": word_timestamps}))
         for i in range(0, len(pcm), rate * 2):
@@ -98,8 +100,10 @@ def ws_transcribe_events(
         ws.send(json.dumps({"type": "end"}))
         while True:
             event: dict[str, Any] = json.loads(ws.recv())
+            if event["type"] == "progress":
+                ends.append(event["processed_ms"] / 1000)
             if event["type"] == "done":
-                return event
+                return {**event, "window_ends": ends}
             if event["type"] == "error":
                 raise RuntimeError(event)
 
