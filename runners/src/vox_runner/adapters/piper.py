@@ -27,6 +27,7 @@ from vox_runner.adapter import (
     option_bool,
     with_last,
 )
+from vox_runner.adapters import ort
 
 log = logging.getLogger("vox_runner.adapters.piper")
 
@@ -52,7 +53,10 @@ class PiperAdapter(Adapter):
         model_path, config_path = _find_model(model_dir)
         config = json.loads(config_path.read_text(encoding="utf-8"))
         use_cuda = device.startswith("cuda")
-        voice = PiperVoice.load(model_path, config_path=config_path, use_cuda=use_cuda)
+        if use_cuda:  # piper's own CUDA provider settings
+            voice = PiperVoice.load(model_path, config_path=config_path, use_cuda=True)
+        else:
+            voice = _cpu_voice(model_path, config)
         providers: list[str] = list(voice.session.get_providers())
         if use_cuda and "CUDAExecutionProvider" not in providers:
             log.warning("CUDA requested but onnxruntime gave %s", providers)
@@ -151,6 +155,18 @@ def _warm_up(voice: Any) -> None:
         voice.phoneme_ids_to_audio(phonemes_to_ids(phonemes, id_map), SynthesisConfig())
     except Exception:
         log.warning("piper warm-up failed; the first request will be slower", exc_info=True)
+
+
+def _cpu_voice(model_path: Path, config: dict[str, Any]) -> Any:
+    """PiperVoice.load's CPU voice, with Vox's session options (no memory pattern)."""
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    session = onnxruntime.InferenceSession(
+        str(model_path), sess_options=ort.session_options(), providers=[ort.CPU]
+    )
+    return PiperVoice(session=session, config=PiperConfig.from_dict(config))
 
 
 def _find_model(model_dir: Path) -> tuple[Path, Path]:
