@@ -1,5 +1,6 @@
-"""Vox installed from its wheels into a fresh venv outside the checkout serves a real model:
-the sandbox gets vox-protocol and vox-runner from the installed distribution, never a registry."""
+"""Vox installed from its wheels as the README says (`uv tool install`), outside the checkout,
+serves a real model: the sandbox gets vox-protocol and vox-runner from the installed
+distribution, never a registry."""
 
 from __future__ import annotations
 
@@ -44,23 +45,23 @@ def test_installed_wheels_pull_and_speak(tmp_path: Path) -> None:
     assert {Path(w).name.split("-")[0] for w in wheels} >= {
         "vox_cli", "vox_control", "vox_protocol", "vox_runner", "vox_sandboxes",
     }  # fmt: skip
-    venv = tmp_path / "tool"
+    # The README's command: the CLI wheel as the tool, every other wheel `--with` it.
+    cli = next(w for w in wheels if Path(w).name.startswith("vox_cli-"))
+    extras = [arg for w in wheels if w != cli for arg in ("--with", w)]
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env |= {"UV_TOOL_DIR": str(tmp_path / "tools"), "UV_TOOL_BIN_DIR": str(tmp_path / "bin")}
     subprocess.run(
-        [uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, env=env
-    )
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [uv, "pip", "install", "--quiet", "--python", str(python), *wheels],
+        [uv, "tool", "install", "--quiet", "--python", sys.executable, cli, *extras],
         check=True,
         env=env,
         timeout=600,
     )
+    vox = tmp_path / "bin" / "vox"
     port = free_port()
     home = tmp_path / "home"
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(
-        [str(venv / "bin" / "vox"), "serve", "--port", str(port)],
+        [str(vox), "serve", "--port", str(port)],
         cwd=tmp_path,  # nowhere near the source tree
         env={**env, "VOX_HOME": str(home), "VOX_PULL_DEFAULTS": "false"},
         stdout=log,
