@@ -60,7 +60,7 @@ class VadStream:
         return reply.probabilities
 
     def drop(self) -> None:
-        """Forget what was collected (audio the client cleared)."""
+        """Forget what was collected: it will not be heard."""
         self._pieces, self.pending = [], 0
 
     async def end(self) -> None:
