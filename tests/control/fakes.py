@@ -7,6 +7,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+from vox_control.metrics import Metrics
 from vox_control.runner_client import RunnerDied
 from vox_control.scheduler.loop import Scheduler
 from vox_control.scheduler.memory import Measurements
@@ -43,6 +44,10 @@ class FakeRunner:
     def stall(self, silent_s: float) -> None:
         self.stalled = silent_s
         self.crash()
+
+    @property
+    def died(self) -> RunnerDied | None:
+        return None if self.alive else RunnerDied(self.name, -9, ["killed"])
 
     def crash(self) -> None:
         self.alive = False
@@ -111,6 +116,7 @@ class Harness:
         self.probe = FakeProbe(budget, sizes or {})
         self.clock = FakeClock()
         self.measurements = Measurements(tmp / "memory.json")
+        self.metrics = Metrics()
         self.scheduler = Scheduler(
             Settings(home=tmp, **settings),
             self.resolve,
@@ -118,6 +124,7 @@ class Harness:
             probe=self.probe,  # type: ignore[arg-type]
             measurements=self.measurements,
             clock=self.clock,
+            metrics=self.metrics,
         )
 
     async def resolve(self, name: str) -> LoadSpec:

@@ -227,6 +227,22 @@ async def test_crashed_runner_is_noticed_at_once_and_replaced(tmp_path: Path) ->
         assert model.runner is h.spawned[1]
 
 
+async def test_a_request_that_finds_the_runner_dead_first_counts_one_crash(
+    tmp_path: Path,
+) -> None:
+    """The next request can see a death before the watcher does (a broken pipe is felt before
+    the reader's EOF): it reloads, and the crash and the restart are counted once each."""
+    h = Harness(tmp_path)
+    await h.touch("a:b")
+    h.spawned[0].crash()  # no settle: the watcher has not run
+    async with h.scheduler.use("a:b") as model:
+        assert model.runner is h.spawned[1]
+    await settle()
+    sample = h.metrics.registry.get_sample_value
+    assert sample("vox_runner_crashes_total", {"model": "a:b", "cause": "exited"}) == 1
+    assert sample("vox_runner_restarts_total", {"model": "a:b"}) == 1
+
+
 async def test_repeated_load_failures_mark_the_model_failed(tmp_path: Path) -> None:
     h = Harness(tmp_path, fail={"a:b"})
     for _ in range(FAILED_AFTER):

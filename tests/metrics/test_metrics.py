@@ -137,9 +137,10 @@ def test_a_runner_killed_mid_request_counts_a_crash_then_a_restart(
             time.sleep(0.01)
         os.kill(pid, signal.SIGKILL)
         thread.join(30)
-        assert result["response"].status_code == 502
+        response = result["response"]
+        assert response.status_code == 502, (response.text, server.log()[-3000:])
         text = scrape(client)
-        assert value(text, "vox_runner_crashes_total", model=STT, cause="exited") == 1
+        assert value(text, "vox_runner_crashes_total", model=STT, cause="exited") == 1, text
         assert value(text, "vox_runner_restarts_total", model=STT) == 0
         assert value(text, "vox_requests_total", route="/api/transcribe", status="502") == 1
         assert transcribe(client, wav).status_code == 200

@@ -8,7 +8,12 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
-from vox_control.runner_client import RunnerClient, RunnerRequestError, UnexpectedReply
+from vox_control.runner_client import (
+    RunnerClient,
+    RunnerDied,
+    RunnerRequestError,
+    UnexpectedReply,
+)
 from vox_protocol import AudioChunk, Cancel, ControlMessage, ListVoices, Transcript
 
 FAKE = "runner_fakes:FakeAdapter"
@@ -48,6 +53,20 @@ async def test_typed_calls(client: tuple[RunnerClient, list[object]]) -> None:
     ids = [getattr(m, "id", None) for m in sent]
     assert ids == sorted(set(ids))  # one fresh id per request, assigned by the client
     assert runner.in_flight == 0
+
+
+async def test_a_killed_runner_fails_the_next_call_once_its_death_is_known(
+    client: tuple[RunnerClient, list[object]],
+) -> None:
+    """Whether the send meets a broken pipe or the reader's EOF comes first, the call fails
+    with the exit code, and the client already reports the death (the scheduler's cue)."""
+    runner, _ = client
+    runner.proc.kill()
+    with pytest.raises(RunnerDied) as info:
+        await runner.transcribe(AUDIO, 16000)
+    assert info.value.returncode == -9
+    assert runner.died is not None
+    assert not runner.alive
 
 
 async def test_a_runner_error_is_raised(client: tuple[RunnerClient, list[object]]) -> None:

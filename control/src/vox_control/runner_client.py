@@ -48,6 +48,8 @@ __all__ = ["RunnerClient", "RunnerDied", "RunnerRequestError", "RunnerStalled", 
 log = logging.getLogger("vox.runner")
 
 _READ_CHUNK = 1 << 20
+# The reader's own bounds on collecting a death: the exit (5 s), then the last words (2 s).
+_DEATH_WAIT_S = 8.0
 HEARTBEAT_S = 1.0  # a busy runner says it is alive this often (see scheduler/watchdog.py)
 
 R = TypeVar("R", Loaded, Transcript, Voices, SpeechProbabilities)
@@ -128,6 +130,11 @@ class RunnerClient:
     @property
     def alive(self) -> bool:
         return self._died is None and self.proc.returncode is None
+
+    @property
+    def died(self) -> RunnerDied | None:
+        """How the runner died, once its reader has collected it; None while it runs."""
+        return self._died
 
     @property
     def in_flight(self) -> int:
@@ -316,13 +323,23 @@ class RunnerClient:
         frame = self._encoder.encode(message)
         stdin = self.proc.stdin
         if stdin is None or stdin.is_closing():
-            raise RunnerDied(self.name, self.proc.returncode, self.stderr_tail)
+            raise await self._death()
         async with self._write_lock:
             try:
                 stdin.write(frame)
                 await stdin.drain()
             except (BrokenPipeError, ConnectionResetError) as exc:
-                raise RunnerDied(self.name, self.proc.returncode, self.stderr_tail) from exc
+                raise await self._death() from exc
+
+    async def _death(self) -> RunnerDied:
+        """Why the runner is gone, once its reader has said so. A broken pipe is felt before
+        the reader's EOF: failing the request at once would answer 502 while the scheduler
+        still counted the runner as loaded (the next request got the dead one too) and before
+        the exit code and last words were in. Not while closing: nobody waits for that."""
+        if not self._closing:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._dead.wait(), _DEATH_WAIT_S)
+        return self._died or RunnerDied(self.name, self.proc.returncode, self.stderr_tail)
 
     # ------------------------------------------------------------------ readers
 

@@ -23,7 +23,7 @@ from typing import Any
 from vox_control.errors import LoadError, Overloaded, Unavailable
 from vox_control.logs import request_id
 from vox_control.metrics import Metrics, note_model, unload_reason
-from vox_control.runner_client import RunnerStalled
+from vox_control.runner_client import RunnerDied, RunnerStalled
 from vox_control.scheduler.budget import Plan, Resident, parse_keep_alive, parse_size_mb, plan
 from vox_control.scheduler.expiry import Expiry
 from vox_control.scheduler.ledger import Ledger
@@ -243,8 +243,8 @@ class Scheduler(SchedulerQueries):
             current = self._loaded.get(spec.name)
             if current is not None and self._usable(current):
                 return current  # loaded while this request waited: a shared load
-            if current is not None and not current.runner.alive:
-                self._forget(current, "its runner exited")
+            if current is not None and (died := current.runner.died) is not None:
+                self._count_death(current, died)
             self._loader.check(spec.name)
             self._changed.clear()  # before planning, so no change between plan and wait is lost
             need = self._ledger.need_mb(spec)
@@ -328,6 +328,11 @@ class Scheduler(SchedulerQueries):
         first if it freezes while busy (the watchdog)."""
         limit = watchdog_s(model.spec.adapter, self._settings.runner_watchdog)
         died = await watch(model.runner, limit, self._clock)
+        self._count_death(model, died)
+
+    def _count_death(self, model: LoadedModel, died: RunnerDied) -> None:
+        """Count a crash once, by whoever sees it first (the watcher or the next request), and
+        drop the runner: the next load of its model is then a restart."""
         if self._loaded.get(model.name) is model and not model.unloading:
             log.warning("runner for %s exited: %s", model.name, died)
             cause = "stalled" if isinstance(died, RunnerStalled) else "exited"
