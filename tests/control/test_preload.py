@@ -129,13 +129,53 @@ async def test_later_preloads_start_their_runners_ahead(tmp_path: Path, fits: bo
 
     svc.scheduler.use = use_and_spawn
     await preload_all(svc)
-    # The first preload starts its own runner; the others' started beside it, and loaded
-    # when all three fit now. The one that did not fit left its runner unused: closed at
-    # the end, not left running.
-    assert [r.name for r in started] == [DEFAULT_STT, DEFAULT_TTS]
-    assert [r.loaded for r in started] == (
-        [f"/m/{DEFAULT_STT}", f"/m/{DEFAULT_TTS}"] if fits else ["", ""]
-    )
-    assert [r.name if r else None for r in taken] == [None, DEFAULT_STT]
-    assert [r.closed for r in started] == [False, True]
+    if fits:
+        # All three fit now: every runner started ahead and loaded its model; the scheduler
+        # took each that fits once it had loaded. The one that did not fit left its runner
+        # unused: closed at the end, not left running.
+        assert [r.name for r in started] == ["x:y", DEFAULT_STT, DEFAULT_TTS]
+        assert [r.loaded for r in started] == [f"/m/{n}" for n in ("x:y", DEFAULT_STT, DEFAULT_TTS)]
+        assert [r.name if r else None for r in taken] == ["x:y", DEFAULT_STT]
+        assert [r.closed for r in started] == [False, False, True]
+    else:
+        # The first preload's runner is the scheduler's own; the others' only started.
+        assert [r.name for r in started] == [DEFAULT_STT, DEFAULT_TTS]
+        assert [r.loaded for r in started] == ["", ""]
+        assert [r.name if r else None for r in taken] == [None, DEFAULT_STT]
+        assert [r.closed for r in started] == [False, True]
     assert svc.warm == {}
+
+
+async def test_a_request_waits_for_no_other_preloads_load(tmp_path: Path) -> None:
+    """The second default's runner loaded first: a request for it is served while the first
+    default's runner is still loading (the scheduler's queue holds no preload meanwhile)."""
+    room = {DEFAULT_STT, DEFAULT_TTS}
+    svc = services(tmp_path, ("defaults",), room, room)
+    svc.scheduler.fits_now = lambda specs: True
+    slow = asyncio.Event()
+
+    async def load_spec(name: str) -> LoadSpec:
+        return LoadSpec(name, "fake", "stt", Path(f"/m/{name}"), Path("/py"), "cpu")
+
+    class Loading(WarmRunner):
+        async def load(self, model_dir: str, **_: Any) -> Any:
+            if self.name == DEFAULT_STT:
+                await slow.wait()  # the first default's load takes long
+            self.loaded = model_dir
+
+    async def start_runner(spec: LoadSpec) -> WarmRunner:
+        return Loading(spec.name)
+
+    svc.load_spec, svc.start_runner = load_spec, start_runner
+    preloading = asyncio.create_task(preload_all(svc))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    # The slow load has not ended, and no preload has asked the scheduler for anything yet:
+    # a request for the other default would be first in its queue and find its runner loaded.
+    assert svc.scheduler.asked == []
+    runner = await take_warm(svc, DEFAULT_TTS)
+    assert runner is not None
+    assert runner.loaded == f"/m/{DEFAULT_TTS}"
+    slow.set()
+    await preloading
+    assert [name for name, _ in svc.scheduler.asked] == [DEFAULT_STT, DEFAULT_TTS]

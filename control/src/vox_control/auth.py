@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from vox_control.errors import error_body
-from vox_control.renderers import REQUEST_ID_HEADER, scope_request_id
 from vox_control.settings import Settings, split_host
 from vox_control.web import PAGE_PATHS
 
@@ -217,6 +216,10 @@ async def deny(
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Refuse an HTTP request or a WebSocket handshake with the API's error body and its id."""
+    # Imported here: renderers.py loads Litestar, which `vox serve` imports beside the runners'
+    # start rather than before it.
+    from vox_control.renderers import REQUEST_ID_HEADER, scope_request_id
+
     scope.setdefault("state", {})
     # The same id the routes would have given it (renderers.py takes Litestar's scope type).
     rid = scope_request_id(cast("LitestarScope", scope))

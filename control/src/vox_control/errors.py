@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-from litestar.exceptions import HTTPException, ValidationException
 from vox_sandboxes import SandboxError
 
 # A client-facing message is one line of bounded length: whatever follows belongs in the log.
@@ -189,6 +188,10 @@ def classify(exc: BaseException) -> Problem:
         text = str(exc)
         summary = text.split(": uv exited", 1)[0] if ": uv exited" in text else text
         return Problem(503, "server_error", "sandbox_unavailable", clean(summary), detail=text)
+    # Imported here, not at the top: `vox serve` starts the preloaded runners before Litestar
+    # (about 0.11 s of imports) loads beside them, and every layer imports this module.
+    from litestar.exceptions import HTTPException, ValidationException
+
     if isinstance(exc, HTTPException):
         status = exc.status_code
         message = str(exc.detail)

@@ -25,13 +25,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from litestar.config.cors import CORSConfig
 
 from vox_control.auth import ASGIApp, Receive, Scope, Send, deny
 from vox_control.settings import Settings
+
+if TYPE_CHECKING:
+    from litestar.config.cors import CORSConfig
 
 log = logging.getLogger("vox.guard")
 
@@ -50,6 +51,8 @@ def cors_config(settings: Settings) -> CORSConfig:
     Entries are full origins (``https://app.example.com``); ``*`` inside one is a wildcard, and
     a lone ``*`` allows every origin (the Origin check is then off as well).
     """
+    from litestar.config.cors import CORSConfig  # loaded with the app, after the runners start
+
     return CORSConfig(
         allow_origins=list(settings.cors_origins),
         allow_origin_regex=LOOPBACK_ORIGINS,

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from litestar.enums import ScopeType
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -232,10 +231,11 @@ class Metrics:
 
 def _middleware(metrics: Metrics, app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in (ScopeType.HTTP, ScopeType.WEBSOCKET):
+        kind: str = scope["type"]  # ScopeType is a str enum; Litestar loads after this module
+        if kind not in ("http", "websocket"):
             await app(scope, receive, send)
             return
-        http = scope["type"] == ScopeType.HTTP
+        http = kind == "http"
         route = scope.get("path_template") or "unmatched"
         request = _Request(metrics=metrics)
         token = _current.set(request)

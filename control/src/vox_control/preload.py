@@ -30,49 +30,52 @@ log = logging.getLogger("vox.services")
 
 
 async def preload_all(services: Services) -> None:
-    """Named models first, then the defaults, one at a time: loads share the scheduler's one
-    first-come queue, so a request for the model being preloaded would otherwise wait behind
-    the next preload too. The runners after the first start beside it once the app is
-    built, and load their models too when all of them fit now (`_start_ahead`)."""
+    """Named models first, then the defaults, one at a time through the scheduler. Their
+    runners start ahead (`_start_ahead`); when every preload fits now they load there too, and
+    each is handed to the scheduler only once its runner has loaded, so no request waits in
+    the scheduler's one queue behind the load of a model it did not ask for."""
     required, defaults = services.settings.preload_required, services.settings.preload_defaults
-    ahead = asyncio.create_task(_start_ahead(services, [*required, *defaults]))
     try:
+        await _start_ahead(services, [*required, *defaults])
         for name in required:
             await _preload(services, name)
         for name in defaults:
             await _preload_default(services, name)
     finally:
-        ahead.cancel()
-        await asyncio.gather(ahead, return_exceptions=True)
         await _drop_warm(services)
 
 
 async def _start_ahead(services: Services, names: list[str]) -> None:
-    """Start the runners of every preload but the first, which the scheduler loads at once.
+    """Start the preloads' runners (interpreter, imports, handshake) beside one another.
 
-    Loads through the scheduler go one at a time, so a first request for the second default
-    would wait for both loads; here the later runners start (interpreter, imports, handshake)
-    beside the first load and, when every preload fits beside the loaded models now, load
-    their models too. The scheduler's own Load of the same model then finds it loaded (the
-    runner answers at once) and measures it like any other. Not while a pull runs: a model
-    being pulled has no files yet. Only once the app is built: `vox serve` builds it beside
-    the first load, and on two cores a third busy process delayed the port by 0.3-1 s.
+    When every preload fits beside the loaded models now, each runner loads its model too,
+    the first at once and the others once the app is built; the scheduler's own Load of the
+    model then finds it loaded (the runner answers at once) and measures it like any other.
+    Otherwise the scheduler loads the first itself and the others' runners only start. Not
+    while a pull runs: a model being pulled has no files yet. The later runners wait for the
+    app: `vox serve` builds it beside the first, and on two cores a third busy process
+    delayed the port by 0.3-1 s.
     """
-    await services.serving.wait()
     loaded = {m.name for m in services.scheduler.loaded()}
     names = [n for n in names if services.store.is_installed(n) and n not in loaded]
-    if len(names) < 2 or services.puller.in_progress():
+    if not names or services.puller.in_progress():
         return
     specs = await asyncio.gather(*(services.load_spec(n) for n in names), return_exceptions=True)
     ready = [s for s in specs if isinstance(s, LoadSpec)]
     load = len(ready) == len(specs) and services.scheduler.fits_now(ready)
     loading = services.scheduler.loading()
-    for spec in ready[1:]:  # the first is the scheduler's own load, under way
-        if loading is None or loading.spec.name != spec.name:
-            services.warm[spec.name] = asyncio.create_task(_start_runner(services, spec, load))
+    ahead = ready if load else ready[1:]  # without loads, the scheduler starts the first
+    for spec in ahead:
+        if spec.name not in services.warm and (loading is None or loading.spec.name != spec.name):
+            task = _start_runner(services, spec, load, at_once=load and spec is ahead[0])
+            services.warm[spec.name] = asyncio.create_task(task)
 
 
-async def _start_runner(services: Services, spec: LoadSpec, load: bool) -> RunnerClient:
+async def _start_runner(
+    services: Services, spec: LoadSpec, load: bool, at_once: bool
+) -> RunnerClient:
+    if not at_once:
+        await services.serving.wait()
     runner = await services.start_runner(spec)
     if load:
         model_dir, timeout = str(spec.model_dir), services.settings.load_timeout
@@ -83,6 +86,14 @@ async def _start_runner(services: Services, spec: LoadSpec, load: bool) -> Runne
             await runner.close(grace=1.0)
             raise
     return runner
+
+
+async def _warm_done(services: Services, name: str) -> None:
+    """Wait, outside the scheduler's queue, until the runner started ahead for ``name`` has
+    loaded (or failed: the scheduler's load then starts afresh and reports why)."""
+    task = services.warm.get(name)
+    if task is not None:
+        await asyncio.wait([task])
 
 
 async def take_warm(services: Services, name: str) -> RunnerClient | None:
@@ -112,6 +123,7 @@ async def _drop_warm(services: Services) -> None:
 async def _preload(services: Services, name: str) -> None:
     try:
         await services.puller.wait(name)
+        await _warm_done(services, name)
         async with services.scheduler.use(name) as model:
             await ping(model)
         services.answered.add(name)
@@ -125,6 +137,7 @@ async def _preload_default(services: Services, name: str) -> None:
     await services.puller.wait(name)  # a first start pulls the defaults: load them once there
     if not services.store.is_installed(name):
         return
+    await _warm_done(services, name)
     try:
         async with services.scheduler.use(name, evict=False):
             pass
