@@ -230,8 +230,8 @@ async def test_crashed_runner_is_noticed_at_once_and_replaced(tmp_path: Path) ->
 async def test_a_request_that_finds_the_runner_dead_first_counts_one_crash(
     tmp_path: Path,
 ) -> None:
-    """The next request can see a death before the watcher does (a broken pipe is felt before
-    the reader's EOF): it reloads, and the crash and the restart are counted once each."""
+    """The next request can see a death before the watcher has run: it reloads, and the
+    crash and the restart are counted once each."""
     h = Harness(tmp_path)
     await h.touch("a:b")
     h.spawned[0].crash()  # no settle: the watcher has not run

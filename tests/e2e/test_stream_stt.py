@@ -100,9 +100,9 @@ def _similar_in(word: str, words: Counter[str]) -> bool:
 
 def _of_the_speech(word: str, spoken: Counter[str]) -> bool:
     """Whether a surplus word repeats speech near the seam: a word of the script or of the
-    reference, or a cut-off piece of one ("cross" of "across"). Anything else is an insertion
-    (CI once saw a lone "f" at a seam whose nearby words have no f), a mishearing that the WER
-    bound counts, not a word said twice."""
+    reference, or a cut-off piece of one ("cross" of "across"). Anything else is an
+    insertion (a full run once saw a lone "f" at a seam whose nearby words have no f), a
+    mishearing that the WER bound counts, not a word said twice."""
     return any(w == word or w.startswith(word) or w.endswith(word) for w in spoken)
 
 

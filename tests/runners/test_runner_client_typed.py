@@ -58,8 +58,8 @@ async def test_typed_calls(client: tuple[RunnerClient, list[object]]) -> None:
 async def test_a_killed_runner_fails_the_next_call_once_its_death_is_known(
     client: tuple[RunnerClient, list[object]],
 ) -> None:
-    """Whether the send meets a broken pipe or the reader's EOF comes first, the call fails
-    with the exit code, and the client already reports the death (the scheduler's cue)."""
+    """Whether the write meets a broken pipe or the reader's EOF ends the call, it fails with
+    the exit code, and the client already reports the death (the scheduler's cue)."""
     runner, _ = client
     runner.proc.kill()
     with pytest.raises(RunnerDied) as info:

@@ -332,13 +332,14 @@ class RunnerClient:
                 raise await self._death() from exc
 
     async def _death(self) -> RunnerDied:
-        """Why the runner is gone, once its reader has said so. A broken pipe is felt before
-        the reader's EOF: failing the request at once would answer 502 while the scheduler
-        still counted the runner as loaded (the next request got the dead one too) and before
-        the exit code and last words were in. Not while closing: nobody waits for that."""
+        """Why the runner is gone, once its reader has said so. A write can fail on the broken
+        pipe before the reader has seen its EOF (asyncio often accepts a write to a dead
+        runner, but not always): failing the request then would answer before the runner was
+        known dead (``alive``, the scheduler's cue) and before its exit code and last words
+        were in. Not while closing: nobody waits for that."""
         if not self._closing:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._dead.wait(), _DEATH_WAIT_S)
+                return await asyncio.wait_for(self.wait_dead(), _DEATH_WAIT_S)
         return self._died or RunnerDied(self.name, self.proc.returncode, self.stderr_tail)
 
     # ------------------------------------------------------------------ readers

@@ -243,8 +243,8 @@ class Scheduler(SchedulerQueries):
             current = self._loaded.get(spec.name)
             if current is not None and self._usable(current):
                 return current  # loaded while this request waited: a shared load
-            if current is not None and (died := current.runner.died) is not None:
-                self._count_death(current, died)
+            if current is not None and not current.runner.alive:
+                self._count_death(current, current.runner.died)
             self._loader.check(spec.name)
             self._changed.clear()  # before planning, so no change between plan and wait is lost
             need = self._ledger.need_mb(spec)
@@ -330,11 +330,12 @@ class Scheduler(SchedulerQueries):
         died = await watch(model.runner, limit, self._clock)
         self._count_death(model, died)
 
-    def _count_death(self, model: LoadedModel, died: RunnerDied) -> None:
-        """Count a crash once, by whoever sees it first (the watcher or the next request), and
-        drop the runner: the next load of its model is then a restart."""
+    def _count_death(self, model: LoadedModel, died: RunnerDied | None) -> None:
+        """Count a crash once, by whoever sees it first (the watcher or the next request, which
+        may find the process gone before its reader has said why: ``died`` None), and drop
+        the runner: the next load of its model is then a restart."""
         if self._loaded.get(model.name) is model and not model.unloading:
-            log.warning("runner for %s exited: %s", model.name, died)
+            log.warning("runner for %s exited: %s", model.name, died or "its process is gone")
             cause = "stalled" if isinstance(died, RunnerStalled) else "exited"
             self._metrics.crashes.labels(model.name, cause).inc()
             self._crashed.add(model.name)
