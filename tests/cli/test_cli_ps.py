@@ -56,3 +56,14 @@ def test_ps_prints_one_line_per_runner_on_a_narrow_terminal(
     assert row.split()[:3] == ["piper:en-us-joe-medium", "4242", "cpu"]
     assert row.rstrip().endswith("4 minutes from now")
     assert "243 MB" in row
+
+
+def test_ps_shows_the_preloads_still_loading_ahead(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(runtime, "VoxClient", FakeClient)
+    monkeypatch.setitem(PS, "preloading", ["whisper:tiny.en"])
+    runtime.ps()
+    _, _, row = capsys.readouterr().out.splitlines()
+    assert row.split()[0] == "whisper:tiny.en"
+    assert "preloading" in row.split()

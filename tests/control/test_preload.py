@@ -179,3 +179,17 @@ async def test_a_request_waits_for_no_other_preloads_load(tmp_path: Path) -> Non
     slow.set()
     await preloading
     assert [name for name, _ in svc.scheduler.asked] == [DEFAULT_STT, DEFAULT_TTS]
+
+
+def test_ps_lists_the_preloads_loading_ahead(tmp_path: Path) -> None:
+    """Their runners are not the scheduler's yet: /api/ps names them apart until taken."""
+    from litestar.testing import TestClient
+    from vox_control.app import create_app
+
+    settings = Settings(home=tmp_path, preload=("none",), pull_defaults=False)
+    svc = Services(settings)
+    with TestClient(create_app(settings, svc)) as client:
+        assert client.get("/api/ps").json()["preloading"] == []
+        svc.warm[DEFAULT_TTS] = svc.warm[DEFAULT_STT] = None  # type: ignore[assignment]
+        assert client.get("/api/ps").json()["preloading"] == sorted([DEFAULT_STT, DEFAULT_TTS])
+        svc.warm.clear()

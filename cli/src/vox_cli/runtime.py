@@ -46,6 +46,8 @@ def ps(*, json: Json = False, host: Host = None) -> None:
              f"{loading['memory_mb']:.0f} MB (est.)", "loading", "0",
              str(loading.get("waiting", 0)), "-")
         )  # fmt: skip
+    for name in body.get("preloading") or []:  # started with the server, loading ahead
+        rows.append((name, "-", "-", "-", "-", "preloading", "0", "0", "-"))
     for f in body.get("failed") or []:
         rows.append((f["name"], "-", "-", "-", "-", f"failed: {f['error']}", "0", "0", "-"))
     columns = ("NAME", "PID", "DEVICE", "PROVIDERS", "MEMORY", "STATE", "IN FLIGHT", "QUEUED")

@@ -100,6 +100,8 @@ class RuntimeController(Controller):
                 "waiting": scheduler.waiting(loading.spec.name),
             },
             "failed": failed,
+            # Preloads whose runners start or load ahead, not yet handed to the scheduler.
+            "preloading": sorted(services.warm),
             # Sessions of the protocol servers beside HTTP: {"wyoming": {listening, sessions}}.
             "sessions": {name: report() for name, report in services.session_status.items()},
         }
