@@ -72,4 +72,4 @@ def test_two_processes_build_once(
     assert builds == 1
     assert reports[0]["fingerprint"] == reports[1]["fingerprint"]
     assert make_manager(source).get("fake") is not None
-    assert sorted(p.name for p in root.iterdir()) == ["fake", "fake.lock"]
+    assert sorted(p.name for p in root.iterdir()) == ["fake", "fake.lock", "python-info.json"]

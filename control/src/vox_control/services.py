@@ -368,14 +368,23 @@ class Services:
 
     async def start_runner(self, spec: LoadSpec) -> RunnerClient:
         """A runner process for ``spec``'s adapter, handshake done, nothing loaded yet."""
-        return await _LoadWatchedRunner.start(
-            spec.name,
-            spec.python,
-            spec.adapter,
-            max_frame=self.settings.max_frame_bytes,
-            timeout=self.settings.runner_start_timeout,
-            extra_args=("--parallel", str(max(self.settings.num_parallel, 1))),
-        )
+        try:
+            return await _LoadWatchedRunner.start(
+                spec.name,
+                spec.python,
+                spec.adapter,
+                max_frame=self.settings.max_frame_bytes,
+                timeout=self.settings.runner_start_timeout,
+                extra_args=(
+                    *("--parallel", str(max(self.settings.num_parallel, 1))),
+                    *("--cache-dir", str(self.settings.home / "cache")),
+                ),
+            )
+        except (RunnerDied, TimeoutError):
+            # The sandbox passed its probe once and is trusted on a stat since; one broken in
+            # place (a package removed by hand) is probed afresh, and rebuilt, next time.
+            self.sandboxes.distrust(spec.python)
+            raise
 
 
 class _LoadWatchedRunner(RunnerClient):

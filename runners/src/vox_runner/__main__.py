@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from vox_protocol import DEFAULT_MAX_FRAME
 
+from vox_runner.adapter import CACHE_ENV
 from vox_runner.memory import cap_arenas
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d vox-runner[%(process)d] %(levelname)s %(name)s: %(message)s"
@@ -43,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         help="inference requests run at once in this runner (default: %(default)s)",
     )
     parser.add_argument(
+        "--cache-dir",
+        default=None,
+        metavar="DIR",
+        help="where adapters keep what they derive from models between runs (optimized "
+        "graphs); none by default",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("VOX_RUNNER_LOG_LEVEL", "INFO"),
         type=str.upper,
@@ -64,6 +72,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
     args = _parser().parse_args(argv)
     if args.parallel < 1:
         _parser().error("--parallel must be at least 1")
+    if args.cache_dir:
+        os.environ[CACHE_ENV] = args.cache_dir  # adapters read it through cache_dir()
     faulthandler.enable(file=sys.stderr)
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level, format=LOG_FORMAT, datefmt="%H:%M:%S"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import (
@@ -181,6 +182,26 @@ def load_adapter(name: str) -> type[Adapter]:
 
 # ---------------------------------------------------------------- Load.options helpers
 # Options come from catalog entries and user config, so numbers may arrive as strings.
+
+
+CACHE_ENV = "VOX_RUNNER_CACHE"  # set from the runner's --cache-dir
+
+
+def cache_dir(kind: str) -> Path | None:
+    """A folder (``<--cache-dir>/<kind>``, made on first use) where an adapter may keep what it
+    derives from a model between runs, such as an optimized graph; None when the runner was
+    started without a cache dir or the folder cannot be made. Only a cache: anything in it
+    may be gone at the next load."""
+    root = os.environ.get(CACHE_ENV)
+    if not root:
+        return None
+    path = Path(root) / kind
+    try:
+        for folder in (path.parent, path):  # both private: they hold what models hold
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path
 
 
 def parse_device(device: str) -> tuple[str, int]:

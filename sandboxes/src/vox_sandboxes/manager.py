@@ -31,8 +31,12 @@ from vox_sandboxes.probe import (
     base_python,
     discard,
     identity,
+    mark_probed,
     probe,
+    probed_before,
+    python_info,
     read_manifest,
+    record_python_info,
 )
 from vox_sandboxes.source import RunnerSource, normalize_name
 
@@ -252,6 +256,9 @@ class SandboxManager:
         return Sandbox(name, path, path / "bin" / "python", fingerprint)
 
     def _interpreter(self) -> dict[str, str]:
+        cache = self.root / "python-info.json"
+        if self._python_info is None:
+            self._python_info = python_info(self.python, cache)
         if self._python_info is None:
             script = "import sys; print(sys.executable); print(sys.version)"
             try:
@@ -267,6 +274,8 @@ class SandboxManager:
                 raise SandboxError(msg) from exc
             executable, _, version = out.stdout.strip().partition("\n")
             self._python_info = {"executable": executable, "version": version}
+            if self.root.is_dir():
+                record_python_info(self.python, self._python_info, cache)
         return self._python_info
 
     def _ready(self, name: str, fingerprint: str) -> Sandbox | None:
@@ -277,16 +286,30 @@ class SandboxManager:
         if manifest.get("fingerprint") != fingerprint or manifest.get("adapter") != name:
             return None
         sandbox = self._sandbox(name, fingerprint)
-        # get() runs on the control plane's event loop, so the ~50 ms probe runs once per
-        # process and sandbox state; after that a stat of the manifest and interpreter suffices.
+        # get() runs on the control plane's event loop, so the ~0.1 s probe runs once per
+        # sandbox state, recorded beside the manifest: after that, in this process or a later
+        # one, a stat of the manifest and interpreter suffices. A runner that then fails to
+        # start has the record dropped (distrust()), so a sandbox broken in place is probed,
+        # found stale and rebuilt on the next load.
         key = identity(sandbox)
         if key is None:
             return None
         if self._verified.get(name) != key:
-            if probe(sandbox.python) is None:
-                return None
+            if not probed_before(sandbox, key):
+                if probe(sandbox.python) is None:
+                    return None
+                mark_probed(sandbox, key)
             self._verified[name] = key
         return sandbox
+
+    def distrust(self, python: Path) -> None:
+        """Probe the sandbox that holds ``python`` again before it is next used: a runner
+        started with it did not get as far as its handshake."""
+        if python.parent.parent.parent != self.root:
+            return  # an interpreter the operator provides: never probed, never rebuilt
+        name = python.parent.parent.name
+        self._verified.pop(name, None)
+        mark_probed(self._sandbox(name, ""), None)
 
     def _clean_leftovers(self, name: str, log: Log) -> None:
         # Only called under the lock, so these belong to a builder that died mid-way.
@@ -311,6 +334,7 @@ class SandboxManager:
         key = identity(sandbox)  # probed in staging; the rename keeps these inodes
         if key is not None:
             self._verified[name] = key
+            mark_probed(sandbox, key)
         return sandbox
 
     def _populate(self, job: _Job, staging: Path, log: Log) -> None:

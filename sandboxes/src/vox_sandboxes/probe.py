@@ -14,6 +14,9 @@ from typing import Any
 from vox_sandboxes.source import PROTOCOL_NAME, RUNNER_NAME
 
 MANIFEST_NAME = "vox-sandbox.json"
+# Beside the manifest: the identity() under which the sandbox last passed probe(), so that a
+# server start trusts it after a stat instead of a ~0.1 s interpreter run per sandbox.
+PROBED_NAME = ".vox-probed.json"
 # Bump when the layout or the install recipe changes in a way that needs every sandbox rebuilt.
 SCHEMA_VERSION = 1
 PROBE_TIMEOUT_S = 60.0
@@ -89,3 +92,58 @@ def identity(sandbox: Sandbox) -> tuple[int, ...] | None:
     if not os.access(sandbox.python, os.X_OK):
         return None
     return (manifest.st_ino, manifest.st_mtime_ns, interpreter.st_ino, interpreter.st_mtime_ns)
+
+
+def probed_before(sandbox: Sandbox, key: tuple[int, ...]) -> bool:
+    """Whether ``sandbox`` passed probe() under this very identity (in any process)."""
+    try:
+        return bool(json.loads((sandbox.path / PROBED_NAME).read_text()) == list(key))
+    except (OSError, ValueError):
+        return False
+
+
+def mark_probed(sandbox: Sandbox, key: tuple[int, ...] | None) -> None:
+    """Record (or, with None, forget) that ``sandbox`` passed probe() under ``key``."""
+    marker = sandbox.path / PROBED_NAME
+    try:
+        if key is None:
+            marker.unlink(missing_ok=True)
+            return
+        tmp = marker.with_name(f"{PROBED_NAME}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(list(key)))
+        os.replace(tmp, marker)
+    except OSError:
+        pass  # only a cache: the next start probes again
+
+
+def python_info(python: str, cache: Path) -> dict[str, str] | None:
+    """``python``'s resolved executable and version as recorded in ``cache`` while the file it
+    runs is the same one (inode, size, mtime), else None: asking the interpreter itself costs a
+    process start (~60 ms) on the way to a server's first runner."""
+    try:
+        entry = json.loads(cache.read_text()).get(python)
+        if isinstance(entry, dict) and entry.get("stat") == _stat_key(python):
+            return {"executable": str(entry["executable"]), "version": str(entry["version"])}
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    return None
+
+
+def record_python_info(python: str, info: dict[str, str], cache: Path) -> None:
+    try:
+        known = json.loads(cache.read_text())
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    try:
+        known[python] = {**info, "stat": _stat_key(python)}
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # only a cache (a read-only home, say): the next start asks the interpreter
+
+
+def _stat_key(python: str) -> list[int]:
+    st = os.stat(python)  # follows links: a venv's python or a shim to the real binary
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]

@@ -30,7 +30,7 @@ from vox_runner.adapter import (
     option_int,
     option_str,
 )
-from vox_runner.adapters import ort
+from vox_runner.adapters import ort, ort_cache
 
 log = logging.getLogger("vox_runner.adapters.kokoro")
 
@@ -112,11 +112,8 @@ class KokoroAdapter(Adapter):
         model_path, voices_path = find_files(model_dir)
         self._styles = load_styles(voices_path)
         providers = ort.providers_for(device, onnxruntime.get_available_providers())
-        session = onnxruntime.InferenceSession(
-            str(model_path),
-            sess_options=ort.session_options(option_int(options, "threads", 0)),
-            providers=providers,
-        )
+        threads = option_int(options, "threads", 0)
+        session = ort_cache.session(model_path, ort.session_options(threads), providers)
         got = ort.checked_providers(session, device)
         # kokoro-onnx insists on an npz path; styles from a folder are handed over afterwards.
         npz = voices_path if voices_path.is_file() else None

@@ -27,7 +27,7 @@ from vox_runner.adapter import (
     option_bool,
     with_last,
 )
-from vox_runner.adapters import ort
+from vox_runner.adapters import ort, ort_cache
 
 log = logging.getLogger("vox_runner.adapters.piper")
 
@@ -159,13 +159,10 @@ def _warm_up(voice: Any) -> None:
 
 def _cpu_voice(model_path: Path, config: dict[str, Any]) -> Any:
     """PiperVoice.load's CPU voice, with Vox's session options (no memory pattern)."""
-    import onnxruntime
     from piper import PiperVoice
     from piper.config import PiperConfig
 
-    session = onnxruntime.InferenceSession(
-        str(model_path), sess_options=ort.session_options(), providers=[ort.CPU]
-    )
+    session = ort_cache.session(model_path, ort.session_options(), [ort.CPU])
     return PiperVoice(session=session, config=PiperConfig.from_dict(config))
 
 
