@@ -154,6 +154,54 @@ def test_decodes_from_a_file_object() -> None:
     assert pcm.size == pytest.approx(2 * RATE, abs=64)
 
 
+def _through_ffmpeg(data: bytes, rate: int = RATE) -> np.ndarray:
+    """What FFmpeg makes of ``data``: the mono PCM16 WAV fast path turned off."""
+    import vox_control.audio.decode as decode
+
+    original = decode._mono_pcm16_wav
+    decode._mono_pcm16_wav = lambda _source: None  # type: ignore[assignment]
+    try:
+        return decode_audio(data, rate)
+    finally:
+        decode._mono_pcm16_wav = original
+
+
+@pytest.mark.parametrize("source_rate", [16000, 22050, 44100])
+def test_a_mono_pcm16_wav_decodes_as_ffmpeg_decodes_it(source_rate: int) -> None:
+    data = wav(source_rate, 1, tone(1.5, source_rate).tobytes())
+    ours, ffmpegs = decode_audio(data), _through_ffmpeg(data)
+    assert ours.shape == ffmpegs.shape
+    assert np.abs(ours - ffmpegs).max() < 1e-6
+
+
+def test_a_wav_of_unknown_length_is_clipped_to_its_bytes_not_refused() -> None:
+    data = bytearray(wav(RATE, 1, tone(1.0, RATE).tobytes()))
+    data[4:8] = data[40:44] = b"\xff\xff\xff\xff"  # RIFF and data sizes of a live stream
+    pcm = decode_audio(bytes(data))
+    assert pcm.size == RATE
+    with pytest.raises(AudioTooLong, match=r"limit of 0\.5 s; it says 1 s"):
+        decode_audio(bytes(data), RATE, AudioLimits(max_seconds=0.5))
+
+
+def test_an_odd_trailing_byte_is_dropped() -> None:
+    pcm = decode_audio(wav(RATE, 1, tone(0.5, RATE).tobytes()) + b"\x01")
+    assert pcm.size == RATE // 2
+
+
+def test_a_mono_pcm16_wav_does_not_load_ffmpeg() -> None:
+    """FFmpeg's libraries are ~22 MB of the control plane: a WAV-only server never maps them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from vox_control.audio.decode import decode_audio; "
+        "from tests.reliability.audio_helpers import wav; "
+        "decode_audio(wav(16000, 1, bytes(3200))); print('av' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 # ------------------------------------------------------------------ long audio in windows
 
 GAPS = [(15.0, 15.5), (33.0, 33.5), (52.0, 52.4)]  # silence in 70 s of noise
