@@ -181,6 +181,48 @@ async def test_a_request_waits_for_no_other_preloads_load(tmp_path: Path) -> Non
     assert [name for name, _ in svc.scheduler.asked] == [DEFAULT_STT, DEFAULT_TTS]
 
 
+async def test_a_later_preload_waits_for_an_idle_server_or_a_request_for_it(
+    tmp_path: Path,
+) -> None:
+    """On a small machine the next model's load would slow the request being answered."""
+    room = {DEFAULT_STT, DEFAULT_TTS}
+    svc = services(tmp_path, ("defaults",), room, room)
+    svc.scheduler.fits_now = lambda specs: True
+    busy = [SimpleNamespace(name="x:y", refcount=1)]  # another model serving a request
+    svc.scheduler.loaded = lambda: busy
+    started: list[str] = []
+
+    async def load_spec(name: str) -> LoadSpec:
+        return LoadSpec(name, "fake", "stt", Path(f"/m/{name}"), Path("/py"), "cpu")
+
+    async def start_runner(spec: LoadSpec) -> WarmRunner:
+        started.append(spec.name)
+        return WarmRunner(spec.name)
+
+    svc.load_spec, svc.start_runner = load_spec, start_runner
+
+    preloading = asyncio.create_task(preload_all(svc))
+    await asyncio.sleep(0.2)
+    assert started == [DEFAULT_STT]  # the first at once; the second waits while busy
+    busy.clear()
+    await asyncio.sleep(0.2)
+    assert started == [DEFAULT_STT, DEFAULT_TTS]
+    await preloading
+
+    started.clear()
+    busy.append(SimpleNamespace(name="x:y", refcount=2))  # busy throughout: asked only
+    preloading = asyncio.create_task(preload_all(svc))
+    await asyncio.sleep(0.2)
+    assert started == [DEFAULT_STT]
+    runner = await asyncio.wait_for(take_warm(svc, DEFAULT_TTS), 1.0)
+    assert runner is not None
+    assert runner.name == DEFAULT_TTS
+    assert started == [DEFAULT_STT, DEFAULT_TTS]
+    await preloading
+    assert svc.warm == {}
+    assert svc.warm_asked == {}
+
+
 def test_ps_lists_the_preloads_loading_ahead(tmp_path: Path) -> None:
     """Their runners are not the scheduler's yet: /api/ps names them apart until taken."""
     from litestar.testing import TestClient

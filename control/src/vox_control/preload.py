@@ -15,6 +15,7 @@ after --keep-alive idle, counted from the load; --keep-alive -1 keeps models loa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from vox_control.services import Services
 
 log = logging.getLogger("vox.services")
+
+IDLE_WAIT_S = 10.0  # the longest a later preload waits for an idle server before it starts
+IDLE_POLL_S = 0.05
 
 
 async def preload_all(services: Services) -> None:
@@ -49,12 +53,13 @@ async def _start_ahead(services: Services, names: list[str]) -> None:
     """Start the preloads' runners (interpreter, imports, handshake) beside one another.
 
     When every preload fits beside the loaded models now, each runner loads its model too,
-    the first at once and the others once the app is built; the scheduler's own Load of the
-    model then finds it loaded (the runner answers at once) and measures it like any other.
-    Otherwise the scheduler loads the first itself and the others' runners only start. Not
-    while a pull runs: a model being pulled has no files yet. The later runners wait for the
-    app: `vox serve` builds it beside the first, and on two cores a third busy process
-    delayed the port by 0.3-1 s.
+    the first at once and the others once the app is built and the server is idle (or a
+    request asks for them: `_idle_or_asked`); the scheduler's own Load of the model then finds
+    it loaded (the runner answers at once) and measures it like any other. Otherwise the
+    scheduler loads the first itself and the others' runners only start. Not while a pull
+    runs: a model being pulled has no files yet. The later runners wait for the app: `vox
+    serve` builds it beside the first, and on two cores a third busy process delayed the
+    port by 0.3-1 s.
     """
     loaded = {m.name for m in services.scheduler.loaded()}
     names = [n for n in names if services.store.is_installed(n) and n not in loaded]
@@ -67,7 +72,10 @@ async def _start_ahead(services: Services, names: list[str]) -> None:
     ahead = ready if load else ready[1:]  # without loads, the scheduler starts the first
     for spec in ahead:
         if spec.name not in services.warm and (loading is None or loading.spec.name != spec.name):
-            task = _start_runner(services, spec, load, at_once=load and spec is ahead[0])
+            at_once = load and spec is ahead[0]
+            if not at_once:
+                services.warm_asked[spec.name] = asyncio.Event()
+            task = _start_runner(services, spec, load, at_once=at_once)
             services.warm[spec.name] = asyncio.create_task(task)
 
 
@@ -76,6 +84,8 @@ async def _start_runner(
 ) -> RunnerClient:
     if not at_once:
         await services.serving.wait()
+        await _idle_or_asked(services, spec.name)
+    services.warm_asked.pop(spec.name, None)
     runner = await services.start_runner(spec)
     if load:
         model_dir, timeout = str(spec.model_dir), services.settings.load_timeout
@@ -88,6 +98,34 @@ async def _start_runner(
     return runner
 
 
+async def _idle_or_asked(services: Services, name: str) -> None:
+    """Wait until the server is idle (no other preload loading ahead, no load in the
+    scheduler, no model serving a request), a request asks for ``name``, or IDLE_WAIT_S pass.
+
+    A later preload is a head start for a request that may never come, while the first
+    request after a start is usually for a model already loading: on two cores, loading
+    the next model beside that request's load and inference slowed its answer by a
+    third. A request for ``name`` itself starts it at once (take_warm).
+    """
+    asked = services.warm_asked.get(name)
+    if asked is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + IDLE_WAIT_S
+    while not _idle(services, name) and loop.time() < deadline:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asked.wait(), IDLE_POLL_S)
+            return
+
+
+def _idle(services: Services, name: str) -> bool:
+    scheduler = services.scheduler
+    waiting = services.warm_asked  # the later preloads, this one among them, wait alike
+    ahead = any(not task.done() for other, task in services.warm.items() if other not in waiting)
+    busy = any(model.refcount for model in scheduler.loaded())
+    return not ahead and not busy and scheduler.loading() is None
+
+
 async def _warm_done(services: Services, name: str) -> None:
     """Wait, outside the scheduler's queue, until the runner started ahead for ``name`` has
     loaded (or failed: the scheduler's load then starts afresh and reports why)."""
@@ -97,7 +135,11 @@ async def _warm_done(services: Services, name: str) -> None:
 
 
 async def take_warm(services: Services, name: str) -> RunnerClient | None:
-    """The runner started ahead for ``name``, if one started and still runs."""
+    """The runner started ahead for ``name``, if one started and still runs; one still
+    waiting for the server to be idle starts now."""
+    asked = services.warm_asked.pop(name, None)
+    if asked is not None:
+        asked.set()
     task = services.warm.pop(name, None)
     if task is None:
         return None
@@ -113,6 +155,7 @@ async def _drop_warm(services: Services) -> None:
     """Close the runners started ahead that no load took (a model that did not fit)."""
     tasks = list(services.warm.values())
     services.warm.clear()
+    services.warm_asked.clear()
     for task in tasks:
         task.cancel()
     for result in await asyncio.gather(*tasks, return_exceptions=True):

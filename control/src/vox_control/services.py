@@ -223,6 +223,8 @@ class Services:
         self.preload_errors: dict[str, str] = {}
         # Runners started ahead for the preloads, by model (preload.py); spawn takes them.
         self.warm: dict[str, asyncio.Task[RunnerClient]] = {}
+        # Set when a request asks for a model whose runner waits to start ahead (preload.py).
+        self.warm_asked: dict[str, asyncio.Event] = {}
         # Set by the app's lifespan, just before it serves: the app is built by then.
         self.serving = asyncio.Event()
 
