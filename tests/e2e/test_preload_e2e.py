@@ -4,6 +4,7 @@ what fits beside the loaded ones (nothing evicted), and `--preload none` loads n
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,6 +51,11 @@ def test_a_default_start_loads_both_default_models(tmp_path: Path, pulled: VoxSe
             assert all(models[n]["expires_at"] for n in (STT, TTS)), models
             assert client.get("/api/ready").status_code == 200
         assert "POST" not in server.log()  # no request asked for them
+    # piper's load kept the graph onnxruntime optimized: later loads read it back.
+    notes = (pulled.home / "cache" / "onnx").glob("*.json")
+    sources = [Path(json.loads(note.read_text())["model"]) for note in notes]
+    assert any(path.parts[-3] == "piper" and path.is_file() for path in sources), sources
+    assert list((pulled.home / "cache" / "onnx").glob("*.onnx"))
 
 
 def test_default_preload_evicts_nothing(tmp_path: Path, pulled: VoxServer) -> None:
