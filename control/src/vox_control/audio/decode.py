@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import struct
 import wave
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -97,27 +97,42 @@ def decode_blocks(
         stream = container.streams.audio[0]
         source_rate = _check_header(container, stream, limits)
         mixer = av.AudioResampler(format="flt", layout="mono", rate=source_rate)
-        resampler = Resampler(source_rate, sample_rate, "float32")
-        budget = int(limits.max_seconds * source_rate)  # source samples the limit allows
-        seen = 0
-        try:
-            for frame in container.decode(stream):
-                seen += frame.samples
-                if seen > budget:
-                    raise _too_long(limits)
-                for out in mixer.resample(frame):
-                    yield from resampler.blocks(out.to_ndarray().reshape(-1))
-            for out in mixer.resample(None):
-                yield from resampler.blocks(out.to_ndarray().reshape(-1))
-        except (av.error.FFmpegError, ValueError) as exc:
-            if isinstance(exc, AudioDecodeError):
-                raise
-            if not seen:
-                raise AudioDecodeError(f"could not decode the audio: {_reason(exc)}") from exc
-            # A truncated tail is common (a cut-off recording): keep what decoded.
-        if not seen:
-            raise AudioDecodeError("the upload contains no audio samples")
-        yield from resampler.blocks(np.zeros(0, dtype=np.float32), last=True)
+        yield from _at_rate(_mixed(av, container, stream, mixer), source_rate, sample_rate, limits)
+
+
+def _mixed(av: Any, container: Any, stream: Any, mixer: Any) -> Iterator[npt.NDArray[Any]]:
+    """The stream's samples as mono float32 at its own rate, frame by frame."""
+    decoded = False
+    try:
+        for frame in container.decode(stream):
+            decoded = True
+            for out in mixer.resample(frame):
+                yield out.to_ndarray().reshape(-1)
+        for out in mixer.resample(None):
+            yield out.to_ndarray().reshape(-1)
+    except (av.error.FFmpegError, ValueError) as exc:
+        if isinstance(exc, AudioDecodeError):
+            raise
+        if not decoded:
+            raise AudioDecodeError(f"could not decode the audio: {_reason(exc)}") from exc
+        # A truncated tail is common (a cut-off recording): keep what decoded.
+
+
+def _at_rate(
+    pieces: Iterator[npt.NDArray[Any]], rate: int, sample_rate: int, limits: AudioLimits
+) -> Generator[npt.NDArray[np.float32], None, None]:
+    """Mono ``pieces`` at ``rate`` as blocks at ``sample_rate``, their length counted against
+    ``limits`` as they come (headers lie; compressed silence is a decompression bomb)."""
+    resampler = Resampler(rate, sample_rate, "float32")
+    budget, seen = int(limits.max_seconds * rate), 0  # source samples the limit allows
+    for piece in pieces:
+        seen += piece.size
+        if seen > budget:
+            raise _too_long(limits)
+        yield from resampler.blocks(piece)
+    if not seen:
+        raise AudioDecodeError("the upload contains no audio samples")
+    yield from resampler.blocks(np.zeros(0, dtype=np.float32), last=True)
 
 
 def decode_audio(
@@ -206,17 +221,12 @@ def _wav_blocks(
     rate = _check_format(wav.reader.getframerate(), 1, limits)
     if wav.frames > limits.max_seconds * rate:
         raise _too_long(limits, wav.frames / rate)
-    resampler = Resampler(rate, sample_rate, "float32")
-    budget, seen = int(limits.max_seconds * rate), 0
-    while chunk := wav.reader.readframes(BLOCK):
-        samples = np.frombuffer(chunk[: len(chunk) & ~1], dtype="<i2")
-        seen += samples.size
-        if seen > budget:  # not reached while the header's count holds; kept for the tail
-            raise _too_long(limits)
-        yield from resampler.blocks(samples.astype(np.float32) / 32768.0)
-    if not seen:
-        raise AudioDecodeError("the upload contains no audio samples")
-    yield from resampler.blocks(np.zeros(0, dtype=np.float32), last=True)
+    yield from _at_rate(_wav_pieces(wav.reader), rate, sample_rate, limits)
+
+
+def _wav_pieces(reader: wave.Wave_read) -> Iterator[npt.NDArray[np.float32]]:
+    while chunk := reader.readframes(BLOCK):
+        yield np.frombuffer(chunk[: len(chunk) & ~1], dtype="<i2").astype(np.float32) / 32768.0
 
 
 def _check_header(container: Any, stream: Any, limits: AudioLimits) -> int:
