@@ -21,6 +21,10 @@ import pytest
 SERVER_LAZY = ("httpx", "huggingface_hub", "av", "soxr", "wyoming", "pydantic", "rich")
 # `vox` parses its arguments before `vox serve` imports the server: no server stack, no client.
 CLI_LAZY = (*SERVER_LAZY, "numpy", "litestar", "uvicorn", "websockets", "vox_control.app")
+# `vox serve` binds and starts the preloaded runners before the HTTP stack and the audio code
+# load (on the app-building thread, beside the runners' start): the serve module and the
+# services it starts them with bring in neither, nor packaging's regex grammar.
+SERVE_LATER = ("uvicorn", "h11", "litestar", "numpy", "packaging", "vox_control.app")
 
 
 def loaded_after(code: str, modules: tuple[str, ...], home: Path) -> list[str]:
@@ -43,6 +47,11 @@ def test_server_import_and_app_load_no_lazy_library(tmp_path: Path) -> None:
         "create_app(Settings.from_env())\n"
     )
     assert loaded_after(code, SERVER_LAZY, tmp_path) == []
+
+
+def test_serve_starts_runners_before_the_http_stack_loads(tmp_path: Path) -> None:
+    code = "import vox_control.serve\nimport vox_control.services\n"
+    assert loaded_after(code, SERVE_LATER, tmp_path) == []
 
 
 def test_cli_import_loads_no_server_or_client_stack(tmp_path: Path) -> None:

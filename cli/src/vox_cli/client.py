@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import socket
 import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import Annotated, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 from cyclopts import Parameter
 from vox_control.settings import DEFAULT_PORT, split_host
+
+if TYPE_CHECKING:
+    import http.client
 
 # The one --host option of every command that talks to a server.
 Host = Annotated[
@@ -65,6 +67,8 @@ class VoxClient:
     """
 
     def __init__(self, host: str | None = None, timeout: float = 3600.0) -> None:
+        import http.client  # here, not at import: `vox serve` parses its flags without it
+
         self.base = server_url(host)
         url = urllib.parse.urlsplit(self.base)
         kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
@@ -87,6 +91,8 @@ class VoxClient:
         body: bytes | Iterable[bytes] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Iterator[http.client.HTTPResponse]:
+        import http.client
+
         try:
             self._conn.request(
                 method, path, body=body, headers={**self._headers, **(headers or {})}

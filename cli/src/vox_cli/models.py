@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,6 +22,8 @@ def is_source(name: str) -> bool:
 
 def tar_stream(files: list[tuple[Path, str]]) -> Iterator[bytes]:
     """An uncompressed tar of ``files`` (path, name in the archive), produced as it is sent."""
+    import tarfile  # only `vox pull ./dir` needs it
+
     for path, rel in files:
         with path.open("rb") as src:
             st = os.fstat(src.fileno())

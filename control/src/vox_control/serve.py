@@ -13,11 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from vox_control.auth import AuthConfigError, check_bind, protect, resolve_token
 from vox_control.guard import guard
-from vox_control.limits import GuardedH11Protocol, bound_repeats, fit_concurrency, raise_nofile
 from vox_control.logs import configure_logging
 from vox_control.services import Services
 from vox_control.settings import Settings
@@ -72,27 +69,11 @@ def bind_unix_socket(path: Path) -> socket.socket:
     return sock
 
 
-def _remove_own_socket(path: Path, inode: int) -> None:
+def remove_own_socket(path: Path, inode: int) -> None:
     # Only our own inode: a later server may have taken the path over meanwhile.
     with contextlib.suppress(OSError):
         if path.stat().st_ino == inode:
             path.unlink()
-
-
-class _SocketServer(uvicorn.Server):
-    """Removes its Unix socket at shutdown: uvicorn re-raises SIGTERM once serve() returns,
-    so code after run() never executes on a signal stop."""
-
-    def __init__(self, config: uvicorn.Config, path: Path, inode: int) -> None:
-        super().__init__(config)
-        self._path = path
-        self._inode = inode
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await super().shutdown(sockets=sockets)
-        finally:
-            _remove_own_socket(self._path, self._inode)
 
 
 def _announce(settings: Settings, token: str | None) -> None:
@@ -105,17 +86,6 @@ def _announce(settings: Settings, token: str | None) -> None:
         settings.resolved_device,
         "bearer token" if token else "off",
     )
-
-
-def connection_limits(settings: Settings) -> dict[str, Any]:
-    """uvicorn's connection settings, after raising the descriptor limit they must fit in."""
-    return {
-        "http": GuardedH11Protocol.configured(settings.timeout_header, settings.timeout_body),
-        "limit_concurrency": fit_concurrency(settings.limit_concurrency, raise_nofile()),
-        "timeout_keep_alive": settings.timeout_keep_alive,
-        "ws_ping_interval": settings.ws_ping_interval or None,
-        "ws_ping_timeout": settings.ws_ping_timeout or None,
-    }
 
 
 def _bind_tcp(settings: Settings) -> socket.socket:
@@ -146,7 +116,6 @@ def serve(settings: Settings) -> None:
         configure_logging(settings.log_level, settings.log_format)
     except ValueError as exc:
         raise SystemExit(f"vox serve: VOX_LOG_FORMAT / --log-format: {exc}") from None
-    bound_repeats()  # a flood of one warning (accept() failures, refusals) stays a few lines
     try:
         token = resolve_token(settings)
         check_bind(settings, token)
@@ -172,14 +141,10 @@ def serve(settings: Settings) -> None:
     _announce(settings, token)
     try:
         # One server, one app, one lifespan: TCP and the Unix socket serve the same routes.
-        # The asyncio loop whatever else is installed: uvicorn would pick uvloop when it can
-        # import it (Ray's uvicorn[standard] brings it into the dev environment), and the
-        # connection guard (limits.py), the accept-error log bound and runner reaping are
-        # built and tested on asyncio's transports and child watcher.
         started = asyncio.run(_run(settings, services, token, sockets, unix))
     finally:
         if unix is not None:
-            _remove_own_socket(*unix)
+            remove_own_socket(*unix)
     if not started:
         sys.exit(3)  # uvicorn.run's exit code for a failed start
 
@@ -191,7 +156,8 @@ async def _run(
     sockets: list[socket.socket],
     unix: tuple[Path, int] | None,
 ) -> bool:
-    """Start the preloads, build the app beside them, serve; True once it had started.
+    """Start the preloads, build the app and the HTTP server beside them, serve; True once
+    it had started.
 
     The preloaded runners start first: their interpreters, imports and model loads run on
     other cores while this process builds the app (a few hundred ms of route and schema
@@ -199,32 +165,22 @@ async def _run(
     """
     await services.start()
     try:
-        app = await asyncio.to_thread(_build_app, settings, services, token)
+        server = await asyncio.to_thread(_build_server, settings, services, token, unix)
     except BaseException:
         await services.stop()
         raise
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        # Streaming responses must not be held back; runners are reaped in the lifespan.
-        # SIGTERM drains in-flight requests this long, then the lifespan reaps the runners.
-        timeout_graceful_shutdown=max(1, round(settings.drain_timeout)),
-        log_config=None,
-        # Audio barely compresses: permessage-deflate cost ~20 ms of zlib per sentence of
-        # pcm16 before the first frame left (bench/streaming.py), for a few percent of bytes.
-        ws_per_message_deflate=False,
-        loop="asyncio",
-        **connection_limits(settings),
-    )
-    server = uvicorn.Server(config) if unix is None else _SocketServer(config, *unix)
     await server.serve(sockets=sockets)
-    return server.started
+    return bool(server.started)
 
 
-def _build_app(settings: Settings, services: Services, token: str | None) -> Any:
-    from vox_control.app import create_app  # its imports, too, overlap the runners' start
+def _build_server(
+    settings: Settings, services: Services, token: str | None, unix: tuple[Path, int] | None
+) -> Any:
+    # Litestar, uvicorn and h11 load here, on a thread beside the preloaded runners' start,
+    # not before it: the first runner no longer waits for uvicorn's imports (~60 ms).
+    from vox_control.app import create_app
+    from vox_control.http_server import make_server
 
     # Outermost first: the Origin/Host checks, then the token, then the routes.
-    return guard(protect(create_app(settings, services), token), settings)
+    app = guard(protect(create_app(settings, services), token), settings)
+    return make_server(settings, app, unix)

@@ -7,9 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-
 from vox_sandboxes.errors import SandboxError
 from vox_sandboxes.source import hash_projects, normalize_name, project_name
 
@@ -44,6 +41,10 @@ def parse_package(spec: str) -> AdapterPackage:
     A requirement must pin one exact version, so a sandbox never changes under a model
     because an index published something; paths must be absolute.
     """
+    # packaging loads on the first spec (its grammar compiles regexes on import), not at start.
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
     spec = spec.strip()
     if not spec or len(spec) > _MAX_SPEC or not spec.isprintable():
         raise ValueError("adapter_package must be name==version, a .whl path or a project dir")

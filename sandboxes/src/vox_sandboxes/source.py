@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import Requirement
-
 PROTOCOL_NAME = "vox-protocol"
 RUNNER_NAME = "vox-runner"
 
@@ -179,6 +177,8 @@ class RunnerSource:
         pinned = f"{RUNNER_NAME}=={dist.version}"
         if self.runner != pinned and (wheel is None or f"-{dist.version}-" not in wheel.name):
             return None
+        from packaging.requirements import Requirement  # only here: a start need not load it
+
         extras: dict[str, list[str]] = {}
         for extra in dist.metadata.get_all("Provides-Extra") or []:
             name = normalize_name(extra)
