@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
-# Loaded on first use only: pulls (httpx, huggingface_hub), audio (av, soxr), --wyoming (wyoming),
-# neither (pydantic, which Litestar would load for its plugins; rich, the CLI's progress bars).
-SERVER_LAZY = ("httpx", "huggingface_hub", "av", "soxr", "wyoming", "pydantic", "rich")
+# Loaded on first use only: pulls (httpx, huggingface_hub), audio (av, soxr, numpy: the routes'
+# and sessions' modules bind it through vox_control.lazy), text to speak (pysbd), --wyoming
+# (wyoming), neither (pydantic, which Litestar would load for its plugins; rich, the CLI's bars).
+SERVER_LAZY = (
+    *("httpx", "huggingface_hub", "av", "soxr", "numpy", "pysbd", "wyoming", "pydantic", "rich"),
+)
 # `vox` parses its arguments before `vox serve` imports the server: no server stack, no client.
 CLI_LAZY = (*SERVER_LAZY, "numpy", "litestar", "uvicorn", "websockets", "vox_control.app")
 # `vox serve` binds and starts the preloaded runners before the HTTP stack and the audio code
@@ -56,6 +59,21 @@ def test_serve_starts_runners_before_the_http_stack_loads(tmp_path: Path) -> Non
 
 def test_cli_import_loads_no_server_or_client_stack(tmp_path: Path) -> None:
     assert loaded_after("import vox_cli.main", CLI_LAZY, tmp_path) == []
+
+
+def test_lazy_module_imports_the_real_one_on_first_use() -> None:
+    code = (
+        "from vox_control.lazy import lazy_module\n"
+        "import sys\n"
+        "js = lazy_module('json.tool')\n"
+        "assert 'json.tool' not in sys.modules\n"
+        "main = js.main\n"
+        "import json.tool\n"
+        "assert main is json.tool.main and 'main' in vars(js)\n"
+        "print('[]')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("name", ["pull_model", "pull", "DEFAULT_ENDPOINT", "RetryPolicy"])

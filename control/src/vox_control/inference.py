@@ -15,9 +15,8 @@ import itertools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 from litestar.datastructures import UploadFile
 from vox_protocol import AudioChunk, SpeechProbabilities, Transcript, Voice
 
@@ -26,12 +25,18 @@ from vox_control.audio.decode import WHISPER_RATE, AudioDecodeError, AudioLimits
 from vox_control.audio.long_audio import LongAudio, open_audio, transcribe_long, window_samples
 from vox_control.audio.resample import resample
 from vox_control.errors import BadRequest
+from vox_control.lazy import lazy_module
 from vox_control.scheduler.budget import parse_keep_alive
 from vox_control.scheduler.scheduled import LoadedModel
 from vox_control.services import Services
 from vox_control.store.disk import Manifest
 from vox_control.store.families import npz_voices
 from vox_control.text.sentences import split_sentences
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
 
 MIN_SPEED, MAX_SPEED = 0.25, 4.0
 # Rates assumed until a model is loaded, for catalog entries that do not state one.

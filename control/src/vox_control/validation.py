@@ -9,13 +9,18 @@ depth is measured with C-speed passes (strings removed by a regex, brackets kept
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from litestar import Request
 from litestar.enums import RequestEncodingType
 
 from vox_control.errors import BadRequest
+from vox_control.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
 
 # Deeper than any message this server takes (realtime extras are 3 levels) and far below the
 # decoders' recursion limits (about 1,000).

@@ -15,13 +15,17 @@ import struct
 import wave
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import IO, TYPE_CHECKING, Any
 
 from vox_control.audio.resample import BLOCK, Resampler
 from vox_control.errors import BadRequest
+from vox_control.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
 
 WHISPER_RATE = 16000
 # Upload containers and codecs this decoder is tested with (any format FFmpeg reads works).

@@ -6,11 +6,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
 from vox_control.audio.decode import wav_header
 from vox_control.audio.resample import ToRate
 from vox_control.errors import BadRequest, Unprocessable
+from vox_control.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
 
 if TYPE_CHECKING:
     from av.audio.stream import AudioStream

@@ -16,21 +16,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
 from vox_protocol import Segment, Transcript
 
 from vox_control.audio.decode import AudioLimits, PcmBuffer, Source, decode_blocks
+from vox_control.lazy import lazy_module
 from vox_control.sessions.merge import WindowTranscript, merge_windows
 from vox_control.sessions.voiced import quietest
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Blocks = Generator[npt.NDArray[np.float32], None, None]
+    Pcm = npt.NDArray[np.float32]
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
 
 WINDOW_SECONDS = 10 * 60.0
 SEARCH_SECONDS = 60.0  # a window ends at the quietest moment of its last minute
 _FRAME_SLACK = 64 * 1024  # a Transcribe frame's fields besides the audio
-
-Blocks = Generator[npt.NDArray[np.float32], None, None]
-Pcm = npt.NDArray[np.float32]
 
 
 @dataclass

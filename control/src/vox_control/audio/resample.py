@@ -10,10 +10,16 @@ is cut into blocks of at most ``BLOCK`` samples, so one soxr call never allocate
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import numpy.typing as npt
+from vox_control.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
+
 
 BLOCK = 1 << 16  # input samples per soxr call
 Dtype = Literal["float32", "int16"]

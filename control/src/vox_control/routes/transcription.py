@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import numpy as np
 from litestar import Response
 from litestar.response import Stream
 from vox_protocol import Transcript
@@ -24,11 +23,17 @@ from vox_control.inference import (
     resolve,
     transcribe,
 )
+from vox_control.lazy import lazy_module
 from vox_control.renderers import sse_error
 from vox_control.routes.forms import bool_field, float_field, int_field, list_field, text_field
 from vox_control.routes.speech import sse_event
 from vox_control.services import Services
 from vox_control.text.subtitles import MEDIA_TYPES, TRANSCRIPT_FORMATS, render, verbose_json
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
 
 SSE = "text/event-stream"
 GRANULARITIES = ("word", "segment")

@@ -12,14 +12,20 @@ import asyncio
 import base64
 import binascii
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from vox_protocol import Transcript
 
 from vox_control.errors import VoxError
+from vox_control.lazy import lazy_module
 from vox_control.sessions.pipecat_wire import event_id, new_id
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
 
 if TYPE_CHECKING:
     import soxr
@@ -217,7 +223,10 @@ def _alaw_table() -> np.ndarray:
     return (np.where(a & 0x80, sample, -sample) / 32768.0).astype(np.float32)
 
 
-G711 = {"audio/pcmu": _ulaw_table(), "audio/pcma": _alaw_table()}
+@functools.cache
+def _g711(fmt: Format) -> np.ndarray:
+    """The decoding table of a G.711 format, built on first use (numpy loads with audio)."""
+    return _ulaw_table() if fmt == "audio/pcmu" else _alaw_table()
 
 
 def resampler(fmt: Format) -> soxr.ResampleStream:
@@ -239,7 +248,7 @@ def decode_append(audio: object, fmt: Format) -> np.ndarray:
         if len(raw) % 2:
             raise EventError("pcm16 audio must be a whole number of 16-bit samples", param="audio")
         return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-    return G711[fmt][np.frombuffer(raw, dtype=np.uint8)]
+    return _g711(fmt)[np.frombuffer(raw, dtype=np.uint8)]
 
 
 # ---------------------------------------------------------------------- server events

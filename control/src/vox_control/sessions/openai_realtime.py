@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import numpy as np
 from vox_protocol import Transcript
 
 from vox_control import inference
 from vox_control.errors import VoxError, classify
+from vox_control.lazy import lazy_module
 from vox_control.renderers import oai_realtime_error
 from vox_control.services import Services
 from vox_control.sessions.channel import Channel, ClientGone
@@ -44,6 +44,11 @@ from vox_control.sessions.oai_realtime_events import (
 )
 from vox_control.sessions.oai_realtime_vad import SpeechStarted, SpeechStopped, TurnDetector
 from vox_control.sessions.vad_stream import RATE, VAD_MODEL, VadStream, vad_installed
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
 
 log = logging.getLogger("vox.sessions.openai_realtime")
 

@@ -7,12 +7,11 @@ import base64
 import binascii
 import contextlib
 import logging
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from vox_control.audio.decode import WHISPER_RATE
 from vox_control.inference import ResolvedModel, TranscribeOptions, transcribe_loaded
+from vox_control.lazy import lazy_module
 from vox_control.scheduler.scheduled import LoadedModel
 from vox_control.services import Services
 from vox_control.sessions.pipecat_wire import (
@@ -28,6 +27,11 @@ from vox_control.sessions.pipecat_wire import (
     reply,
 )
 from vox_control.sessions.skeleton import RealtimeSession
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
 
 log = logging.getLogger("vox.realtime.stt")
 

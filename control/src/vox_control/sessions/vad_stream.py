@@ -7,13 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from vox_control import inference
 from vox_control.errors import VoxError
+from vox_control.lazy import lazy_module
 from vox_control.services import Services
 from vox_control.sessions.windows import Pauses
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
 
 VAD_MODEL = "silero-vad:v6"
 RATE = 16000  # the VAD's rate, and Whisper's

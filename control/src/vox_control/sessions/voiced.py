@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
+
+from vox_control.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
 
 FRAME_S = 0.02
 # Speech is taken as frames within 20 dB of the window's loud speech (its 95th-percentile frame

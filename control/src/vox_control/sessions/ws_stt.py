@@ -6,16 +6,16 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
-import numpy as np
 from litestar import WebSocket, websocket
 from vox_protocol import Transcript
 
 from vox_control.audio.decode import FRAME_LIMITS, WHISPER_RATE, AudioDecodeError, decode_audio
 from vox_control.audio.resample import Resampler
 from vox_control.inference import ResolvedModel, TranscribeOptions, transcribe
+from vox_control.lazy import lazy_module
 from vox_control.services import Services
 from vox_control.sessions.channel import (
     BAD_CONFIG,
@@ -34,6 +34,11 @@ from vox_control.sessions.vad_stream import MIN_PAUSE, VAD_MODEL, PauseListener,
 from vox_control.sessions.voiced import speech_level, voiced_spans
 from vox_control.sessions.windows import Pauses, Window, WindowPlanner
 from vox_control.validation import check_language
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
 
 log = logging.getLogger("vox.streaming.stt")
 

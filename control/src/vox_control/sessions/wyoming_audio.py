@@ -7,9 +7,8 @@ a session holds int16 at the model's rate whatever the client sends.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from wyoming.audio import AudioChunk
 
 from vox_control.audio.decode import AudioDecodeError, PcmBuffer
@@ -17,6 +16,12 @@ from vox_control.audio.long_audio import LongAudio
 from vox_control.audio.resample import Resampler
 from vox_control.errors import PayloadTooLarge
 from vox_control.inference import ResolvedModel
+from vox_control.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
 
 # What a client may send: absurd formats are refused, not converted.
 MIN_RATE, MAX_RATE = 8000, 192_000

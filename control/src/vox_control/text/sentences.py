@@ -20,8 +20,15 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING
 
-import pysbd
+from vox_control.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pysbd
+else:
+    pysbd = lazy_module("pysbd")  # loaded by the first text spoken, not at start
+
 
 _CLAUSE = re.compile(r"[,;:、，；]\s?")
 # Where pysbd could find a sentence that has certainly ended: a stop, then space and more text
