@@ -14,6 +14,7 @@ from litestar.plugins.core import MsgspecDIPlugin
 from vox_control import __version__
 from vox_control.disconnect import cancel_on_disconnect
 from vox_control.guard import cors_config
+from vox_control.lazy import preimport
 from vox_control.renderers import (
     EXCEPTION_HANDLERS,
     request_id_header,
@@ -69,6 +70,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await svc.start()
         svc.serving.set()
+        # The modules the first audio and text need, loaded now that the port is open.
+        preimporting = asyncio.create_task(asyncio.to_thread(preimport))
         wyoming = None
         if settings.wyoming:  # one process, one scheduler: Wyoming shares the runners
             # The wyoming package and Vox's sessions on it (~25 ms, ~8 MB) load only here.
@@ -85,6 +88,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
                 await asyncio.to_thread(stop_open)
             if wyoming is not None:
                 await wyoming.stop()
+            await asyncio.gather(preimporting, return_exceptions=True)
             # Every runner is reaped here, however the server stops (SIGINT, SIGTERM).
             await svc.stop()
 
