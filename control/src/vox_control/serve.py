@@ -112,6 +112,10 @@ def _bind_tcp(settings: Settings) -> socket.socket:
 
 
 def serve(settings: Settings) -> None:
+    # The control plane's numpy does no matrix products worth a thread: without this, its
+    # OpenBLAS started a spinning thread per core as it loaded (~0.13 s of CPU, right as the
+    # first runners load). Runners set the same default for themselves (vox_runner.__main__).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         configure_logging(settings.log_level, settings.log_format)
     except ValueError as exc:

@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     cap_arenas()  # before any thread exists
+    # numpy's OpenBLAS starts a thread per core as it loads, and each spins ~0.1 s before it
+    # sleeps, at import and after every product: 0.1-0.13 s of CPU per runner start on two
+    # cores, beside the other runners' loads. The adapters compute in their engines' own pools
+    # (onnxruntime, CTranslate2); numpy only multiplies small matrices (mel filters). A value
+    # in the environment still wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
     args = _parser().parse_args(argv)
     if args.parallel < 1:
