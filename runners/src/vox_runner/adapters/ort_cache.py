@@ -114,7 +114,7 @@ def _keep(tmp: Path, entry: Path, model_path: Path) -> None:
         if not tmp.is_file():
             return  # onnxruntime wrote nothing (an optimizer that could not save this graph)
         os.replace(tmp, entry)
-        source = entry.with_name(f"{_model_key(model_path)}.json")
+        source = entry.with_name(f"{entry.name.partition('-')[0]}.json")  # the model's key
         source.write_text(json.dumps({"model": str(model_path.resolve())}))
         _prune(entry.parent, keep=entry)
     except OSError as exc:
