@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from vox_control.serve import _bind_tcp
 from vox_control.settings import Settings
+from vox_control.sockets import bind_tcp
 
 
 async def test_accepted_connections_have_nodelay() -> None:
-    listener = _bind_tcp(Settings(host="127.0.0.1", port=0))
+    listener = bind_tcp(Settings(host="127.0.0.1", port=0))
     port = listener.getsockname()[1]
     seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 

@@ -16,9 +16,9 @@ from vox_control.auth import (
     token_matches,
 )
 from vox_control.errors import Overloaded
-from vox_control.serve import SocketPathError, bind_unix_socket, clear_stale_socket
 from vox_control.sessions.pipecat_wire import busy_from, error_event
 from vox_control.settings import Settings
+from vox_control.sockets import SocketPathError, bind_unix_socket, clear_stale_socket
 
 
 def test_token_from_env_or_file(tmp_path: Path) -> None:

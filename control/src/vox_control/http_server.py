@@ -14,8 +14,8 @@ from typing import Any
 import uvicorn
 
 from vox_control.limits import GuardedH11Protocol, bound_repeats, fit_concurrency, raise_nofile
-from vox_control.serve import remove_own_socket
 from vox_control.settings import Settings
+from vox_control.sockets import remove_own_socket
 
 
 class _SocketServer(uvicorn.Server):

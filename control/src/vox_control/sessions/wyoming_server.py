@@ -17,6 +17,7 @@ from vox_control.auth import is_loopback
 from vox_control.services import Services
 from vox_control.sessions.wyoming import WyomingSession
 from vox_control.sessions.wyoming_info import VoiceCatalog
+from vox_control.sockets import bind_unix_socket
 
 log = logging.getLogger("vox.wyoming")
 
@@ -57,8 +58,6 @@ class WyomingServer:
     async def start(self) -> None:
         if self.scheme == "unix":
             # The HTTP socket's binder: mode 0600 from birth, a stale socket replaced.
-            from vox_control.serve import bind_unix_socket  # serve imports the app
-
             sock = await asyncio.to_thread(bind_unix_socket, self.socket_path)
             self._server = await asyncio.start_unix_server(self._accept, sock=sock)
         else:
