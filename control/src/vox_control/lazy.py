@@ -25,8 +25,8 @@ from typing import Any
 
 log = logging.getLogger("vox.server")
 
-# What the first requests import through a lazy module: numpy (every audio path), pysbd (text).
-FIRST_USE = ("numpy", "pysbd")
+# Every module some stand-in waits for (numpy for audio, pysbd for text): `preimport` loads them.
+_BOUND: set[str] = set()
 
 
 class _LazyModule(types.ModuleType):
@@ -38,12 +38,14 @@ class _LazyModule(types.ModuleType):
 
 def lazy_module(name: str) -> Any:
     """A stand-in for module ``name`` that imports it on the first attribute used."""
+    _BOUND.add(name)
     return _LazyModule(name)
 
 
-def preimport(names: tuple[str, ...] = FIRST_USE) -> None:
-    """Import ``names`` now (blocking: run it on a thread); a failure is left to the first use."""
-    for name in names:
+def preimport() -> None:
+    """Import every module a stand-in was made for, now (blocking: run it on a thread); a
+    failure is left to the first use."""
+    for name in sorted(_BOUND):
         try:
             importlib.import_module(name)
         except ImportError as exc:

@@ -8,7 +8,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from vox_control.auth import AuthConfigError, check_bind, protect, resolve_token
 from vox_control.guard import guard
@@ -16,6 +16,9 @@ from vox_control.logs import configure_logging
 from vox_control.services import Services
 from vox_control.settings import Settings
 from vox_control.sockets import SocketPathError, bind_tcp, bind_unix_socket, remove_own_socket
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("vox")
 
@@ -95,12 +98,12 @@ async def _run(
         await services.stop()
         raise
     await server.serve(sockets=sockets)
-    return bool(server.started)
+    return server.started
 
 
 def _build_server(
     settings: Settings, services: Services, token: str | None, unix: tuple[Path, int] | None
-) -> Any:
+) -> uvicorn.Server:
     # Litestar, uvicorn and h11 load here, on a thread beside the preloaded runners' start,
     # not before it: the first runner no longer waits for uvicorn's imports (~60 ms).
     from vox_control.app import create_app

@@ -24,11 +24,9 @@ from vox_control.sessions.pipecat_wire import event_id, new_id
 
 if TYPE_CHECKING:
     import numpy as np
+    import soxr
 else:
     np = lazy_module("numpy")  # imported with the first audio: vox_control.lazy
-
-if TYPE_CHECKING:
-    import soxr
 
 Format = Literal["audio/pcm", "audio/pcmu", "audio/pcma"]
 FORMAT_RATES: dict[Format, int] = {"audio/pcm": 24000, "audio/pcmu": 8000, "audio/pcma": 8000}
