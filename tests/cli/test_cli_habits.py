@@ -213,3 +213,13 @@ def test_stream_transcribe_word_lines() -> None:
 
     segments = [{"words": [{"start": 0.0, "end": 0.42, "word": " Hello"}]}, {"words": []}]
     assert list(word_lines(segments)) == ["    0.000 -->     0.420  Hello"]
+
+
+def test_every_command_has_a_line_of_help() -> None:
+    # Lazily registered commands (their modules import websockets or av) name their help where
+    # they are registered: `vox --help` listed them with an empty description.
+    for name, command in main.app._commands.items():
+        if name.startswith("-"):
+            continue
+        text = command.help if isinstance(command.help, str) else ""
+        assert text.strip(), f"`vox {name}` has no help line in `vox --help`"

@@ -362,13 +362,30 @@ def run(
     err().print(f"wrote {out} ({size(written)})")
 
 
-# Commands whose modules import websockets and av load them only when they run.
-app.command("vox_cli.voices:voices", name="voices")
-app.command("vox_cli.status:status", name="status")
+# Commands whose modules import websockets and av load them only when they run; their one-line
+# help is given here, since the command list would otherwise import them to read it.
+app.command(
+    "vox_cli.voices:voices",
+    name="voices",
+    help="List the voices of a text-to-speech model (`*` marks the default).",
+)
+app.command(
+    "vox_cli.status:status",
+    name="status",
+    help="Handshake with the realtime protocol and print the server's status; fails if none.",
+)
 app.command(ps)
 app.command(stop)
-app.command("vox_cli.stream:stream_transcribe", name="stream-transcribe")
-app.command("vox_cli.stream:stream_synthesize", name="stream-synthesize")
+app.command(
+    "vox_cli.stream:stream_transcribe",
+    name="stream-transcribe",
+    help="Transcribe a long recording over the streaming API (any format; sent as pcm16).",
+)
+app.command(
+    "vox_cli.stream:stream_synthesize",
+    name="stream-synthesize",
+    help="Speak a long text (or a text file) over the streaming API into a WAV file.",
+)
 app.command(models.search)
 app.command(models.show)
 app.command(models.rm)
