@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from vox_control.sessions.merge import Stitcher, WindowTranscript, merge_windows
+from vox_control.sessions.merge import Stitcher, Voicing, WindowTranscript, merge_windows
 from vox_protocol import Segment, Word
 
 
@@ -179,8 +179,43 @@ def test_speech_that_no_kept_word_covers_makes_a_seam_suspect() -> None:
     b = _window(9, 19, [("and", 9.0, 9.15), ("wiped", 9.9, 10.2), ("paws", 10.4, 10.8)])
     stitcher = Stitcher()
     stitcher.add(a)
-    speech = [(6.8, 7.35), (7.5, 9.6), (9.9, 10.8)]
+    speech = Voicing(7.5, 11.5, [(6.8, 7.35), (7.5, 9.6), (9.9, 10.8)])
     assert not stitcher.suspect(b)  # the words alone look like an ordinary seam
     assert stitcher.suspect(b, speech)
-    covered = [(6.8, 7.35), (7.9, 8.2), (9.0, 9.15), (9.9, 10.8)]
+    covered = Voicing(7.5, 11.5, [(6.8, 7.35), (7.9, 8.2), (9.0, 9.15), (9.9, 10.8)])
     assert not stitcher.suspect(b, covered)  # every bit of speech has a word on it
+
+
+def test_a_copy_the_extra_window_placed_in_the_pause_is_dropped() -> None:
+    # Seen in CI, "his shop. shop. He let": the clip began mid-sentence, stretched "his" and
+    # put "shop." in the silence after the sentence, too late to overlap A's copy. The audio
+    # says nobody spoke there.
+    a = _window(0, 6.08, [("opened", 3.3, 3.66), ("his", 3.66, 3.92), ("shop.", 3.92, 4.2)])
+    b = _window(5.08, 11.1, [("He", 6.56, 7.08), ("let", 7.08, 7.28), ("the", 7.28, 7.5)])
+    again = _window(
+        3.08,
+        8.08,
+        [("open", 3.4, 3.64), ("his", 3.64, 4.5), ("shop.", 5.78, 5.78), ("He", 6.74, 7.16)],
+    )
+    voicing = Voicing(3.58, 7.58, [(3.0, 4.33), (6.6, 7.58)])
+    stitched = []
+    for heard in (None, voicing):
+        stitcher = Stitcher()
+        stitcher.add(a)
+        assert stitcher.suspect(b, heard)  # 2.4 s between the kept words
+        stitcher.add(again, extra=True, voicing=heard)
+        stitcher.add(b, voicing=heard)
+        stitched.append(_words(stitcher.segments()))
+    assert stitched[0] == ["opened", "his", "shop.", "shop.", "He", "let", "the"]  # unheard
+    assert stitched[1] == ["opened", "his", "shop.", "He", "let", "the"]
+
+
+def test_a_repeated_word_that_was_spoken_is_kept_beside_a_pause() -> None:
+    # "... said that. [pause] That ...": B's "That" is a new word, on speech, past the pause.
+    a = _window(0, 10, [("said", 8.0, 8.3), ("that.", 8.3, 8.6)])
+    b = _window(9, 19, [("That", 9.3, 9.6), ("is", 9.6, 9.8)])
+    voicing = Voicing(7.5, 11.5, [(8.0, 8.65), (9.3, 9.85)])
+    stitcher = Stitcher()
+    stitcher.add(a)
+    stitcher.add(b, voicing=voicing)
+    assert _words(stitcher.segments()) == ["said", "that.", "That", "is"]

@@ -12,7 +12,9 @@ repairs make each boundary word appear exactly once:
 * mirror rescue: a word of A past the cut that ends before B's first kept word starts is
   speech B missed (cut off at its start): A keeps it;
 * dedupe: when A's last kept word and B's first kept word are the same word and their time
-  spans overlap, they are one utterance seen twice: B's copy is dropped.
+  spans overlap, they are one utterance seen twice: B's copy is dropped. So is a copy that B
+  placed in a pause (where the audio has no speech): a word near a clip's start is often
+  stretched or shifted into the silence after it.
 
 A phrase spoken across the seam can still be lost by both windows: A hears it cut off and
 leaves it out (or stretches one word over it, ending with "waited for the" as a 1.8 s "the"),
@@ -44,6 +46,21 @@ class WindowTranscript:
     start: float
     end: float
     segments: Sequence[Segment]
+
+
+@dataclass(frozen=True)
+class Voicing:
+    """Where the audio from ``start`` to ``end`` has speech (``spans``; absolute seconds)."""
+
+    start: float
+    end: float
+    spans: Sequence[tuple[float, float]] = ()
+
+    def in_pause(self, t: float) -> bool:
+        """Whether ``t`` was checked and lies in a pause, beyond a word's looseness from speech."""
+        return self.start <= t <= self.end and not any(
+            a - _WORD_PAD <= t <= b + _WORD_PAD for a, b in self.spans
+        )
 
 
 @dataclass(frozen=True)
@@ -86,7 +103,9 @@ def _units(index: int, window: WindowTranscript) -> list[_Unit]:
     return out
 
 
-def _seam(before: list[_Unit], after: list[_Unit], cut: float) -> tuple[list[_Unit], list[_Unit]]:
+def _seam(
+    before: list[_Unit], after: list[_Unit], cut: float, voicing: Voicing | None = None
+) -> tuple[list[_Unit], list[_Unit]]:
     """Cut the earlier window's units and the later one's at ``cut``, then repair the seam."""
     kept_a = [u for u in before if u.center < cut]
     last_end = kept_a[-1].end if kept_a else -math.inf
@@ -96,7 +115,7 @@ def _seam(before: list[_Unit], after: list[_Unit], cut: float) -> tuple[list[_Un
     # until after it ended, A keeps it.
     first_b = kept_b[0].start if kept_b else math.inf
     kept_a += [u for u in before if u.center >= cut and u.end <= first_b + _SLACK]
-    return kept_a, _dedupe(kept_a, kept_b)
+    return kept_a, _dedupe(kept_a, kept_b, voicing)
 
 
 # A run of two or more of B's words repeating A's last ones and starting within this of
@@ -114,14 +133,16 @@ def _alike(x: str, y: str) -> bool:
     return x == y or (len(short) >= 3 and (long.startswith(short) or long.endswith(short)))
 
 
-def _dedupe(kept_a: list[_Unit], kept_b: list[_Unit]) -> list[_Unit]:
-    """Drop B's first words when they repeat A's last ones in the same place (up to three)."""
+def _dedupe(kept_a: list[_Unit], kept_b: list[_Unit], voicing: Voicing | None) -> list[_Unit]:
+    """Drop B's first words when they repeat A's last ones in the same place (up to three),
+    or in a pause of the audio, where nobody said them twice."""
     for k in range(min(3, len(kept_a), len(kept_b)), 0, -1):
         run_a, run_b = kept_a[-k:], kept_b[:k]
         reach = _REPEAT if k > 1 else _SLACK
-        if run_b[0].start < run_a[-1].end + reach and all(
-            _alike(a.text, b.text) for a, b in zip(run_a, run_b, strict=True)
-        ):
+        placed = run_b[0].start < run_a[-1].end + reach or (
+            voicing is not None and all(voicing.in_pause(b.center) for b in run_b)
+        )
+        if placed and all(_alike(a.text, b.text) for a, b in zip(run_a, run_b, strict=True)):
             return kept_b[k:]
     return kept_b
 
@@ -179,18 +200,19 @@ class Stitcher:
         """Where the seam between the stitch so far and ``window`` is cut (seconds)."""
         return (window.start + self._tail_end) / 2
 
-    def suspect(self, window: WindowTranscript, voiced: Sequence[tuple[float, float]] = ()) -> bool:
+    def suspect(self, window: WindowTranscript, voicing: Voicing | None = None) -> bool:
         """Whether stitching ``window`` next may lose speech at the seam (see the module).
-        ``voiced``: where the audio around the cut has speech (absolute seconds)."""
+        ``voicing``: where the audio around the cut has speech."""
         if not self._tail:
             return False
         cut = self.cut(window)
         after = _units(self._count, window)
-        kept_a, kept_b = _seam(self._tail, after, cut)
+        kept_a, kept_b = _seam(self._tail, after, cut, voicing)
         if not kept_a or not kept_b:
             return False  # one side heard nothing near the seam: silence, not a lost phrase
         if kept_b[0].start - kept_a[-1].end > SEAM_GAP:
             return True
+        voiced = voicing.spans if voicing is not None else ()
         if _unheard([*kept_a, *kept_b], voiced, cut) > UNHEARD:
             return True
         return any(
@@ -198,9 +220,12 @@ class Stitcher:
             for u in (*self._tail, *after)
         )
 
-    def add(self, window: WindowTranscript, *, extra: bool = False) -> None:
+    def add(
+        self, window: WindowTranscript, *, extra: bool = False, voicing: Voicing | None = None
+    ) -> None:
         """Stitch the next window; an ``extra`` one is the audio around the last seam
-        transcribed again (it is stitched like any other, but is not one of the plan's)."""
+        transcribed again (it is stitched like any other, but is not one of the plan's).
+        ``voicing``: where the audio around the seam has speech, if it was measured."""
         index = self._count
         self._count += 1
         self._extra += extra
@@ -210,7 +235,7 @@ class Stitcher:
         if self._tail is None:
             self._tail = units
         else:
-            kept_a, kept_b = _seam(self._tail, units, self.cut(window))
+            kept_a, kept_b = _seam(self._tail, units, self.cut(window), voicing)
             self._done.extend(kept_a)
             self._tail = kept_b
         self._tail_end = window.end

@@ -28,7 +28,7 @@ from vox_control.sessions.channel import (
     model_error,
     parse_message,
 )
-from vox_control.sessions.merge import SEAM_NEAR, Stitcher, WindowTranscript
+from vox_control.sessions.merge import SEAM_NEAR, Stitcher, Voicing, WindowTranscript
 from vox_control.sessions.skeleton import StreamSession
 from vox_control.sessions.vad_stream import MIN_PAUSE, VAD_MODEL, PauseListener, vad_installed
 from vox_control.sessions.voiced import speech_level, voiced_spans
@@ -271,18 +271,15 @@ class SttSession(StreamSession):
                 window.start / WHISPER_RATE, window.end / WHISPER_RATE, reply.segments
             )
             cut = round(stitcher.cut(transcript) * WHISPER_RATE)
-            # A window after a pause shares no word with the previous one: nothing to suspect.
-            if (
-                previous is not None
-                and not window.after_pause
-                and stitcher.suspect(
-                    transcript, await asyncio.to_thread(_voiced_near, previous, item, cut)
-                )
-            ):
-                extra = await self._seam_again(config, model, previous, item, cut)
-                if extra is not None:
-                    stitcher.add(extra, extra=True)
-            stitcher.add(transcript)
+            # A window after a pause shares no word with the previous one: no seam to check.
+            voicing = None
+            if previous is not None and not window.after_pause:
+                voicing = await asyncio.to_thread(_voiced_near, previous, item, cut)
+                if stitcher.suspect(transcript, voicing):
+                    extra = await self._seam_again(config, model, previous, item, cut)
+                    if extra is not None:
+                        stitcher.add(extra, extra=True, voicing=voicing)
+            stitcher.add(transcript, voicing=voicing)
             previous = item
             await self.channel.send_event(
                 {
@@ -355,13 +352,14 @@ def _span(
 
 def _voiced_near(
     previous: tuple[Window, bytes], current: tuple[Window, bytes], cut: int
-) -> list[tuple[float, float]]:
+) -> Voicing:
     """Where the audio within SEAM_NEAR of the cut has speech, at the earlier window's level."""
     near = round(SEAM_NEAR * WHISPER_RATE)
     start = max(cut - near, previous[0].start)
     samples = np.frombuffer(_span(previous, current, start, cut + near), dtype=np.float32)
     level = speech_level(np.frombuffer(previous[1], dtype=np.float32), WHISPER_RATE)
-    return voiced_spans(samples, WHISPER_RATE, start / WHISPER_RATE, level)
+    spans = voiced_spans(samples, WHISPER_RATE, start / WHISPER_RATE, level)
+    return Voicing(start / WHISPER_RATE, (start + samples.size) / WHISPER_RATE, spans)
 
 
 class _Resampler:
