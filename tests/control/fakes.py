@@ -29,6 +29,7 @@ class FakeRunner:
         self._dead = asyncio.Event()
         self.busy_since: float | None = None  # scheduler clock; set by a test to play "busy"
         self.stalled: float | None = None
+        self.ahead_seconds = 0.0  # no preload started it
 
     async def load(self, model_dir: str, **_: Any) -> Loaded:
         self._ids += 1

@@ -49,6 +49,8 @@ def test_a_default_start_loads_both_default_models(tmp_path: Path, pulled: VoxSe
             # Loaded for nobody yet, and on the server's keep-alive like any model.
             models = ps(client)
             assert all(models[n]["expires_at"] for n in (STT, TTS)), models
+            # Each load was done ahead, by the preload, and counts as it took: not 0.0 s.
+            assert all(models[n]["load_seconds"] >= 0.05 for n in (STT, TTS)), models
             assert client.get("/api/ready").status_code == 200
         assert "POST" not in server.log()  # no request asked for them
     # piper's load kept the graph onnxruntime optimized: later loads read it back.

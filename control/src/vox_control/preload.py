@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from vox_control.errors import Unavailable
@@ -86,6 +87,7 @@ async def _start_runner(
         await services.serving.wait()
         await _idle_or_asked(services, spec.name)
     services.warm_asked.pop(spec.name, None)
+    started = time.perf_counter()
     runner = await services.start_runner(spec)
     if load:
         model_dir, timeout = str(spec.model_dir), services.settings.load_timeout
@@ -95,6 +97,7 @@ async def _start_runner(
         except BaseException:
             await runner.close(grace=1.0)
             raise
+    runner.ahead_seconds = time.perf_counter() - started
     return runner
 
 

@@ -71,6 +71,9 @@ class RunnerClient:
         self.proc = proc
         self.pid = proc.pid
         self.welcome: Welcome | None = None
+        # Seconds spent starting (and perhaps loading) it before the scheduler took it over:
+        # a preload's head start, counted into the model's load time.
+        self.ahead_seconds = 0.0
         self.stderr_tail: deque[str] = deque(maxlen=stderr_lines)
         self._encoder = FrameEncoder(max_frame)
         self._decoder: FrameDecoder[RunnerMessage] = FrameDecoder(RunnerMessage, max_frame)

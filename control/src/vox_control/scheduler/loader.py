@@ -45,9 +45,10 @@ async def start_runner(
             raise LoadError.because(f"could not load {spec.name}", exc) from exc
         raise
     log.info(
-        "loaded %s in %.2fs (pid %d, %s, %s)",
+        "loaded %s in %.2fs%s (pid %d, %s, %s)",
         spec.name,
-        time.perf_counter() - started,
+        time.perf_counter() - started + runner.ahead_seconds,
+        f", {runner.ahead_seconds:.2f}s of it started ahead" if runner.ahead_seconds else "",
         runner.pid,
         reply.info.device,
         ",".join(reply.info.providers) or "-",
@@ -115,7 +116,7 @@ class Loader:
             loaded_at=now,
             loaded_wall=time.time(),
             last_used=now,
-            load_seconds=now - started,
+            load_seconds=now - started + runner.ahead_seconds,
             memory_mb=need_mb,
             keep_alive=keep_alive,
         )
