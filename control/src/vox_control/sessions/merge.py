@@ -56,10 +56,13 @@ class Voicing:
     end: float
     spans: Sequence[tuple[float, float]] = ()
 
-    def in_pause(self, t: float) -> bool:
-        """Whether ``t`` was checked and lies in a pause, beyond a word's looseness from speech."""
-        return self.start <= t <= self.end and not any(
-            a - _WORD_PAD <= t <= b + _WORD_PAD for a, b in self.spans
+    def silent(self, start: float, end: float) -> bool:
+        """Whether ``[start, end]`` was checked and lies wholly in a pause, beyond a word's
+        looseness from any speech (a word Whisper stretched over a pause onto speech does not)."""
+        return (
+            self.start <= start
+            and end <= self.end
+            and not any(a - _WORD_PAD < end and start < b + _WORD_PAD for a, b in self.spans)
         )
 
 
@@ -140,7 +143,7 @@ def _dedupe(kept_a: list[_Unit], kept_b: list[_Unit], voicing: Voicing | None) -
         run_a, run_b = kept_a[-k:], kept_b[:k]
         reach = _REPEAT if k > 1 else _SLACK
         placed = run_b[0].start < run_a[-1].end + reach or (
-            voicing is not None and all(voicing.in_pause(b.center) for b in run_b)
+            voicing is not None and all(voicing.silent(b.start, b.end) for b in run_b)
         )
         if placed and all(_alike(a.text, b.text) for a, b in zip(run_a, run_b, strict=True)):
             return kept_b[k:]
