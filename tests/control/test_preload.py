@@ -18,10 +18,13 @@ from vox_control.services import Services
 from vox_control.settings import DEFAULT_STT, DEFAULT_TTS, Settings
 from vox_protocol import Voices
 
+# The defaults in the order they preload: speech first (settings.preload_defaults).
+FIRST, SECOND = DEFAULT_TTS, DEFAULT_STT
+
 
 def test_the_defaults_are_preloaded_unless_told_otherwise(tmp_path: Path) -> None:
     default = Settings(home=tmp_path)
-    assert (default.preload_required, default.preload_defaults) == ((), (DEFAULT_STT, DEFAULT_TTS))
+    assert (default.preload_required, default.preload_defaults) == ((), (DEFAULT_TTS, DEFAULT_STT))
     off = Settings.from_env({"VOX_PRELOAD": "none"}, home=tmp_path)
     assert (off.preload_required, off.preload_defaults) == ((), ())
     named = Settings.from_env({"VOX_PRELOAD": "kokoro:a"}, home=tmp_path)
@@ -64,23 +67,23 @@ def services(tmp_path: Path, preload: tuple[str, ...], installed: set[str], room
 async def test_named_models_load_first_then_the_installed_defaults_that_fit(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    installed = {DEFAULT_STT, DEFAULT_TTS}
-    svc = services(tmp_path, ("defaults", "x:y"), installed, room={"x:y", DEFAULT_STT})
+    installed = {FIRST, SECOND}
+    svc = services(tmp_path, ("defaults", "x:y"), installed, room={"x:y", FIRST})
     with caplog.at_level("INFO", logger="vox.services"):
         await preload_all(svc)
     # One at a time, in order; the defaults may evict nothing, and one that does not fit is
     # a line in the log, not a readiness failure.
-    assert svc.scheduler.asked == [("x:y", True), (DEFAULT_STT, False), (DEFAULT_TTS, False)]
+    assert svc.scheduler.asked == [("x:y", True), (FIRST, False), (SECOND, False)]
     assert svc.answered == {"x:y"}
     assert svc.preload_errors == {}
-    assert f"not preloading {DEFAULT_TTS}: {DEFAULT_TTS} does not fit" in caplog.text
+    assert f"not preloading {SECOND}: {SECOND} does not fit" in caplog.text
 
 
 async def test_defaults_not_installed_and_preload_none_load_nothing(tmp_path: Path) -> None:
-    svc = services(tmp_path, ("defaults",), {DEFAULT_TTS}, room={DEFAULT_STT, DEFAULT_TTS})
+    svc = services(tmp_path, ("defaults",), {SECOND}, room={FIRST, SECOND})
     await preload_all(svc)
-    assert svc.scheduler.asked == [(DEFAULT_TTS, False)]
-    svc = services(tmp_path, ("none",), {DEFAULT_STT, DEFAULT_TTS}, {DEFAULT_STT, DEFAULT_TTS})
+    assert svc.scheduler.asked == [(SECOND, False)]
+    svc = services(tmp_path, ("none",), {FIRST, SECOND}, {FIRST, SECOND})
     await svc.start()
     assert not svc._background  # no preload task at all
     assert svc.scheduler.asked == []
@@ -103,8 +106,8 @@ class WarmRunner(RunnerClient):
 
 @pytest.mark.parametrize("fits", [True, False])
 async def test_later_preloads_start_their_runners_ahead(tmp_path: Path, fits: bool) -> None:
-    room = {"x:y", DEFAULT_STT}
-    svc = services(tmp_path, ("defaults", "x:y"), {"x:y", DEFAULT_STT, DEFAULT_TTS}, room)
+    room = {"x:y", FIRST}
+    svc = services(tmp_path, ("defaults", "x:y"), {"x:y", FIRST, SECOND}, room)
     svc.scheduler.fits_now = lambda specs: fits and len(specs) == 3
     started: list[WarmRunner] = []
 
@@ -133,15 +136,15 @@ async def test_later_preloads_start_their_runners_ahead(tmp_path: Path, fits: bo
         # All three fit now: every runner started ahead and loaded its model; the scheduler
         # took each that fits once it had loaded. The one that did not fit left its runner
         # unused: closed at the end, not left running.
-        assert [r.name for r in started] == ["x:y", DEFAULT_STT, DEFAULT_TTS]
-        assert [r.loaded for r in started] == [f"/m/{n}" for n in ("x:y", DEFAULT_STT, DEFAULT_TTS)]
-        assert [r.name if r else None for r in taken] == ["x:y", DEFAULT_STT]
+        assert [r.name for r in started] == ["x:y", FIRST, SECOND]
+        assert [r.loaded for r in started] == [f"/m/{n}" for n in ("x:y", FIRST, SECOND)]
+        assert [r.name if r else None for r in taken] == ["x:y", FIRST]
         assert [r.closed for r in started] == [False, False, True]
     else:
         # The first preload's runner is the scheduler's own; the others' only started.
-        assert [r.name for r in started] == [DEFAULT_STT, DEFAULT_TTS]
+        assert [r.name for r in started] == [FIRST, SECOND]
         assert [r.loaded for r in started] == ["", ""]
-        assert [r.name if r else None for r in taken] == [None, DEFAULT_STT]
+        assert [r.name if r else None for r in taken] == [None, FIRST]
         assert [r.closed for r in started] == [False, True]
     assert svc.warm == {}
 
@@ -149,7 +152,7 @@ async def test_later_preloads_start_their_runners_ahead(tmp_path: Path, fits: bo
 async def test_a_request_waits_for_no_other_preloads_load(tmp_path: Path) -> None:
     """The second default's runner loaded first: a request for it is served while the first
     default's runner is still loading (the scheduler's queue holds no preload meanwhile)."""
-    room = {DEFAULT_STT, DEFAULT_TTS}
+    room = {FIRST, SECOND}
     svc = services(tmp_path, ("defaults",), room, room)
     svc.scheduler.fits_now = lambda specs: True
     slow = asyncio.Event()
@@ -159,7 +162,7 @@ async def test_a_request_waits_for_no_other_preloads_load(tmp_path: Path) -> Non
 
     class Loading(WarmRunner):
         async def load(self, model_dir: str, **_: Any) -> Any:
-            if self.name == DEFAULT_STT:
+            if self.name == FIRST:
                 await slow.wait()  # the first default's load takes long
             self.loaded = model_dir
 
@@ -173,19 +176,19 @@ async def test_a_request_waits_for_no_other_preloads_load(tmp_path: Path) -> Non
     # The slow load has not ended, and no preload has asked the scheduler for anything yet:
     # a request for the other default would be first in its queue and find its runner loaded.
     assert svc.scheduler.asked == []
-    runner = await take_warm(svc, DEFAULT_TTS)
+    runner = await take_warm(svc, SECOND)
     assert runner is not None
-    assert runner.loaded == f"/m/{DEFAULT_TTS}"
+    assert runner.loaded == f"/m/{SECOND}"
     slow.set()
     await preloading
-    assert [name for name, _ in svc.scheduler.asked] == [DEFAULT_STT, DEFAULT_TTS]
+    assert [name for name, _ in svc.scheduler.asked] == [FIRST, SECOND]
 
 
 async def test_a_later_preload_waits_for_an_idle_server_or_a_request_for_it(
     tmp_path: Path,
 ) -> None:
     """On a small machine the next model's load would slow the request being answered."""
-    room = {DEFAULT_STT, DEFAULT_TTS}
+    room = {FIRST, SECOND}
     svc = services(tmp_path, ("defaults",), room, room)
     svc.scheduler.fits_now = lambda specs: True
     busy = [SimpleNamespace(name="x:y", refcount=1)]  # another model serving a request
@@ -203,21 +206,21 @@ async def test_a_later_preload_waits_for_an_idle_server_or_a_request_for_it(
 
     preloading = asyncio.create_task(preload_all(svc))
     await asyncio.sleep(0.2)
-    assert started == [DEFAULT_STT]  # the first at once; the second waits while busy
+    assert started == [FIRST]  # the first at once; the second waits while busy
     busy.clear()
     await asyncio.sleep(0.2)
-    assert started == [DEFAULT_STT, DEFAULT_TTS]
+    assert started == [FIRST, SECOND]
     await preloading
 
     started.clear()
     busy.append(SimpleNamespace(name="x:y", refcount=2))  # busy throughout: asked only
     preloading = asyncio.create_task(preload_all(svc))
     await asyncio.sleep(0.2)
-    assert started == [DEFAULT_STT]
-    runner = await asyncio.wait_for(take_warm(svc, DEFAULT_TTS), 1.0)
+    assert started == [FIRST]
+    runner = await asyncio.wait_for(take_warm(svc, SECOND), 1.0)
     assert runner is not None
-    assert runner.name == DEFAULT_TTS
-    assert started == [DEFAULT_STT, DEFAULT_TTS]
+    assert runner.name == SECOND
+    assert started == [FIRST, SECOND]
     await preloading
     assert svc.warm == {}
     assert svc.warm_asked == {}
@@ -232,6 +235,6 @@ def test_ps_lists_the_preloads_loading_ahead(tmp_path: Path) -> None:
     svc = Services(settings)
     with TestClient(create_app(settings, svc)) as client:
         assert client.get("/api/ps").json()["preloading"] == []
-        svc.warm[DEFAULT_TTS] = svc.warm[DEFAULT_STT] = None  # type: ignore[assignment]
-        assert client.get("/api/ps").json()["preloading"] == sorted([DEFAULT_STT, DEFAULT_TTS])
+        svc.warm[SECOND] = svc.warm[FIRST] = None  # type: ignore[assignment]
+        assert client.get("/api/ps").json()["preloading"] == sorted([FIRST, SECOND])
         svc.warm.clear()

@@ -172,12 +172,19 @@ class Settings:
 
     @property
     def preload_defaults(self) -> tuple[str, ...]:
-        """The default models to load at start if installed and if they fit: best effort."""
+        """The default models to load at start if installed and if they fit: best effort.
+
+        Speech first. Timed from launch beside the Wyoming servers (bench/startup.py), with
+        whisper first a first speech started piper beside whisper's load and answered 0.5-0.6 s
+        after wyoming-piper; with piper first (its runner starts and loads in ~0.3 s, whisper's
+        in ~0.6 s) a first transcription answers 0.15-0.25 s after wyoming-faster-whisper and
+        a first speech ~0.1 s after wyoming-piper (bench/README.md).
+        """
         if PRELOAD_DEFAULTS not in self.preload:
             return ()
         named = self.preload_required
         return tuple(
-            n for n in dict.fromkeys((self.default_stt, self.default_tts)) if n not in named
+            n for n in dict.fromkeys((self.default_tts, self.default_stt)) if n not in named
         )
 
     @property
