@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from vox_control.errors import Unavailable
-from vox_control.preload import preload_all, take_warm
+from vox_control.preload import _start_runner, preload_all, take_warm
 from vox_control.runner_client import RunnerClient
 from vox_control.scheduler.scheduled import LoadSpec
 from vox_control.services import Services
@@ -147,6 +147,37 @@ async def test_later_preloads_start_their_runners_ahead(tmp_path: Path, fits: bo
         assert [r.name if r else None for r in taken] == [None, FIRST]
         assert [r.closed for r in started] == [False, True]
     assert svc.warm == {}
+
+
+async def test_a_head_start_adds_to_the_load_time_only_what_ran_before_the_ask(
+    tmp_path: Path,
+) -> None:
+    """The loader times a load from its own ask, waiting for the runner started ahead
+    included: the runner adds only the part of its head start before that ask."""
+    svc = services(tmp_path, ("none",), set(), set())
+
+    class Slow(WarmRunner):
+        async def load(self, model_dir: str, **_: Any) -> Any:
+            await asyncio.sleep(0.2)
+            self.loaded = model_dir
+
+    async def start_runner(spec: LoadSpec) -> WarmRunner:
+        return Slow(spec.name)
+
+    svc.start_runner = start_runner
+    spec = LoadSpec("a:b", "fake", "tts", Path("/m/a"), Path("/py"), "cpu")
+    # Loaded well before anyone asked: all of the load counts, none of the wait after it.
+    svc.warm["a:b"] = asyncio.create_task(_start_runner(svc, spec, load=True, at_once=True))
+    await asyncio.sleep(0.5)
+    runner = await take_warm(svc, "a:b")
+    assert runner is not None
+    assert 0.15 < runner.ahead_seconds < 0.4
+    # Asked as it started: the loader's own time covers it all.
+    svc.warm["a:b"] = asyncio.create_task(_start_runner(svc, spec, load=True, at_once=True))
+    runner = await take_warm(svc, "a:b")
+    assert runner is not None
+    assert runner.loaded == "/m/a"
+    assert runner.ahead_seconds < 0.05
 
 
 async def test_a_request_waits_for_no_other_preloads_load(tmp_path: Path) -> None:

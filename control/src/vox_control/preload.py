@@ -98,7 +98,7 @@ async def _start_runner(
         except BaseException:
             await runner.close(grace=1.0)
             raise
-    runner.ahead_seconds = time.perf_counter() - started
+    runner.ahead_span = (started, time.perf_counter())
     return runner
 
 
@@ -141,6 +141,7 @@ async def _warm_done(services: Services, name: str) -> None:
 async def take_warm(services: Services, name: str) -> RunnerClient | None:
     """The runner started ahead for ``name``, if one started and still runs; one still
     waiting for the server to be idle starts now."""
+    asked_at = time.perf_counter()
     asked = services.warm_asked.pop(name, None)
     if asked is not None:
         asked.set()
@@ -152,6 +153,11 @@ async def take_warm(services: Services, name: str) -> RunnerClient | None:
     except Exception as exc:  # the load starts a runner afresh and reports what is wrong
         log.debug("the runner started ahead for %s failed: %s", name, exc)
         return None
+    if runner.ahead_span is not None:
+        # The loader times the load from its ask (this call), waiting for the task included:
+        # only the part of the head start before the ask is the runner's own to add.
+        begun, done = runner.ahead_span
+        runner.ahead_seconds = max(0.0, min(asked_at, done) - begun)
     return runner if runner.alive else None
 
 

@@ -71,8 +71,10 @@ class RunnerClient:
         self.proc = proc
         self.pid = proc.pid
         self.welcome: Welcome | None = None
-        # Seconds spent starting (and perhaps loading) it before the scheduler took it over:
-        # a preload's head start, counted into the model's load time.
+        # A preload's head start (preload.py): when it began starting (and perhaps loading)
+        # this runner and when that was done, and the seconds of it that ran before the
+        # scheduler asked for the runner, which the loader adds to the model's load time.
+        self.ahead_span: tuple[float, float] | None = None
         self.ahead_seconds = 0.0
         self.stderr_tail: deque[str] = deque(maxlen=stderr_lines)
         self._encoder = FrameEncoder(max_frame)
