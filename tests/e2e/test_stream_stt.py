@@ -268,14 +268,18 @@ def test_a_silent_seam_is_transcribed_again_without_doubling_words(
     """Two sentences 2.5 s apart, the seam in the pause: the seam's audio is transcribed once
     more on its own (what restores a phrase both windows dropped) and adds nothing twice."""
     rate = recording.rate
-    # The longer sentence first: then the session is exactly two windows.
+    # The longer sentence first: then the session is exactly two windows (the second, final
+    # one takes the rest while it is under a chunk: the second sentence's length + 1.5 s).
     order = sorted(range(2), key=lambda i: recording.spans[i][0] - recording.spans[i][1])
     one, two = (
         recording.pcm[int(recording.spans[i][0] * rate) : int(recording.spans[i][1] * rate)]
         for i in order
     )
     pcm = np.concatenate([one, np.zeros(int(2.5 * rate), dtype=np.int16), two])
-    chunk_ms = round((len(one) / rate + 1.75) * 1000)  # the cut (chunk - 0.5 s) is mid-pause
+    # The cut (chunk - 0.5 s) lies in the pause, 1.5 s after the first sentence. Piper's
+    # lengths come in 256-sample frames and the two sentences tie in ~5% of takes: a chunk of
+    # the first + 1.75 s made a tie three windows, so the chunk leaves 0.5 s to spare.
+    chunk_ms = round((len(one) / rate + 2.0) * 1000)
     before = pulled.log().count("transcribed again")
     with open_ws(pulled.url, "/v1/audio/transcriptions/stream") as ws:
         ws.send(
