@@ -2,15 +2,15 @@
 
 By default the installed default models (default_tts, then default_stt:
 settings.preload_defaults says why) load in the background as soon as the server starts, as the
-Wyoming servers load theirs before they bind: the first transcription or speech after `vox
-serve` then finds its runner up instead of paying for an interpreter, imports and a model load.
-Ollama loads nothing until asked, but an LLM may be gigabytes, and Vox's defaults together are
-about 300 MB. They are a head start, not a promise: each loads only if it fits beside what is
-loaded (nothing is evicted and no memory is waited for), a failure is a log line, and readiness
-does not wait for them. Models named with --preload must load, and /api/ready waits for them.
-Every preloaded model then follows the keep-alive rules of any other (Ollama's empty preload
-request does the same): it unloads after --keep-alive idle, counted from the load; --keep-alive
--1 keeps models loaded.
+Wyoming servers load theirs before they bind: the first transcription or speech after
+`vox serve` then finds its runner up instead of paying for an interpreter, imports and a model
+load. Ollama loads nothing until asked, but an LLM may be gigabytes, and Vox's defaults together
+are about 300 MB. They are a head start, not a promise: each loads only if it fits beside what
+is loaded (nothing is evicted and no memory is waited for), a failure is a log line, and
+readiness does not wait for them. Models named with --preload must load, and /api/ready waits
+for them. Every preloaded model then follows the keep-alive rules of any other (Ollama's empty
+preload request does the same): it unloads after --keep-alive idle, counted from the load;
+--keep-alive -1 keeps models loaded.
 """
 
 from __future__ import annotations
