@@ -26,6 +26,16 @@ RATE = 24000  # OpenAI's pcm16
 FIRST = "The weather today is sunny with a light breeze from the west."
 SECOND = "Please remember to bring the blue folder to the meeting tomorrow."
 CHUNK = RATE // 10  # 100 ms appends
+REFERENCE = f"{FIRST} {SECOND}"
+# One word more than the HTTP transcript of the same take. Each VAD turn is decoded on its own,
+# without the other sentence around it, and Whisper then heard "sunny with the light breeze"
+# in 2 of 61 fresh takes (once in CI) where the whole take gave "a light breeze".
+ONE_WORD = 1 / len(REFERENCE.split())
+
+
+def _no_worse(hypothesis: str, http: str) -> bool:
+    """At most one word error more than the HTTP path's transcript of the same take."""
+    return wer(REFERENCE, hypothesis) <= wer(REFERENCE, http) + ONE_WORD + 1e-9
 
 
 def _pcm24(client: openai.OpenAI, text: str) -> np.ndarray:
@@ -139,11 +149,7 @@ def test_server_vad_two_turns(rt_server: VoxServer, recording: dict[str, Any]) -
     assert [d.item_id for d in done] == [s.item_id for s in started]
     assert all(d.content_index == 0 for d in done)
     joined = " ".join(d.transcript for d in done)
-    reference = f"{FIRST} {SECOND}"
-    assert wer(reference, joined) <= wer(reference, recording["http"]) + 0.03, (
-        joined,
-        recording["http"],
-    )
+    assert _no_worse(joined, recording["http"]), (joined, recording["http"])
 
 
 def test_manual_commit(rt_server: VoxServer, recording: dict[str, Any]) -> None:
@@ -166,8 +172,7 @@ def test_manual_commit(rt_server: VoxServer, recording: dict[str, Any]) -> None:
     assert "input_audio_buffer.speech_started" not in kinds
     assert kinds.count("input_audio_buffer.committed") == 1
     text = seen[-1].transcript
-    reference = f"{FIRST} {SECOND}"
-    assert wer(reference, text) <= wer(reference, recording["http"]) + 0.03, text
+    assert _no_worse(text, recording["http"]), (text, recording["http"])
 
 
 def test_malformed_events_leave_the_session_usable(
