@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,7 @@ class Harness:
         budget: float = 10_000,
         sizes: dict[str, float] | None = None,
         fail: set[str] | None = None,
+        on_idle: Callable[[], None] | None = None,
         **settings: Any,
     ) -> None:
         self.spawned: list[FakeRunner] = []
@@ -126,6 +128,7 @@ class Harness:
             measurements=self.measurements,
             clock=self.clock,
             metrics=self.metrics,
+            on_idle=on_idle,
         )
 
     async def resolve(self, name: str) -> LoadSpec:

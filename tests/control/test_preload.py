@@ -44,6 +44,9 @@ class FakeScheduler:
     def loading(self) -> None:
         return None
 
+    def busy(self) -> bool:
+        return False
+
     @contextlib.asynccontextmanager
     async def use(self, name: str, *, evict: bool = True) -> AsyncIterator[Any]:
         self.asked.append((name, evict))
@@ -223,7 +226,7 @@ async def test_a_later_preload_waits_for_an_idle_server_or_a_request_for_it(
     svc = services(tmp_path, ("defaults",), room, room)
     svc.scheduler.fits_now = lambda specs: True
     busy = [SimpleNamespace(name="x:y", refcount=1)]  # another model serving a request
-    svc.scheduler.loaded = lambda: busy
+    svc.scheduler.busy = lambda: any(model.refcount for model in busy)
     started: list[str] = []
 
     async def load_spec(name: str) -> LoadSpec:

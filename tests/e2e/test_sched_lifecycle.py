@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import VoxServer
+from tests.conftest import VoxServer, wer
 from tests.e2e.sched_util import SENTENCE, STT, TTS, alive, own_server, ps, speak, transcribe
 
 pytestmark = pytest.mark.e2e
@@ -126,3 +126,23 @@ def test_sigterm_drains_in_flight_requests_and_leaves_no_process(
     for pid in pids:
         assert not alive(pid), f"runner {pid} survived"
     assert "Application shutdown complete" in server.log()
+
+
+def test_the_control_plane_hands_its_heap_back_once_idle(tmp_path: Path, pulled: VoxServer) -> None:
+    """Once the last request has ended and the server has stayed idle, the control plane trims
+    glibc's heap (heap.py), once; the requests after it are served as before."""
+    log = tmp_path / "heap.log"
+    with own_server(pulled, log, log_level="debug") as server, server.client() as client:
+        spoken = speak(client)
+        assert spoken.status_code == 200, spoken.text
+        for _ in range(2):  # before the trim, then after it
+            heard = transcribe(client, spoken.content)
+            assert heard.status_code == 200, heard.text
+            assert wer(SENTENCE, heard.json()["text"]) <= 0.2, heard.text
+            trims = server.log().count("heap trimmed")
+            deadline = time.monotonic() + 30
+            while server.log().count("heap trimmed") == trims:
+                assert time.monotonic() < deadline, server.log()[-3000:]
+                time.sleep(0.1)
+        time.sleep(2)  # idle on: nothing more to trim until a request ends
+        assert server.log().count("heap trimmed") == trims + 1

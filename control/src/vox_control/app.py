@@ -72,6 +72,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         svc.serving.set()
         # The modules the first audio and text need, loaded now that the port is open.
         preimporting = asyncio.create_task(asyncio.to_thread(preimport))
+        # What building the app and those imports freed goes back once nothing runs.
+        preimporting.add_done_callback(lambda _: svc.heap.idle())
         wyoming = None
         if settings.wyoming:  # one process, one scheduler: Wyoming shares the runners
             # The wyoming package and Vox's sessions on it (~25 ms, ~8 MB) load only here.

@@ -126,8 +126,7 @@ def _idle(services: Services, name: str) -> bool:
     scheduler = services.scheduler
     waiting = services.warm_asked  # the later preloads, this one among them, wait alike
     ahead = any(not task.done() for other, task in services.warm.items() if other not in waiting)
-    busy = any(model.refcount for model in scheduler.loaded())
-    return not ahead and not busy and scheduler.loading() is None
+    return not ahead and not scheduler.busy()
 
 
 async def _warm_done(services: Services, name: str) -> None:

@@ -16,6 +16,7 @@ from vox_protocol import Loaded
 from vox_sandboxes import RunnerSource, Sandbox, SandboxError, SandboxManager
 
 from vox_control.errors import BadRequest, ModelNotFound, Unavailable
+from vox_control.heap import IdleTrim
 from vox_control.metrics import Metrics
 from vox_control.preload import preload_all, take_warm
 from vox_control.runner_client import RunnerClient, RunnerDied, RunnerRequestError
@@ -210,7 +211,11 @@ class Services:
         )
         self.metrics = Metrics()
         self.puller = Puller(settings, self.registry, self.store, self.sandboxes, self.metrics)
-        self.scheduler = Scheduler(settings, self.load_spec, self.spawn, metrics=self.metrics)
+        # The heap requests freed goes back to the OS once the server idles (heap.py).
+        self.heap = IdleTrim(lambda: self.scheduler.busy())
+        self.scheduler = Scheduler(
+            settings, self.load_spec, self.spawn, metrics=self.metrics, on_idle=self.heap.idle
+        )
         self.metrics.watch(self.scheduler)
         self._background: set[asyncio.Task[Any]] = set()
         self._started = False
@@ -247,6 +252,7 @@ class Services:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.scheduler.stop()
+        await self.heap.close()
 
     def _spawn_background(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

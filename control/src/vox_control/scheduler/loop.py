@@ -71,8 +71,10 @@ class Scheduler(SchedulerQueries):
         measurements: Measurements | None = None,
         clock: Clock | None = None,
         metrics: Metrics | None = None,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._on_idle = on_idle  # called as the last request in flight ends
         self._metrics = metrics or Metrics()
         self._resolve = resolve
         self._ledger = Ledger(
@@ -171,6 +173,8 @@ class Scheduler(SchedulerQueries):
         if model.refcount == 0:
             self._arm_expiry(model)
             self._changed.set()
+            if self._on_idle is not None and not self.busy():
+                self._on_idle()
 
     def _retry_after(self, model: LoadedModel | None) -> int:
         if model is None or not model.avg_seconds:

@@ -32,6 +32,14 @@ class SchedulerQueries:
     def loading(self) -> Loading | None:
         return self._loader.loading
 
+    def busy(self) -> bool:
+        """Whether a request holds a loaded model, waits for a load, or a load is on."""
+        return (
+            any(model.refcount for model in list(self._loaded.values()))
+            or any(self._waiting.values())
+            or self._loader.loading is not None
+        )
+
     def failures(self) -> dict[str, LoadFailure]:
         return self._loader.failed()
 
