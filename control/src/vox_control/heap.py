@@ -1,13 +1,16 @@
 """The control plane's freed heap, handed back to the OS once the server has gone idle.
 
 glibc keeps what a request freed (an upload's bytes, decoded and resampled PCM, encoded audio,
-response bodies) in its arenas until ``malloc_trim``. After one speech and one transcription the
-control plane held 78.0-78.5 MB, and 71.1-71.4 MB once trimmed (3 starts each, 2-core VM); a cap
-on the number of arenas, which the runners need (vox_runner.memory), gave no more here
-(70.9-71.0 MB), since the control plane's threads allocate little.
+response bodies) in its arenas until ``malloc_trim``, and how much it keeps varies. After one
+speech and one transcription (2-core VM, 3 starts each): usually 65.8-66.1 MB, and 65.2-65.5 MB
+trimmed; but in one series of starts, made beside a running e2e test, 78.0-78.5 MB, and
+71.1-71.4 MB trimmed (a CPU hog beside the server did not bring that back; the cause is not
+known). A cap on the number of arenas, which the runners need
+(vox_runner.memory), gave no more here (70.9-71.0 MB): the control plane's threads allocate
+little.
 
-A trim walks every arena, and the next request faults the pages back in, so it runs once, when
-the server has been idle for ``TRIM_AFTER_S``, not after every request.
+A trim walks every arena (1.5-3.7 ms here), and the next request faults the pages back in, so
+it runs once, when the server has been idle for ``TRIM_AFTER_S``, not after every request.
 """
 
 from __future__ import annotations
