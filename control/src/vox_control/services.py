@@ -211,7 +211,7 @@ class Services:
         )
         self.metrics = Metrics()
         self.puller = Puller(settings, self.registry, self.store, self.sandboxes, self.metrics)
-        # The heap requests freed goes back to the OS once the server idles (heap.py).
+        # What requests freed on the heap goes back to the OS once the server is idle (heap.py).
         self.heap = IdleTrim(lambda: self.scheduler.busy())
         self.scheduler = Scheduler(
             settings, self.load_spec, self.spawn, metrics=self.metrics, on_idle=self.heap.idle
