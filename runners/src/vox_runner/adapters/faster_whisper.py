@@ -21,6 +21,7 @@ from vox_protocol import ModelInfo, Segment, Transcribe, Transcript, Word
 
 from vox_runner.adapter import Adapter, AdapterError, option_int, option_str, parse_device
 from vox_runner.adapters.faster_whisper_batch import BATCH_WINDOW_S, batch_decode
+from vox_runner.adapters.faster_whisper_load import whisper_model
 from vox_runner.memory import defer_import
 
 log = logging.getLogger("vox_runner.adapters.faster_whisper")
@@ -126,8 +127,6 @@ class FasterWhisperAdapter(Adapter):
 
     def load(self, model_dir: Path, device: str, options: Mapping[str, Any]) -> ModelInfo:
         defer_import("av")  # faster-whisper decodes files with PyAV; a runner gets PCM
-        from faster_whisper import WhisperModel
-
         kind, index = parse_device(device)
         if kind == "auto":
             kind = "cuda" if _cuda_devices() > 0 else "cpu"
@@ -144,14 +143,13 @@ class FasterWhisperAdapter(Adapter):
             compute_type = option_str(options, f"compute_type_{kind}") or option_str(
                 options, "compute_type", default_type
             )
-            return WhisperModel(
-                str(model_dir),
+            return whisper_model(
+                model_dir,
                 device=kind,
                 device_index=index,
                 compute_type=compute_type or default_type,
                 cpu_threads=cpu_threads,
                 num_workers=num_workers,
-                local_files_only=True,
             )
 
         if kind == "cuda":
