@@ -2,7 +2,7 @@
 
 glibc keeps what a request freed (an upload's bytes, decoded and resampled PCM, encoded audio,
 response bodies) in its arenas until ``malloc_trim``, and how much it keeps varies. After one
-speech and one transcription (2-core VM, 3 starts each): usually 65.8-66.1 MB, and 65.2-65.5 MB
+speech and one transcription (2-core VM, 3 starts each): usually 66.5-66.6 MB, and 65.0-65.3 MB
 trimmed; but in one series of starts, made beside a running e2e test, 78.0-78.5 MB, and
 71.1-71.4 MB trimmed (a CPU hog beside the server did not bring that back; the cause is not
 known). A cap on the number of arenas, which the runners need
