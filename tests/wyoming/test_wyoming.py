@@ -166,8 +166,9 @@ async def test_transcription_matches_the_http_path(wyoming: Served) -> None:
     assert transcript.language == "en"
     # The Wyoming path resamples as chunks arrive, the HTTP path the whole file: the audio
     # differs in its last bits, and tiny.en flips a word now and then on that alone ("seven"
-    # heard as "7" or "sub and"). Two word edits of slack; a broken path scores near 1.
-    slack = 2 / len(SENTENCE.split())
+    # heard as "7" or "sub and"; once "at seven in the" as "at sub and then the", three
+    # edits). Three word edits of slack; a broken path scores near 1.
+    slack = 3 / len(SENTENCE.split())
     assert wer(SENTENCE, transcript.text) <= http_wer + slack, (transcript.text, http_wer)
     chunks = "".join(TranscriptChunk.from_event(e).text for e in events[1:-2])
     assert chunks.strip() == transcript.text
