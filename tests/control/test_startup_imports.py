@@ -18,9 +18,11 @@ import pytest
 
 # Loaded on first use only: pulls (httpx, huggingface_hub), audio (av, soxr, numpy: the routes'
 # and sessions' modules bind it through vox_control.lazy), text to speak (pysbd), --wyoming
-# (wyoming), neither (pydantic, which Litestar would load for its plugins; rich, the CLI's bars).
+# (wyoming), neither (pydantic, which Litestar would load for its plugins; rich, the CLI's bars),
+# the first heap trim (ctypes, heap.py).
 SERVER_LAZY = (
     *("httpx", "huggingface_hub", "av", "soxr", "numpy", "pysbd", "wyoming", "pydantic", "rich"),
+    "ctypes",
 )
 # `vox` parses its arguments before `vox serve` imports the server: no server stack, no client.
 CLI_LAZY = (*SERVER_LAZY, "numpy", "litestar", "uvicorn", "websockets", "vox_control.app")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import ctypes
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +27,10 @@ log = logging.getLogger("vox.heap")
 TRIM_AFTER_S = 1.0
 
 
+@functools.cache  # looked up at the first trim, not at start
 def _glibc_trim() -> Callable[[], None] | None:
+    import ctypes
+
     try:
         trim = ctypes.CDLL(None).malloc_trim  # glibc only; musl and macOS have none
     except (AttributeError, OSError):
@@ -53,15 +56,12 @@ class IdleTrim:
         self._busy = busy
         self._delay = delay
         self._trim = trim
-        self._looked = trim is not None  # ctypes loads at the first trim, not at start
         self._timer: asyncio.TimerHandle | None = None
         self._running: asyncio.Task[None] | None = None
         self.trims = 0
 
     def idle(self) -> None:
         """The server may have gone idle: trim after ``delay`` unless it is busy by then."""
-        if self._looked and self._trim is None:
-            return  # no malloc_trim here
         if self._timer is not None:
             self._timer.cancel()  # a later idle moment restarts the wait
         loop = asyncio.get_running_loop()
@@ -74,10 +74,9 @@ class IdleTrim:
             return  # the request that made it busy calls idle() again when it ends
         if self._running is not None and not self._running.done():
             return
-        if not self._looked:
-            self._trim, self._looked = _glibc_trim(), True
-        if self._trim is not None:
-            self._running = asyncio.get_running_loop().create_task(self._run(self._trim))
+        trim = self._trim or _glibc_trim()
+        if trim is not None:  # None: this C library has no malloc_trim
+            self._running = asyncio.get_running_loop().create_task(self._run(trim))
 
     async def _run(self, trim: Callable[[], None]) -> None:
         # In a thread: malloc_trim takes the arenas' locks while it walks them.
