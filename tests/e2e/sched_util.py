@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,16 @@ def transcribe(client: httpx.Client, wav: bytes, **extra: Any) -> httpx.Response
     return client.post(
         "/api/transcribe", files={"file": ("a.wav", wav)}, data={"model": STT, **extra}
     )
+
+
+def until(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    """Poll ``check`` every 0.1 s until it holds; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"never: {what}")
 
 
 def alive(pid: int) -> bool:

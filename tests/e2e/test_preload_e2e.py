@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import VoxServer
-from tests.e2e.sched_util import STT, TTS, ps, transcribe
+from tests.e2e.sched_util import STT, TTS, ps, transcribe, until
 
 pytestmark = pytest.mark.e2e
 
@@ -26,15 +25,6 @@ def started(pulled: VoxServer, log: Path, preload: str | None, **env: str) -> It
         yield server
     finally:
         server.stop()
-
-
-def until(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"never: {what}")
 
 
 def test_a_default_start_loads_both_default_models(tmp_path: Path, pulled: VoxServer) -> None:
